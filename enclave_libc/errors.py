@@ -1,0 +1,57 @@
+"""The errors a program sees inside the enclave, shaped like native ones so `except OSError` keeps working."""
+
+from __future__ import annotations
+
+import errno
+import os
+
+from ocall_bridge.errors import HostGone, HostViolation
+
+_strerror = os.strerror
+
+__all__ = ["HostGone", "HostViolation", "PolicyDenied", "Unsupported", "oserror", "with_filename", "EBADF_ERROR"]
+
+
+class PolicyDenied(PermissionError):
+    """A call the policy does not allow to touch this resource: errno EACCES, with a message saying why and
+    which flag or policy key would allow it."""
+
+    def __init__(self, call: str, resource: object, reason: str) -> None:
+        super().__init__(errno.EACCES, f"posix_shim: {call}({resource!r}) denied: {reason}")
+        self.call = call
+        self.resource = resource
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return self.strerror
+
+
+class Unsupported(OSError):
+    """A call outside the enclave's POSIX subset: errno ENOSYS, naming the call."""
+
+    def __init__(self, call: str, detail: str = "") -> None:
+        extra = f": {detail}" if detail else ""
+        super().__init__(errno.ENOSYS, f"posix_shim: {call}() is outside the enclave's supported POSIX subset{extra}")
+        self.call = call
+
+    def __str__(self) -> str:
+        return self.strerror
+
+
+def oserror(err: int, filename: object = None, filename2: object = None) -> OSError:
+    """The OSError (subclass chosen by errno) that the native call would raise."""
+    if filename2 is not None:
+        return OSError(err, _strerror(err), filename, None, filename2)
+    if filename is not None:
+        return OSError(err, _strerror(err), filename)
+    return OSError(err, _strerror(err))
+
+
+def with_filename(exc: OSError, filename: object, filename2: object = None) -> OSError:
+    """Attach the caller's own argument to an error from an ocall, as the native call would show it."""
+    if isinstance(exc, PolicyDenied | Unsupported | HostViolation | HostGone) or exc.errno is None:
+        return exc
+    return oserror(exc.errno, filename, filename2)
+
+
+EBADF_ERROR = errno.EBADF

@@ -1,0 +1,368 @@
+"""open() and FileIO inside the enclave.
+
+`FileIO` is a raw file (io.RawIOBase) over an enclave fd; above it `open()` stacks CPython's own C
+BufferedReader / BufferedWriter / BufferedRandom / TextIOWrapper, so buffering, decoding and newline handling are
+the real ones and only the raw reads and writes become ocalls.  The semantics follow `_pyio.FileIO` and
+`_pyio.open`: same modes, same errors (IsADirectoryError on a directory, FileExistsError for "x"), append mode
+seeks to the end, closefd and opener work.
+"""
+
+from __future__ import annotations
+
+import errno
+import io as _io
+import os as _os
+import stat as _stat
+import sys
+from typing import Any
+
+from ocall_bridge.types import MAX_DATA
+
+from . import files, runtime
+from .errors import oserror
+
+_BufferedReader, _BufferedWriter, _BufferedRandom = _io.BufferedReader, _io.BufferedWriter, _io.BufferedRandom
+_TextIOWrapper, _text_encoding = _io.TextIOWrapper, _io.text_encoding
+DEFAULT_BUFFER_SIZE = _io.DEFAULT_BUFFER_SIZE
+_O_CLOEXEC = getattr(_os, "O_CLOEXEC", 0)
+
+
+class FileIO(_io.RawIOBase):
+    """A raw binary file over an enclave fd (compare _pyio.FileIO)."""
+
+    _fd = -1
+    _closefd = True
+
+    def __init__(self, file: Any, mode: str = "r", closefd: bool = True, opener: Any = None) -> None:
+        if self._fd >= 0:
+            try:
+                if self._closefd:
+                    files.close(self._fd)
+            finally:
+                self._fd = -1
+        if isinstance(file, float):
+            raise TypeError("integer argument expected, got float")
+        if isinstance(file, int):
+            if file < 0:
+                raise ValueError("negative file descriptor")
+            fd = file
+        else:
+            fd = -1
+        if not isinstance(mode, str):
+            raise TypeError(f"invalid mode: {mode}")
+        if not set(mode) <= set("xrwab+"):
+            raise ValueError(f"invalid mode: {mode}")
+        if sum(c in "rwax" for c in mode) != 1 or mode.count("+") > 1:
+            raise ValueError("Must have exactly one of create/read/write/append mode and at most one plus")
+
+        self._created = self._readable = self._writable = self._appending = False
+        if "x" in mode:
+            self._created = self._writable = True
+            flags = _os.O_EXCL | _os.O_CREAT
+        elif "r" in mode:
+            self._readable = True
+            flags = 0
+        elif "w" in mode:
+            self._writable = True
+            flags = _os.O_CREAT | _os.O_TRUNC
+        else:
+            self._writable = self._appending = True
+            flags = _os.O_APPEND | _os.O_CREAT
+        if "+" in mode:
+            self._readable = self._writable = True
+        flags |= _os.O_RDWR if self._readable and self._writable else _os.O_RDONLY if self._readable else _os.O_WRONLY
+        flags |= _O_CLOEXEC
+
+        owned_fd = None
+        try:
+            if fd < 0:
+                if not closefd:
+                    raise ValueError("Cannot use closefd=False with file name")
+                if opener is None:
+                    fd = files.open(file, flags, 0o666)
+                else:
+                    fd = opener(file, flags)
+                    if not isinstance(fd, int):
+                        raise TypeError("expected integer from opener")
+                    if fd < 0:
+                        raise OSError(f"Negative file descriptor {fd}")
+                owned_fd = fd
+            self._closefd = closefd
+            try:
+                st = files.fstat(fd)
+            except OSError as exc:
+                if exc.errno != errno.EBADF:
+                    raise
+                raise
+            if _stat.S_ISDIR(st.st_mode):
+                raise oserror(errno.EISDIR, file)
+            self._blksize = st.st_blksize if st.st_blksize > 1 else DEFAULT_BUFFER_SIZE
+            self._chardev = _stat.S_ISCHR(st.st_mode)
+            self._fd = fd
+            self.name = file
+            if self._appending:
+                try:
+                    files.lseek(fd, 0, _os.SEEK_END)
+                except OSError as exc:
+                    if exc.errno != errno.ESPIPE:
+                        raise
+        except BaseException:
+            if owned_fd is not None:
+                files.close(owned_fd)
+            raise
+
+    # -- the raw interface ---------------------------------------------------------------------------------
+    def _checkClosed(self, msg: str | None = None) -> None:  # noqa: N802 - io's own spelling
+        if self._fd < 0:
+            raise ValueError("I/O operation on closed file" if msg is None else msg)
+
+    def readinto(self, b: Any) -> int | None:
+        self._checkClosed()
+        if not self._readable:
+            raise _io.UnsupportedOperation("File not open for reading")
+        view = memoryview(b).cast("B")
+        try:
+            data = files.read(self._fd, min(len(view), MAX_DATA))
+        except BlockingIOError:
+            return None
+        n = len(data)
+        view[:n] = data
+        return n
+
+    def read(self, size: int | None = -1) -> bytes | None:
+        self._checkClosed()
+        if not self._readable:
+            raise _io.UnsupportedOperation("File not open for reading")
+        if size is None or size < 0:
+            return self.readall()
+        try:
+            return files.read(self._fd, size)
+        except BlockingIOError:
+            return None
+
+    def readall(self) -> bytes | None:
+        self._checkClosed()
+        if not self._readable:
+            raise _io.UnsupportedOperation("File not open for reading")
+        chunk = DEFAULT_BUFFER_SIZE
+        try:
+            pos = files.lseek(self._fd, 0, _os.SEEK_CUR)
+            end = files.fstat(self._fd).st_size
+            if end >= pos >= 0:
+                chunk = max(chunk, end - pos + 1)  # +1: one read past the end sees EOF without another ocall
+        except OSError:
+            pass
+        parts = []
+        while True:
+            try:
+                data = files.read(self._fd, min(chunk, MAX_DATA))
+            except BlockingIOError:
+                if parts:
+                    break
+                return None
+            if not data:
+                break
+            parts.append(data)
+        return b"".join(parts)
+
+    def write(self, b: Any) -> int | None:
+        self._checkClosed()
+        if not self._writable:
+            raise _io.UnsupportedOperation("File not open for writing")
+        try:
+            return files.write(self._fd, b)
+        except BlockingIOError:
+            return None
+
+    def seek(self, pos: int, whence: int = _os.SEEK_SET) -> int:
+        if isinstance(pos, float):
+            raise TypeError("an integer is required")
+        self._checkClosed()
+        return files.lseek(self._fd, pos, whence)
+
+    def tell(self) -> int:
+        self._checkClosed()
+        return files.lseek(self._fd, 0, _os.SEEK_CUR)
+
+    def truncate(self, size: int | None = None) -> int:
+        self._checkClosed()
+        if not self._writable:
+            raise _io.UnsupportedOperation("File not open for writing")
+        if size is None:
+            size = self.tell()
+        files.ftruncate(self._fd, size)
+        return size
+
+    def close(self) -> None:
+        if not self.closed:
+            try:
+                super().close()
+            finally:
+                fd, self._fd = self._fd, -1
+                if self._closefd and fd >= 0:
+                    files.close(fd)
+
+    def seekable(self) -> bool:
+        self._checkClosed()
+        if not hasattr(self, "_seekable"):
+            try:
+                self.tell()
+            except OSError:
+                self._seekable = False
+            else:
+                self._seekable = True
+        return self._seekable
+
+    def readable(self) -> bool:
+        self._checkClosed()
+        return self._readable
+
+    def writable(self) -> bool:
+        self._checkClosed()
+        return self._writable
+
+    def fileno(self) -> int:
+        self._checkClosed()
+        return self._fd
+
+    def isatty(self) -> bool:
+        self._checkClosed()
+        return self._chardev and files.isatty(self._fd)  # only a character device can be a terminal
+
+    @property
+    def closed(self) -> bool:
+        return self._fd < 0
+
+    @property
+    def closefd(self) -> bool:
+        return self._closefd
+
+    @property
+    def mode(self) -> str:
+        if self._created:
+            return "xb+" if self._readable else "xb"
+        if self._appending:
+            return "ab+" if self._readable else "ab"
+        if self._readable:
+            return "rb+" if self._writable else "rb"
+        return "wb"
+
+    def __repr__(self) -> str:
+        if self.closed:
+            return "<posix_shim.FileIO [closed]>"
+        return f"<posix_shim.FileIO name={self.name!r} mode={self.mode!r} closefd={self._closefd!r}>"
+
+    def __getstate__(self) -> None:
+        raise TypeError(f"cannot pickle {type(self).__name__!r} object")
+
+    def __del__(self) -> None:
+        if self._fd >= 0 and self._closefd and runtime.RT is not None:
+            try:
+                self.close()
+            except Exception:
+                pass
+
+
+def open(file: Any, mode: str = "r", buffering: int = -1, encoding: str | None = None,
+         errors: str | None = None, newline: str | None = None, closefd: bool = True, opener: Any = None) -> Any:
+    """Python's open(), with the raw layer in the enclave (the argument checks follow _pyio.open)."""
+    if not isinstance(file, int):
+        file = _os.fspath(file)
+    if not isinstance(file, str | bytes | int):
+        raise TypeError(f"invalid file: {file!r}")
+    if not isinstance(mode, str):
+        raise TypeError(f"invalid mode: {mode!r}")
+    if not isinstance(buffering, int):
+        raise TypeError(f"invalid buffering: {buffering!r}")
+    if encoding is not None and not isinstance(encoding, str):
+        raise TypeError(f"invalid encoding: {encoding!r}")
+    if errors is not None and not isinstance(errors, str):
+        raise TypeError(f"invalid errors: {errors!r}")
+    modes = set(mode)
+    if modes - set("axrwb+tU") or len(mode) > len(modes):
+        raise ValueError(f"invalid mode: {mode!r}")
+    creating, reading, writing, appending = "x" in modes, "r" in modes, "w" in modes, "a" in modes
+    updating, text, binary = "+" in modes, "t" in modes, "b" in modes
+    if "U" in modes:
+        raise ValueError(f"invalid mode: {mode!r}")
+    if text and binary:
+        raise ValueError("can't have text and binary mode at once")
+    if creating + reading + writing + appending > 1:
+        raise ValueError("can't have read/write/append mode at once")
+    if not (creating or reading or writing or appending):
+        raise ValueError("must have exactly one of read/write/append mode")
+    if binary and encoding is not None:
+        raise ValueError("binary mode doesn't take an encoding argument")
+    if binary and errors is not None:
+        raise ValueError("binary mode doesn't take an errors argument")
+    if binary and newline is not None:
+        raise ValueError("binary mode doesn't take a newline argument")
+    if binary and buffering == 1:
+        import warnings
+
+        warnings.warn("line buffering (buffering=1) isn't supported in binary mode, the default buffer size "
+                      "will be used", RuntimeWarning, 2)
+    raw = FileIO(file, (creating and "x" or "") + (reading and "r" or "") + (writing and "w" or "")
+                 + (appending and "a" or "") + (updating and "+" or ""), closefd, opener=opener)
+    result: Any = raw
+    try:
+        line_buffering = False
+        if buffering == 1 or buffering < 0 and raw.isatty():
+            buffering = -1
+            line_buffering = True
+        if buffering < 0:
+            buffering = raw._blksize
+        if buffering == 0:
+            if binary:
+                return result
+            raise ValueError("can't have unbuffered text I/O")
+        if updating:
+            buffer = _BufferedRandom(raw, buffering)
+        elif creating or writing or appending:
+            buffer = _BufferedWriter(raw, buffering)
+        else:
+            buffer = _BufferedReader(raw, buffering)
+        result = buffer
+        if binary:
+            return result
+        encoding = _text_encoding(encoding)
+        result = _TextIOWrapper(buffer, encoding, errors, newline, line_buffering)
+        result.mode = mode
+        return result
+    except BaseException:
+        result.close()
+        raise
+
+
+def open_code(path: str) -> Any:
+    if not isinstance(path, str):
+        raise TypeError(f"open_code() argument 'path' must be str, not {type(path).__name__}")
+    return open(path, "rb")
+
+
+def stdio_streams() -> tuple[Any, Any, Any]:
+    """sys.stdin, sys.stdout and sys.stderr rebuilt over enclave fds 0, 1 and 2.
+
+    Encoding, error handler, line buffering and write-through are copied from the streams Python made, so
+    `python -u`, PYTHONIOENCODING and a terminal behave the same inside.
+    """
+    streams = []
+    for fd, name, mode, model in ((0, "<stdin>", "rb", sys.__stdin__), (1, "<stdout>", "wb", sys.__stdout__),
+                                  (2, "<stderr>", "wb", sys.__stderr__)):
+        if fd not in runtime.RT.fds:
+            streams.append(None)
+            continue
+        raw = FileIO(fd, mode, closefd=False)
+        raw.name = name
+        buffer = (_BufferedReader if fd == 0 else _BufferedWriter)(raw, DEFAULT_BUFFER_SIZE)
+        encoding = getattr(model, "encoding", None) or "utf-8"
+        err = getattr(model, "errors", None) or ("backslashreplace" if fd == 2 else "strict")
+        line = getattr(model, "line_buffering", fd == 2) or raw.isatty()
+        write_through = getattr(model, "write_through", False)
+        text = _TextIOWrapper(buffer, encoding, err, "\n", line, write_through)
+        text.mode = "r" if fd == 0 else "w"
+        streams.append(text)
+    return streams[0], streams[1], streams[2]
+
+
+PATCHES: dict[Any, Any] = {_io.open: open, _io.open_code: open_code, _io.FileIO: FileIO}

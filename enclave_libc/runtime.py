@@ -1,0 +1,126 @@
+"""The state of one running enclave: its ocall stubs, fd table, working directory and umask.
+
+Family modules reach it as `runtime.RT` (set by `activate`).  One enclave is active per process at a time: on
+the process backend that is the child's only enclave; on the sim backend the runner activates it around each
+run.
+
+The stubs here are the *guarded* ones: before a call leaves the enclave, the policy is asked whether the call
+exists at all (ENOSYS otherwise) and whether each resource the table names may be touched (EACCES otherwise).
+The host asks again on its side; this first check is for a clear message and for not leaking the request.
+"""
+
+from __future__ import annotations
+
+import errno
+import os as _os
+from collections.abc import Callable
+from types import SimpleNamespace
+from typing import Any
+
+from ocall_bridge import types as T
+from ocall_bridge.access import ALLOW_ALL, Access, open_kinds
+from ocall_bridge.calls import CALLS, Call
+from ocall_bridge.client import OcallClient
+
+from .errors import PolicyDenied, Unsupported
+from .fdtable import FdTable, OpenFile
+
+_umask = _os.umask
+
+
+def _host_umask() -> int:
+    mask = _umask(0o022)
+    _umask(mask)
+    return mask
+
+
+def _describe(value: Any) -> Any:
+    """How a resource is named in a denial: a path as text, an address as the program would write it."""
+    if isinstance(value, bytes):
+        return _os.fsdecode(value)
+    if isinstance(value, tuple) and len(value) == 6:  # SOCKADDR
+        family, host, port, _, _, path = value
+        return _os.fsdecode(path) if family == 1 else f"{host}:{port}"
+    return value
+
+
+class EnclaveRuntime:
+    def __init__(self, client: OcallClient, access: Access | None = None) -> None:
+        self.client = client
+        self.access = access or ALLOW_ALL
+        self.ocall = SimpleNamespace(**{c.name: self._guard(c, getattr(client.stubs, c.name))
+                                        for c in CALLS if c.number is not None})
+        self.fds = FdTable(self.ocall.close)
+        self.cwd = _os.fsencode(_os.getcwd())
+        self.umask = _host_umask()
+        self.ids: tuple[int, ...] | None = None
+        self.extra: dict[str, Any] = {}  # per-enclave state of other families (time, environment)
+
+    def _guard(self, c: Call, stub: Callable[..., Any]) -> Callable[..., Any]:
+        access = self.access
+        if not access.call_allowed(c.name):
+            def refused(*args: Any) -> Any:
+                raise Unsupported(c.name, "not allowed by the policy (enable its family or call)")
+
+            return refused
+        if not c.resources:
+            return stub
+        index = {f.name: i for i, f in enumerate(c.params)}
+        checks = [(index[name], kind) for name, kind in c.resources]
+        flags_at = index.get("flags")
+
+        def guarded(*args: Any) -> Any:
+            for i, kind in checks:
+                kinds = open_kinds(args[flags_at]) if kind == "open" else (kind,)
+                for k in kinds:
+                    reason = access.check(c.name, k, args[i])
+                    if reason:
+                        raise PolicyDenied(c.name, _describe(args[i]), reason)
+            return stub(*args)
+
+        guarded.__name__ = c.name
+        return guarded
+
+    def attach_stdio(self) -> None:
+        """Enclave fds 0, 1 and 2 over the handles the host gives for its standard streams."""
+        for fd, handle in enumerate(self.ocall.attach(1)):
+            if handle >= 0:
+                self.fds.place(fd, OpenFile(handle, "stdio"), cloexec=False)
+
+    # -- paths ---------------------------------------------------------------------------------------------
+    def resolve(self, path: bytes, dir_fd: int | None = None) -> bytes:
+        """An absolute host path for `path`, relative to dir_fd or the enclave's cwd.
+
+        Only joined, never normalized: `a/../b` must mean what the kernel says it means when `a` is a symlink.
+        """
+        if path.startswith(b"/"):
+            return path
+        if not path:  # "" names nothing, natively too
+            raise OSError(errno.ENOENT, _os.strerror(errno.ENOENT))
+        if dir_fd is None:
+            base = self.cwd
+        else:
+            of = self.fds.get(dir_fd)
+            if of.path is None:
+                raise OSError(errno.ENOTDIR, _os.strerror(errno.ENOTDIR))
+            base = of.path
+        return base + path if base.endswith(b"/") else base + b"/" + path
+
+
+RT: EnclaveRuntime | None = None
+
+
+def activate(rt: EnclaveRuntime | None) -> EnclaveRuntime | None:
+    """Make `rt` the enclave the family modules serve; returns the previous one."""
+    global RT
+    previous, RT = RT, rt
+    return previous
+
+
+def current() -> EnclaveRuntime:
+    if RT is None:
+        raise RuntimeError("no enclave is active")
+    return RT
+
+
+__all__ = ["EnclaveRuntime", "activate", "current", "RT", "T"]

@@ -1,0 +1,4 @@
+"""The boundary: the ocall table, the wire format, transports, the trusted client and the untrusted host.
+
+Nothing in this package imports enclave_libc or posix_shim: imports only point down.
+"""

@@ -1,0 +1,44 @@
+"""The questions a policy answers, asked on both sides of the boundary.
+
+`posix_shim.policy` builds the real policy from TOML and flags and hands it down; this module only fixes the
+interface, so that lower layers never import upward.  `ALLOW_ALL` is what `-A` means.
+"""
+
+from __future__ import annotations
+
+import os as _os
+from typing import Any
+
+# Flags that make open() a write: asking for write access, creating, truncating or appending.
+_WRITE_FLAGS = _os.O_WRONLY | _os.O_RDWR | _os.O_CREAT | _os.O_TRUNC | _os.O_APPEND
+
+
+def open_kinds(flags: int) -> tuple[str, ...]:
+    """The resource kinds an open(2) with these flags touches."""
+    if flags & (_os.O_WRONLY | _os.O_RDWR) == _os.O_WRONLY:
+        return ("write",)
+    if flags & _WRITE_FLAGS:
+        return ("read", "write")
+    return ("read",)
+
+
+class Access:
+    """Everything allowed.  Subclasses answer `call_allowed` (ENOSYS) and `check` (EACCES)."""
+
+    def call_allowed(self, name: str) -> bool:
+        return True
+
+    def check(self, call: str, kind: str, resource: Any) -> str | None:
+        """None when `call` may touch `resource` as `kind`; otherwise the denial message.
+
+        kind is "read", "write", "stat", "connect" or "bind"; resource is an absolute path (bytes) or a
+        SOCKADDR record (family, host, port, flowinfo, scope_id, path).
+        """
+        return None
+
+    def to_data(self) -> dict[str, Any]:
+        """Plain data (JSON-able) from which the other side rebuilds the same policy."""
+        return {"allow_all": True}
+
+
+ALLOW_ALL = Access()

@@ -1,0 +1,353 @@
+"""THE ocall table: every call that crosses the boundary, and every call the enclave serves itself.
+
+This is the single source of truth.  From each row come the wire codecs (`wire.py`), the enclave-side stubs
+(`client.py`), the host dispatch (`host/runtime.py`), the checks of every answer and request (`validate.py`),
+the trace format, and the support table in the docs.  Adding an ocall is one row here, one host function with
+the same name in `host/<family>.py`, and the enclave-side function in `enclave_libc/<family>.py`.
+
+Reading a row:
+    call("pread", 4, "files", [handle(), count(), i64("offset", 0)], [data(bound=arg("count"))], FILE_IO)
+means: number 4 on the wire; parameters fd (a host handle the enclave owns), count (0..MAX_DATA) and a
+non-negative offset; the answer is bytes whose length may not exceed `count`; the host may legitimately fail
+with the errnos in FILE_IO and no others.
+
+`resources` names the parameters that touch host resources and how ("read", "write", "open" where the flags
+decide, "connect", "bind"): the policy is checked on exactly those, on both sides of the boundary.
+"""
+
+from __future__ import annotations
+
+import errno as E
+import socket
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from .types import (
+    MAX_NAME,
+    MAX_PATH,
+    Bytes,
+    Field,
+    Int,
+    Record,
+    Text,
+    arg,
+    count,
+    data,
+    flag,
+    handle,
+    i32,
+    i64,
+    length,
+    listof,
+    path,
+    record,
+    text,
+)
+
+
+@dataclass(frozen=True)
+class Call:
+    name: str
+    number: int | None  # None: served inside the enclave, never on the wire
+    family: str
+    params: tuple[Field, ...]
+    results: tuple[Field, ...]
+    errnos: frozenset[int]
+    blocking: bool = False  # may wait on the outside world: the host runs it off its reader thread
+    resources: tuple[tuple[str, str], ...] = ()
+    doc: str = ""
+
+    @property
+    def inside(self) -> bool:
+        return self.number is None
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Records
+# ---------------------------------------------------------------------------------------------------------
+
+STAT = Record(
+    "stat",
+    (
+        Field("mode", Int("I")),
+        Field("ino", Int("Q")),
+        Field("dev", Int("Q")),
+        Field("nlink", Int("Q")),
+        Field("uid", Int("I")),
+        Field("gid", Int("I")),
+        Field("size", Int("q", 0)),
+        Field("atime_ns", Int("q")),
+        Field("mtime_ns", Int("q")),
+        Field("ctime_ns", Int("q")),
+        Field("blksize", Int("q", 0)),
+        Field("blocks", Int("q", 0)),
+        Field("rdev", Int("Q")),
+    ),
+)
+
+STATVFS = Record(
+    "statvfs",
+    tuple(
+        Field(n, Int("Q"))
+        for n in (
+            "bsize",
+            "frsize",
+            "blocks",
+            "bfree",
+            "bavail",
+            "files",
+            "ffree",
+            "favail",
+            "flag",
+            "namemax",
+            "fsid",
+        )
+    ),
+)
+
+# One directory entry, as getdents gives it: the name, the d_type (so scandir can answer is_dir() without a
+# stat), and the inode number.
+DIRENT = Record(
+    "dirent",
+    (Field("name", Bytes(MAX_NAME)), Field("type", Int("B", 0, 14)), Field("ino", Int("Q"))),
+)
+
+# One socket address shape for every family: AF_INET/AF_INET6 use host (numeric text) and port, AF_UNIX uses
+# path (raw bytes, which may start with NUL for the abstract namespace).
+SOCKADDR = Record(
+    "sockaddr",
+    (
+        Field("family", Int("H")),
+        Field("host", Text(64)),
+        Field("port", Int("I", 0, 65535)),
+        Field("flowinfo", Int("I")),
+        Field("scope_id", Int("I")),
+        Field("path", Bytes(108)),
+    ),
+)
+
+ADDRINFO = Record(
+    "addrinfo",
+    (
+        Field("family", Int("i")),
+        Field("type", Int("i")),
+        Field("proto", Int("i")),
+        Field("canonname", Text()),
+        Field("addr", SOCKADDR),
+    ),
+)
+
+POLLFD = Record("pollfd", (Field("fd", Int("q", 0, role="handle")), Field("events", Int("H"))))
+POLLED = Record("polled", (Field("index", Int("I")), Field("revents", Int("H"))))
+
+UNAME = Record("uname", tuple(Field(n, Text(65)) for n in ("sysname", "nodename", "release", "version", "machine")))
+
+# ---------------------------------------------------------------------------------------------------------
+# Errno sets: what the host may legitimately answer.  Anything else is a host violation (Iago attack).
+# ---------------------------------------------------------------------------------------------------------
+
+
+def errnos(*codes: int) -> frozenset[int]:
+    return frozenset(codes)
+
+
+ANY_CALL = errnos(E.EIO, E.ENOMEM, E.EINTR, E.EACCES, E.ENOSYS, E.EPERM)  # transport, policy, resources
+BAD_FD = errnos(E.EBADF)
+PATH_LOOKUP = errnos(E.ENOENT, E.ENOTDIR, E.ELOOP, E.ENAMETOOLONG, E.EXDEV)  # EXDEV: confinement refusals
+FS_WRITE = errnos(E.EROFS, E.ENOSPC, E.EDQUOT, E.EEXIST, E.EBUSY, E.ETXTBSY, E.EFBIG)
+FILE_IO = ANY_CALL | BAD_FD | errnos(E.EAGAIN, E.EINVAL, E.EISDIR, E.ESPIPE, E.ENXIO, E.EOVERFLOW)
+FILE_WRITE = FILE_IO | FS_WRITE | errnos(E.EPIPE, E.EDESTADDRREQ)
+PATH_CALL = ANY_CALL | PATH_LOOKUP | errnos(E.EINVAL, E.EOVERFLOW)
+PATH_WRITE = PATH_CALL | FS_WRITE | errnos(E.EISDIR, E.ENOTEMPTY, E.EMLINK, E.ENOTDIR)
+OPEN = PATH_WRITE | errnos(E.EMFILE, E.ENFILE, E.ENXIO, E.EOPNOTSUPP, E.EWOULDBLOCK, E.ENODEV)
+SOCK = (
+    ANY_CALL
+    | BAD_FD
+    | errnos(
+        E.EAGAIN,
+        E.EINPROGRESS,
+        E.EALREADY,
+        E.EISCONN,
+        E.ENOTCONN,
+        E.ECONNREFUSED,
+        E.ECONNRESET,
+        E.ECONNABORTED,
+        E.EPIPE,
+        E.ETIMEDOUT,
+        E.EADDRINUSE,
+        E.EADDRNOTAVAIL,
+        E.EAFNOSUPPORT,
+        E.EPROTONOSUPPORT,
+        E.EPROTOTYPE,
+        E.EOPNOTSUPP,
+        E.ENOTSOCK,
+        E.EINVAL,
+        E.ENETUNREACH,
+        E.EHOSTUNREACH,
+        E.EMSGSIZE,
+        E.ENOPROTOOPT,
+        E.EMFILE,
+        E.ENFILE,
+        E.ENOBUFS,
+        E.ENOENT,
+        E.ENOTDIR,
+        E.ESHUTDOWN,
+        E.EDESTADDRREQ,
+        E.ECONNREFUSED,
+    )
+)
+# getaddrinfo/getnameinfo fail with EAI_* codes, which are negative on glibc and travel as such.
+GAI = frozenset(getattr(socket, n) for n in dir(socket) if n.startswith("EAI_"))
+NONE: frozenset[int] = frozenset()
+
+
+def call(
+    name: str,
+    number: int,
+    family: str,
+    params: Iterable[Field],
+    results: Iterable[Field],
+    errs: frozenset[int],
+    *,
+    blocking: bool = False,
+    resources: Iterable[tuple[str, str]] = (),
+    doc: str = "",
+) -> Call:
+    return Call(name, number, family, tuple(params), tuple(results), errs, blocking, tuple(resources), doc)
+
+
+def inside(name: str, family: str, doc: str) -> Call:
+    return Call(name, None, family, (), (), NONE, doc=doc)
+
+
+FD = handle("fd")
+
+CALLS: tuple[Call, ...] = (
+    # -- control ------------------------------------------------------------------------------------------
+    call("attach", 0, "control", [i32("version", 1)], [i64("stdin"), i64("stdout"), i64("stderr")], ANY_CALL,
+         doc="handshake: the host hands over the handles of the three standard streams (-1 where closed)"),
+    # -- files --------------------------------------------------------------------------------------------
+    call("open", 1, "files", [path(), i32("flags"), i32("mode", 0, 0o7777)], [handle("fd")], OPEN,
+         blocking=True, resources=[("path", "open")], doc="open(2); blocking because a FIFO open waits"),
+    call("close", 2, "files", [FD], [], FILE_IO),
+    call("read", 3, "files", [FD, count()], [data(bound=arg("count"))], FILE_IO, blocking=True),
+    call("pread", 4, "files", [FD, count(), i64("offset", 0)], [data(bound=arg("count"))], FILE_IO),
+    call("write", 5, "files", [FD, data()], [i64("written", 0, bound=length("data"))], FILE_WRITE,
+         blocking=True),
+    call("pwrite", 6, "files", [FD, data(), i64("offset", 0)], [i64("written", 0, bound=length("data"))],
+         FILE_WRITE),
+    call("lseek", 7, "files", [FD, i64("offset"), i32("whence", 0, 4)], [i64("position", 0)], FILE_IO),
+    call("fstat", 8, "files", [FD], [record("st", STAT)], FILE_IO),
+    call("stat", 9, "files", [path()], [record("st", STAT)], PATH_CALL, resources=[("path", "stat")]),
+    call("lstat", 10, "files", [path()], [record("st", STAT)], PATH_CALL, resources=[("path", "stat")]),
+    call("access", 11, "files", [path(), i32("mode", 0, 7), flag("follow")], [], PATH_CALL | errnos(E.EROFS,
+         E.ETXTBSY), resources=[("path", "stat")], doc="answers 0 or the errno, as access(2)"),
+    call("unlink", 12, "files", [path()], [], PATH_WRITE, resources=[("path", "write")]),
+    call("rename", 13, "files", [path("src"), path("dst")], [], PATH_WRITE,
+         resources=[("src", "write"), ("dst", "write")]),
+    call("replace", 14, "files", [path("src"), path("dst")], [], PATH_WRITE,
+         resources=[("src", "write"), ("dst", "write")], doc="rename(2) that replaces; os.replace"),
+    call("mkdir", 15, "files", [path(), i32("mode", 0, 0o7777)], [], PATH_WRITE, resources=[("path", "write")]),
+    call("rmdir", 16, "files", [path()], [], PATH_WRITE, resources=[("path", "write")]),
+    call("getdents", 17, "files", [FD, i32("max", 1, 1024), flag("restart")],
+         [listof("entries", DIRENT, 1024, bound=arg("max"))], FILE_IO | errnos(E.ENOTDIR, E.ENOENT),
+         doc="the next entries of an open directory, without '.' and '..'; an empty list at the end"),
+    call("readlink", 18, "files", [path()], [Field("target", Bytes(MAX_PATH))], PATH_CALL,
+         resources=[("path", "stat")]),
+    call("symlink", 19, "files", [path("target"), path("linkpath")], [], PATH_WRITE,
+         resources=[("linkpath", "write")], doc="the target is stored text; following it is confined later"),
+    call("link", 20, "files", [path("src"), path("dst"), flag("follow")], [], PATH_WRITE,
+         resources=[("src", "write"), ("dst", "write")]),
+    call("chmod", 21, "files", [path(), i32("mode", 0, 0o7777), flag("follow")], [],
+         PATH_WRITE | errnos(E.EOPNOTSUPP), resources=[("path", "write")]),
+    call("fchmod", 22, "files", [FD, i32("mode", 0, 0o7777)], [], FILE_WRITE),
+    call("chown", 23, "files", [path(), i64("uid", -1, 2**32 - 1), i64("gid", -1, 2**32 - 1), flag("follow")], [],
+         PATH_WRITE, resources=[("path", "write")]),
+    call("utime", 24, "files", [path(), i64("atime_ns"), i64("mtime_ns"), flag("now"), flag("follow")], [],
+         PATH_WRITE, resources=[("path", "write")], doc="now=True sets both times to the current time"),
+    call("futime", 25, "files", [FD, i64("atime_ns"), i64("mtime_ns"), flag("now")], [], FILE_WRITE),
+    call("truncate", 26, "files", [path(), i64("length", 0)], [], PATH_WRITE, resources=[("path", "write")]),
+    call("ftruncate", 27, "files", [FD, i64("length", 0)], [], FILE_WRITE),
+    call("fsync", 28, "files", [FD], [], FILE_WRITE),
+    call("fdatasync", 29, "files", [FD], [], FILE_WRITE),
+    call("statvfs", 30, "files", [path()], [record("st", STATVFS)], PATH_CALL, resources=[("path", "stat")]),
+    call("fstatvfs", 31, "files", [FD], [record("st", STATVFS)], FILE_IO),
+    call("isatty", 32, "files", [FD], [flag("tty")], FILE_IO),
+    call("getfl", 33, "files", [FD], [i32("flags")], FILE_IO, doc="fcntl(F_GETFL): access mode and status flags"),
+    call("setfl", 34, "files", [FD, i32("flags")], [], FILE_IO,
+         doc="fcntl(F_SETFL): only O_APPEND and O_NONBLOCK may change, as on Linux"),
+    call("sendfile", 35, "files", [handle("out_fd"), handle("in_fd"), i64("offset", -1), count()],
+         [i64("sent", 0, bound=arg("count"))], FILE_WRITE | errnos(E.ENOTSOCK, E.EOVERFLOW), blocking=True,
+         doc="offset -1 means the file position of in_fd"),
+    call("terminal_size", 36, "files", [FD], [i32("columns", 0), i32("lines", 0)], FILE_IO | errnos(E.ENOTTY)),
+    call("pipe", 37, "files", [i32("flags")], [handle("read_fd"), handle("write_fd")],
+         ANY_CALL | errnos(E.EMFILE, E.ENFILE, E.EINVAL)),
+    call("flock", 38, "files", [FD, i32("operation")], [], FILE_IO | errnos(E.EWOULDBLOCK, E.ENOLCK),
+         blocking=True),
+    call("fchown", 39, "files", [FD, i64("uid", -1, 2**32 - 1), i64("gid", -1, 2**32 - 1)], [], FILE_WRITE),
+    call("mkfifo", 40, "files", [path(), i32("mode", 0, 0o7777)], [], PATH_WRITE, resources=[("path", "write")]),
+    inside("dup", "files", "a new enclave fd sharing the same host handle (refcounted)"),
+    inside("dup2", "files", "served in the enclave fd table"),
+    inside("getcwd", "files", "the enclave keeps its own working directory; the host's is never changed"),
+    inside("chdir", "files", "checked with a stat ocall, then kept inside"),
+    inside("fchdir", "files", "the enclave remembers the path of each directory fd"),
+    inside("umask", "files", "the enclave applies its umask to modes before they leave"),
+    inside("get_inheritable", "files", "FD_CLOEXEC lives in the enclave fd table (nothing is ever exec'ed)"),
+    inside("set_inheritable", "files", "FD_CLOEXEC lives in the enclave fd table"),
+    inside("get_blocking", "files", "derived from getfl"),
+    inside("set_blocking", "files", "derived from getfl/setfl"),
+    inside("device_encoding", "files", "derived from isatty"),
+    # -- sockets ------------------------------------------------------------------------------------------
+    call("socket", 100, "sockets", [i32("family"), i32("type"), i32("proto")], [handle("fd")], SOCK),
+    call("socketpair", 101, "sockets", [i32("family"), i32("type"), i32("proto")], [handle("fd1"), handle("fd2")],
+         SOCK),
+    call("bind", 102, "sockets", [FD, record("addr", SOCKADDR)], [], SOCK | PATH_WRITE,
+         resources=[("addr", "bind")]),
+    call("listen", 103, "sockets", [FD, i32("backlog")], [], SOCK),
+    call("accept", 104, "sockets", [FD, i32("flags")], [handle("conn"), record("addr", SOCKADDR)], SOCK,
+         blocking=True),
+    call("connect", 105, "sockets", [FD, record("addr", SOCKADDR)], [], SOCK | PATH_CALL, blocking=True,
+         resources=[("addr", "connect")]),
+    call("send", 106, "sockets", [FD, data(), i32("flags")], [i64("sent", 0, bound=length("data"))], SOCK,
+         blocking=True),
+    call("recv", 107, "sockets", [FD, count(), i32("flags")], [data(bound=arg("count"))], SOCK, blocking=True),
+    call("sendto", 108, "sockets", [FD, data(), i32("flags"), record("addr", SOCKADDR)],
+         [i64("sent", 0, bound=length("data"))], SOCK, blocking=True, resources=[("addr", "connect")]),
+    call("recvfrom", 109, "sockets", [FD, count(), i32("flags")],
+         [data(bound=arg("count")), record("addr", SOCKADDR)], SOCK, blocking=True),
+    call("shutdown", 110, "sockets", [FD, i32("how", 0, 2)], [], SOCK),
+    call("getsockname", 111, "sockets", [FD], [record("addr", SOCKADDR)], SOCK),
+    call("getpeername", 112, "sockets", [FD], [record("addr", SOCKADDR)], SOCK),
+    call("getsockopt", 113, "sockets", [FD, i32("level"), i32("option"), i32("buflen", 0, 1024)],
+         [i64("value"), data("raw", bound=arg("buflen"), max=1024)], SOCK,
+         doc="buflen 0 asks for an int option (value); otherwise raw holds up to buflen bytes"),
+    call("setsockopt", 114, "sockets", [FD, i32("level"), i32("option"), i64("value"), data("raw", max=1024),
+         flag("use_raw")], [], SOCK),
+    call("getaddrinfo", 115, "sockets", [text("host"), text("port", 32), i32("family"), i32("type"),
+         i32("proto"), i32("flags")], [listof("results", ADDRINFO, 256)], ANY_CALL | GAI, blocking=True,
+         doc="failures come back as the (negative) EAI_* code in the errno field: socket.gaierror"),
+    call("getnameinfo", 116, "sockets", [record("addr", SOCKADDR), i32("flags")], [text("host"), text("port", 32)],
+         ANY_CALL | GAI, blocking=True),
+    call("gethostname", 117, "sockets", [], [text("name", 255)], ANY_CALL),
+    # -- readiness ----------------------------------------------------------------------------------------
+    call("poll", 200, "poll", [listof("fds", POLLFD, 4096), i64("timeout_ms", -1)],
+         [listof("ready", POLLED, 4096, bound=length("fds"))], ANY_CALL | BAD_FD | errnos(E.EINVAL),
+         blocking=True, doc="poll(2) over host handles; answers only the entries with revents"),
+    # -- time ---------------------------------------------------------------------------------------------
+    call("clock_gettime", 300, "time", [i32("clock")], [i64("ns")], ANY_CALL | errnos(E.EINVAL)),
+    call("clock_getres", 301, "time", [i32("clock")], [i64("ns", 0)], ANY_CALL | errnos(E.EINVAL)),
+    call("sleep", 302, "time", [i64("ns", 0)], [i64("slept_ns", 0)], ANY_CALL, blocking=True),
+    # -- process identity ---------------------------------------------------------------------------------
+    call("uname", 400, "process", [], [record("u", UNAME)], ANY_CALL),
+    call("getids", 401, "process", [], [i64("pid", 1), i64("ppid", 0), i64("uid", 0), i64("euid", 0),
+         i64("gid", 0), i64("egid", 0)], ANY_CALL, doc="asked once at attach, then served inside"),
+)
+
+BY_NAME: dict[str, Call] = {c.name: c for c in CALLS}
+BY_NUMBER: dict[int, Call] = {c.number: c for c in CALLS if c.number is not None}
+FAMILIES: tuple[str, ...] = tuple(dict.fromkeys(c.family for c in CALLS))
+
+assert len(BY_NAME) == len(CALLS), "duplicate call name in the table"
+assert len(BY_NUMBER) == sum(1 for c in CALLS if c.number is not None), "duplicate call number in the table"
+# A path parameter must be resolvable by the kernel: PATH_MAX counts the NUL.
+assert all(f.type.max < MAX_PATH for c in CALLS for f in c.params if f.type.__class__.__name__ == "Path")

@@ -1,0 +1,67 @@
+"""The host's handle table: the only host descriptors the enclave can name.
+
+The enclave never sees a real file descriptor.  It gets opaque handle numbers that this table issued to it, and
+a request naming any other number (the host's own sockets, its stdio, another enclave's files) fails with
+EBADF.  Numbers are never reused while the table lives, so a stale handle cannot alias a newer file.
+"""
+
+from __future__ import annotations
+
+import errno
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from .real import os
+
+
+@dataclass(eq=False)
+class Handle:
+    number: int
+    fd: int
+    kind: str  # "file", "dir", "socket", "pipe", "stdio"
+    path: bytes | None = None
+    state: dict[str, Any] = field(default_factory=dict)  # per-handle host state (a directory iterator)
+
+
+class HandleTable:
+    def __init__(self) -> None:
+        self._handles: dict[int, Handle] = {}
+        self._next = 3  # handles 0-2 are never issued, so a raw stdio fd number is never a valid handle
+        self._lock = threading.Lock()
+
+    def add(self, fd: int, kind: str, path: bytes | None = None) -> int:
+        with self._lock:
+            number = self._next
+            self._next += 1
+            self._handles[number] = Handle(number, fd, kind, path)
+        return number
+
+    def get(self, number: int) -> Handle:
+        h = self._handles.get(number)
+        if h is None:
+            raise OSError(errno.EBADF, "Bad file descriptor")
+        return h
+
+    def pop(self, number: int) -> Handle:
+        with self._lock:
+            h = self._handles.pop(number, None)
+        if h is None:
+            raise OSError(errno.EBADF, "Bad file descriptor")
+        return h
+
+    def close_all(self) -> None:
+        """Release every descriptor the enclave held: the enclave is gone or finalized."""
+        with self._lock:
+            handles, self._handles = list(self._handles.values()), {}
+        for h in handles:
+            it = h.state.pop("dir", None)
+            if it is not None:
+                it.close()
+            try:
+                os.close(h.fd)
+            except OSError:
+                pass
+
+    def __len__(self) -> int:
+        return len(self._handles)

@@ -1,0 +1,341 @@
+"""Frames <-> bytes, derived from the ocall table.  Nothing here knows any particular call.
+
+A frame is a 16-byte header followed by the body (docs/wire-format.md has the byte diagram):
+
+    offset 0  u32  length    whole frame, header included; at most MAX_FRAME
+           4  u8   version   WIRE_VERSION
+           5  u8   kind      REQUEST, ANSWER, ECALL, ECALL_RETURN
+           6  u16  call      the call number from calls.py
+           8  u32  sequence  matches an answer to its request
+          12  i32  errno     0 in requests and successful answers; the error in failed answers (body empty)
+
+The body holds the fields of the request (parameters) or the answer (results): first every fixed-size field in
+table order, then one u32 length for each variable-size field, all little-endian in one struct; then the bytes
+of the variable-size fields in table order.  Records and lists are variable-size blobs with the same layout
+inside (a list is a u32 count followed by its records).
+
+Decoding trusts nothing: the header length must equal the bytes received, every declared length is checked
+against the type's maximum and against what remains *before* anything is sliced, the lengths must account for
+the body exactly, and names must be valid.  Any failure is a `WireError` - never a struct.error, IndexError or
+an allocation of a claimed size.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from . import types as T
+from .calls import BY_NUMBER, CALLS, Call
+
+WIRE_VERSION = 1
+REQUEST, ANSWER, ECALL, ECALL_RETURN = 1, 2, 3, 4
+KINDS = (REQUEST, ANSWER, ECALL, ECALL_RETURN)
+
+HEADER = struct.Struct("<IBBHIi")
+HEADER_SIZE = HEADER.size
+_U32 = struct.Struct("<I")
+
+
+class WireError(ValueError):
+    """A frame that does not follow the format: rejected whole, nothing acted on."""
+
+
+def _encode_error(value: object, what: str) -> WireError:
+    return WireError(f"cannot encode {what}: {value!r:.80}")
+
+
+class Layout:
+    """The compiled codec for one group of fields (a request, an answer, a record)."""
+
+    def __init__(self, fields: Sequence[T.Field], header: bool, what: str) -> None:
+        self.fields = tuple(fields)
+        self.what = what
+        fixed = [i for i, f in enumerate(self.fields) if f.type.fixed]
+        var = [i for i, f in enumerate(self.fields) if not f.type.fixed]
+        self.fixed_idx = tuple(fixed)
+        self.var_idx = tuple(var)
+        codes = "".join(self.fields[i].type.code for i in fixed) + "I" * len(var)
+        self.struct = struct.Struct("<" + (HEADER.format[1:] if header else "") + codes)
+        self.size = self.struct.size
+        self.skip = 6 if header else 0  # header values precede the fields in the unpacked tuple
+        self.nvar = len(var)
+        self.var_max = tuple(_max_size(self.fields[i].type) for i in var)
+        self.var_enc = tuple(_encoder(self.fields[i].type) for i in var)
+        self.var_dec = tuple(_decoder(self.fields[i].type) for i in var)
+        # Where each declared field sits in "fixed values, then var values" order.
+        self.order = tuple(fixed.index(i) if i in fixed else len(fixed) + var.index(i)
+                           for i in range(len(self.fields)))
+        self.in_order = self.order == tuple(range(len(self.fields)))
+        self.max_size = self.size + sum(self.var_max)
+
+    # -- encoding ------------------------------------------------------------------------------------------
+    def pack(self, head: tuple, values: Sequence[Any]) -> bytes:
+        """Encode values (in table order); head is (version, kind, call, seq, errno) or () for a record."""
+        if len(values) != len(self.fields):
+            raise WireError(f"{self.what}: {len(values)} values for {len(self.fields)} fields")
+        try:
+            if not self.nvar:
+                if head:
+                    return self.struct.pack(self.size, *head, *values)
+                return self.struct.pack(*values)
+            blobs = [enc(values[i]) for i, enc in zip(self.var_idx, self.var_enc, strict=True)]
+            lens = [len(b) for b in blobs]
+            for n, limit, i in zip(lens, self.var_max, self.var_idx, strict=True):
+                if n > limit:
+                    raise WireError(f"{self.what}: field {self.fields[i].name} is {n} bytes, limit {limit}")
+            fixed = [values[i] for i in self.fixed_idx]
+            if head:
+                head = (self.size + sum(lens), *head)
+            return b"".join((self.struct.pack(*head, *fixed, *lens), *blobs))
+        except (struct.error, TypeError, OverflowError) as exc:
+            raise WireError(f"{self.what}: {exc}") from None
+
+    # -- decoding ------------------------------------------------------------------------------------------
+    def unpack(self, buf: bytes | memoryview, end: int | None = None) -> tuple:
+        """Decode buf[0:end] exactly; the declared lengths must account for every byte."""
+        end = len(buf) if end is None else end
+        if end < self.size:
+            raise WireError(f"{self.what}: {end} bytes, the fixed part alone is {self.size}")
+        vals = self.struct.unpack_from(buf, 0)
+        if not self.nvar:
+            if end != self.size:
+                raise WireError(f"{self.what}: {end - self.size} trailing bytes")
+            out = vals[self.skip:]
+            return out if self.in_order else tuple(out[j] for j in self.order)
+        lens = vals[-self.nvar:]
+        pos = self.size
+        if sum(lens) != end - pos:
+            raise WireError(f"{self.what}: field lengths {list(lens)} do not match the {end - pos} bytes left")
+        decoded = []
+        for n, limit, dec, i in zip(lens, self.var_max, self.var_dec, self.var_idx, strict=True):
+            if n > limit:
+                raise WireError(f"{self.what}: field {self.fields[i].name} claims {n} bytes, limit {limit}")
+            decoded.append(dec(buf[pos:pos + n]))
+            pos += n
+        flat = vals[self.skip:len(vals) - self.nvar] + tuple(decoded)
+        return flat if self.in_order else tuple(flat[j] for j in self.order)
+
+
+# -- per-type codecs ---------------------------------------------------------------------------------------
+
+
+def _max_size(t: T.WireType) -> int:
+    if isinstance(t, T.Bytes | T.Path | T.Text):
+        return t.max
+    if isinstance(t, T.Record):
+        return _record_layout(t).max_size
+    if isinstance(t, T.List):
+        return 4 + t.max * _record_layout(t.item).max_size
+    raise AssertionError(t)
+
+
+def _enc_bytes(v: Any) -> bytes | memoryview:
+    if isinstance(v, bytes):
+        return v
+    if isinstance(v, bytearray | memoryview):
+        m = memoryview(v)
+        return m if m.format == "B" and m.contiguous else m.cast("B") if m.contiguous else bytes(m)
+    raise TypeError(f"a bytes-like object is required, not {type(v).__name__!r}")
+
+
+def _dec_bytes(b: memoryview | bytes) -> bytes:
+    return bytes(b)
+
+
+def _enc_path(v: Any) -> bytes:
+    if not isinstance(v, bytes) or b"\0" in v:
+        raise TypeError("a path is bytes without NUL")
+    return v
+
+
+def _dec_path(b: memoryview | bytes) -> bytes:
+    p = bytes(b)
+    if b"\0" in p:
+        raise WireError("path contains NUL")
+    return p
+
+
+def _enc_text(v: Any) -> bytes:
+    if not isinstance(v, str):
+        raise TypeError("text field needs str")
+    return v.encode("utf-8")
+
+
+def _dec_text(b: memoryview | bytes) -> str:
+    try:
+        s = bytes(b).decode("utf-8")
+    except UnicodeDecodeError:
+        raise WireError("text field is not UTF-8") from None
+    if "\0" in s:
+        raise WireError("text field contains NUL")
+    return s
+
+
+_RECORD_LAYOUTS: dict[str, Layout] = {}
+
+
+def _record_layout(rec: T.Record) -> Layout:
+    lay = _RECORD_LAYOUTS.get(rec.name)
+    if lay is None:
+        lay = _RECORD_LAYOUTS[rec.name] = Layout(rec.fields, header=False, what=f"record {rec.name}")
+    return lay
+
+
+def _encoder(t: T.WireType) -> Callable[[Any], bytes | memoryview]:
+    if isinstance(t, T.Bytes):
+        return _enc_bytes
+    if isinstance(t, T.Path):
+        return _enc_path
+    if isinstance(t, T.Text):
+        return _enc_text
+    if isinstance(t, T.Record):
+        lay = _record_layout(t)
+        return lambda v: lay.pack((), v)
+    if isinstance(t, T.List):
+        lay = _record_layout(t.item)
+
+        def enc_list(items: Sequence[Sequence[Any]]) -> bytes:
+            if len(items) > t.max:
+                raise WireError(f"list of {len(items)} {t.item.name} records, limit {t.max}")
+            parts = [_U32.pack(len(items))]
+            for item in items:
+                body = lay.pack((), item)
+                parts.append(_U32.pack(len(body)))
+                parts.append(body)
+            return b"".join(parts)
+
+        return enc_list
+    raise AssertionError(t)
+
+
+def _decoder(t: T.WireType) -> Callable[[memoryview | bytes], Any]:
+    if isinstance(t, T.Bytes):
+        return _dec_bytes
+    if isinstance(t, T.Path):
+        return _dec_path
+    if isinstance(t, T.Text):
+        return _dec_text
+    if isinstance(t, T.Record):
+        lay = _record_layout(t)
+        return lambda b: lay.unpack(b)
+    if isinstance(t, T.List):
+        lay = _record_layout(t.item)
+        item_max = lay.max_size
+
+        def dec_list(b: memoryview | bytes) -> list:
+            b = memoryview(b)
+            if len(b) < 4:
+                raise WireError(f"list of {t.item.name}: no count")
+            (n,) = _U32.unpack_from(b, 0)
+            # Each record costs at least 4 + its fixed part: a claimed count that cannot fit is refused
+            # before the loop, so a lying count allocates nothing.
+            if n > t.max or n * (4 + lay.size) > len(b) - 4:
+                raise WireError(f"list of {t.item.name}: count {n} impossible in {len(b)} bytes (limit {t.max})")
+            out, pos = [], 4
+            for _ in range(n):
+                if pos + 4 > len(b):
+                    raise WireError(f"list of {t.item.name}: truncated")
+                (size,) = _U32.unpack_from(b, pos)
+                pos += 4
+                if size > item_max or pos + size > len(b):
+                    raise WireError(f"list of {t.item.name}: record of {size} bytes does not fit")
+                out.append(lay.unpack(b[pos:pos + size]))
+                pos += size
+            if pos != len(b):
+                raise WireError(f"list of {t.item.name}: {len(b) - pos} trailing bytes")
+            return out
+
+        return dec_list
+    raise AssertionError(t)
+
+
+# -- per-call codecs ---------------------------------------------------------------------------------------
+
+
+class CallCodec:
+    """Request and answer layouts of one call."""
+
+    __slots__ = ("call", "number", "request", "answer", "nresults")
+
+    def __init__(self, c: Call) -> None:
+        assert c.number is not None
+        self.call = c
+        self.number = c.number
+        self.request = Layout(c.params, header=True, what=f"{c.name} request")
+        self.answer = Layout(c.results, header=True, what=f"{c.name} answer")
+        self.nresults = len(c.results)
+
+
+CODECS: dict[int, CallCodec] = {c.number: CallCodec(c) for c in CALLS if c.number is not None}
+CODECS_BY_NAME: dict[str, CallCodec] = {cc.call.name: cc for cc in CODECS.values()}
+
+for _cc in CODECS.values():  # the table must never declare a frame that could exceed the limit
+    assert _cc.request.max_size <= T.MAX_FRAME and _cc.answer.max_size <= T.MAX_FRAME, _cc.call.name
+
+
+def encode_request(codec: CallCodec, seq: int, args: Sequence[Any]) -> bytes:
+    frame = codec.request.pack((WIRE_VERSION, REQUEST, codec.number, seq, 0), args)
+    if len(frame) > T.MAX_FRAME:
+        raise WireError(f"{codec.call.name} request of {len(frame)} bytes exceeds {T.MAX_FRAME}")
+    return frame
+
+
+def encode_answer(codec: CallCodec, seq: int, results: Sequence[Any]) -> bytes:
+    return codec.answer.pack((WIRE_VERSION, ANSWER, codec.number, seq, 0), results)
+
+
+def encode_error(number: int, seq: int, err: int) -> bytes:
+    return HEADER.pack(HEADER_SIZE, WIRE_VERSION, ANSWER, number, seq, err)
+
+
+def read_header(frame: bytes | memoryview) -> tuple[int, int, int, int, int]:
+    """(kind, call, seq, errno, length) of a frame whose length field matches its size."""
+    if len(frame) < HEADER_SIZE:
+        raise WireError(f"frame of {len(frame)} bytes is shorter than the {HEADER_SIZE}-byte header")
+    length, version, kind, number, seq, err = HEADER.unpack_from(frame, 0)
+    if version != WIRE_VERSION:
+        raise WireError(f"wire version {version}, expected {WIRE_VERSION}")
+    if kind not in KINDS:
+        raise WireError(f"unknown frame kind {kind}")
+    if length != len(frame) or length > T.MAX_FRAME:
+        raise WireError(f"header says {length} bytes, frame has {len(frame)} (limit {T.MAX_FRAME})")
+    return kind, number, seq, err, length
+
+
+def decode_request(frame: bytes | memoryview) -> tuple[CallCodec, int, tuple]:
+    """The host's decoder: which call, which sequence number, the arguments in table order."""
+    kind, number, seq, err, _ = read_header(frame)
+    if kind != REQUEST:
+        raise WireError(f"expected a request, got kind {kind}")
+    codec = CODECS.get(number)
+    if codec is None:
+        raise WireError(f"unknown call number {number}")
+    if err:
+        raise WireError(f"request carries errno {err}")
+    return codec, seq, codec.request.unpack(frame)
+
+
+def decode_answer(frame: bytes | memoryview, codec: CallCodec, seq: int) -> tuple[int, tuple]:
+    """The enclave's decoder: (errno, results).  The answer must be for this very call and sequence."""
+    kind, number, aseq, err, _ = read_header(frame)
+    if kind != ANSWER:
+        raise WireError(f"expected an answer, got kind {kind}")
+    if number != codec.number:
+        raise WireError(f"answer for call {number}, expected {codec.number} ({codec.call.name})")
+    if aseq != seq:
+        raise WireError(f"answer for sequence {aseq}, expected {seq}")
+    if err:
+        if len(frame) != HEADER_SIZE:
+            raise WireError("a failed answer carries a body")
+        return err, ()
+    return 0, codec.answer.unpack(frame)
+
+
+def codec_for(name: str) -> CallCodec:
+    return CODECS_BY_NAME[name]
+
+
+def call_of(number: int) -> Call | None:
+    return BY_NUMBER.get(number)

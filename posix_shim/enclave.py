@@ -1,0 +1,157 @@
+"""The library API: `Enclave`, a context manager that runs code inside an enclave.
+
+    from posix_shim import Enclave
+    with Enclave(backend="sim") as enclave:
+        status = enclave.run_path("app.py", ["--flag"])
+        total = enclave.call("mymodule:summarize", "data.csv")
+
+Lifecycle: created -> running (on __enter__ or start()) -> finalized (on __exit__ or close()).  Calls after
+finalize raise `EnclaveStateError`.  `call` is an ecall: its arguments and result must be plain data (None,
+bool, int, float, str, bytes, lists/tuples and str-keyed dicts of those) because on the process backend they
+cross the boundary, and nothing that crosses is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, Protocol
+
+from ocall_bridge.access import ALLOW_ALL, Access
+
+BACKENDS = ("sim", "process")
+
+
+class EnclaveStateError(RuntimeError):
+    """The enclave is not in a state that allows this operation."""
+
+
+class EnclaveCallError(RuntimeError):
+    """An ecall raised inside the enclave: the exception's type name, message and traceback text."""
+
+    def __init__(self, type_name: str, message: str, traceback_text: str = "") -> None:
+        super().__init__(f"{type_name}: {message}")
+        self.type_name = type_name
+        self.message = message
+        self.traceback_text = traceback_text
+
+
+PLAIN_SCALARS = (type(None), bool, int, float, str, bytes)
+
+
+def check_plain(value: Any, where: str, depth: int = 0) -> None:
+    """Refuse anything that is not plain data, so sim and process accept exactly the same values."""
+    if depth > 64:
+        raise TypeError(f"{where}: nested too deeply")
+    if isinstance(value, PLAIN_SCALARS):
+        return
+    if isinstance(value, list | tuple):
+        for item in value:
+            check_plain(item, where, depth + 1)
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise TypeError(f"{where}: dict keys must be str, not {type(key).__name__}")
+            check_plain(item, where, depth + 1)
+        return
+    raise TypeError(f"{where}: {type(value).__name__} is not plain data (None, bool, int, float, str, bytes, "
+                    f"list, tuple, dict)")
+
+
+def resolve_target(target: str) -> Any:
+    """'package.module:function' -> the function (imported inside the enclave, through its file calls)."""
+    module_name, sep, attr = target.partition(":")
+    if not sep or not module_name or not attr:
+        raise ValueError(f"call target must look like 'module:function', not {target!r}")
+    obj: Any = importlib.import_module(module_name)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise TypeError(f"{target} is not callable")
+    return obj
+
+
+class Backend(Protocol):
+    def run(self, kind: str, target: str, args: list[str]) -> int: ...
+
+    def call(self, target: str, args: tuple) -> Any: ...
+
+    def close(self) -> None: ...
+
+
+def make_backend(name: str, access: Access, options: dict[str, Any]) -> Backend:
+    if name == "sim":
+        from .sim import SimBackend
+
+        return SimBackend(access, **options)
+    if name == "process":
+        try:
+            from .process import ProcessBackend
+        except ImportError as exc:  # pragma: no cover - until the process backend lands
+            raise ValueError("the process backend is not available in this build") from exc
+        return ProcessBackend(access, **options)
+    raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
+
+
+class Enclave:
+    """One enclave: its own host handle table, fd table, cwd and policy."""
+
+    def __init__(self, policy: Access | None = None, backend: str = "sim", **options: Any) -> None:
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+        self.policy = policy or ALLOW_ALL
+        self.backend_name = backend
+        self.options = options
+        self.state = "created"
+        self._backend: Backend | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------------------------
+    def start(self) -> Enclave:
+        if self.state == "finalized":
+            raise EnclaveStateError("this enclave has been finalized; create a new one")
+        if self.state == "created":
+            self._backend = make_backend(self.backend_name, self.policy, self.options)
+            self.state = "running"
+        return self
+
+    def close(self) -> None:
+        if self.state == "running" and self._backend is not None:
+            try:
+                self._backend.close()
+            finally:
+                self._backend = None
+        self.state = "finalized"
+
+    def __enter__(self) -> Enclave:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _running(self) -> Backend:
+        if self.state == "created":
+            self.start()
+        if self.state != "running" or self._backend is None:
+            raise EnclaveStateError(f"the enclave is {self.state}; no more calls can be made")
+        return self._backend
+
+    # -- running code --------------------------------------------------------------------------------------
+    def run_path(self, path: str, args: list[str] | None = None) -> int:
+        """Run a script as `python path args...` would; returns its exit status."""
+        return self._running().run("path", str(path), list(args or []))
+
+    def run_module(self, module: str, args: list[str] | None = None) -> int:
+        """Run `python -m module args...`; returns its exit status."""
+        return self._running().run("module", module, list(args or []))
+
+    def run_code(self, code: str, args: list[str] | None = None) -> int:
+        """Run `python -c code args...`; returns its exit status."""
+        return self._running().run("code", code, list(args or []))
+
+    def call(self, target: str, *args: Any) -> Any:
+        """An ecall: import `module` inside the enclave and return `function(*args)` (plain data only)."""
+        check_plain(args, f"arguments of {target}")
+        return self._running().call(target, args)
+
+    def __repr__(self) -> str:
+        return f"<Enclave backend={self.backend_name} {self.state}>"

@@ -1,0 +1,46 @@
+"""Entering and leaving the enclave inside one process: the runtime activated, the standard streams rebuilt
+over enclave fds 0-2, interposition installed - and all of it undone on the way out, in reverse order."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from enclave_libc import runtime
+from enclave_libc.io import stdio_streams
+
+from .interpose import Interposer
+
+_STREAMS = ("stdin", "stdout", "stderr", "__stdin__", "__stdout__", "__stderr__")
+
+
+def _flush(streams: tuple) -> None:
+    for stream in streams:
+        try:
+            if stream is not None:
+                stream.flush()
+        except Exception:
+            pass
+
+
+@contextmanager
+def inside(rt: runtime.EnclaveRuntime, interposer: Interposer | None = None) -> Iterator[Interposer]:
+    interposer = interposer or Interposer()
+    saved = tuple(getattr(sys, name) for name in _STREAMS)
+    _flush(saved[:3])  # what the host printed before must come out before what the enclave prints
+    previous = runtime.activate(rt)
+    try:
+        stdin, stdout, stderr = stdio_streams()
+        for name, stream in zip(_STREAMS, (stdin, stdout, stderr) * 2, strict=True):
+            setattr(sys, name, stream)
+        interposer.install()
+        try:
+            yield interposer
+        finally:
+            _flush((sys.stdout, sys.stderr, stdout, stderr))
+            interposer.uninstall()
+    finally:
+        for name, stream in zip(_STREAMS, saved, strict=True):
+            setattr(sys, name, stream)
+        runtime.activate(previous)

@@ -1,0 +1,50 @@
+"""The sim backend: enclave and host in one process, as Asylo's simulated backend.
+
+An ocall is encode -> host dispatch -> decode on the calling thread.  Interposition is installed only while
+enclave code runs (`run`, `call`), so a program that embeds an enclave keeps its own real OS calls between
+them.  Isolation is logical, not physical: use the process backend when the enclave must not share memory with
+the host.
+"""
+
+from __future__ import annotations
+
+import traceback
+from typing import Any
+
+from enclave_libc import runtime
+from enclave_libc.runtime import EnclaveRuntime
+from ocall_bridge.access import Access
+from ocall_bridge.transport import SimTransport
+
+from . import program
+from .enclave import EnclaveCallError, check_plain, resolve_target
+from .session import inside
+from .wiring import make_client, make_host
+
+
+class SimBackend:
+    def __init__(self, access: Access, **options: Any) -> None:
+        self.host = make_host(access, options)
+        self.client = make_client(SimTransport(self.host), access, options)
+        self.rt = EnclaveRuntime(self.client, access)
+        previous = runtime.activate(self.rt)
+        try:
+            self.rt.attach_stdio()
+        finally:
+            runtime.activate(previous)
+
+    def run(self, kind: str, target: str, args: list[str]) -> int:
+        with inside(self.rt):
+            return program.run(kind, target, args)
+
+    def call(self, target: str, args: tuple) -> Any:
+        with inside(self.rt):
+            try:
+                result = resolve_target(target)(*args)
+                check_plain(result, f"result of {target}")
+                return result
+            except Exception as exc:
+                raise EnclaveCallError(type(exc).__name__, str(exc), traceback.format_exc()) from None
+
+    def close(self) -> None:
+        self.host.close()

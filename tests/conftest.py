@@ -1,0 +1,43 @@
+"""Shared fixtures: run the real command line, on every backend this build has."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Backends are discovered, not listed: once posix_shim/process.py exists, every backend-parametrized test
+# runs on it too.
+BACKENDS = ["sim"] + (["process"] if importlib.util.find_spec("posix_shim.process") else [])
+
+
+def run_shim(args: list[str], backend: str = "sim", cwd: os.PathLike | str | None = None, input: bytes | None = None,
+             env: dict[str, str] | None = None, timeout: float = 60, options: list[str] | None = None
+             ) -> subprocess.CompletedProcess:
+    """`python -m posix_shim --backend B [options] args...`, as a user would type it."""
+    cmd = [sys.executable, "-m", "posix_shim", "--backend", backend, *(options or []), *args]
+    full_env = dict(os.environ)
+    full_env["PYTHONPATH"] = str(REPO) + os.pathsep + full_env.get("PYTHONPATH", "")
+    if env:
+        full_env.update(env)
+    return subprocess.run(cmd, cwd=cwd, input=input, capture_output=True, env=full_env, timeout=timeout)
+
+
+def run_native(args: list[str], cwd: os.PathLike | str | None = None, input: bytes | None = None,
+               env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+    full_env = dict(os.environ)
+    if env:
+        full_env.update(env)
+    return subprocess.run([sys.executable, *args], cwd=cwd, input=input, capture_output=True, env=full_env,
+                          timeout=timeout)
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return request.param
