@@ -36,6 +36,14 @@ class Access:
         """
         return None
 
+    def env_allowed(self, name: str) -> bool:
+        """Whether the host environment variable `name` is visible inside the enclave."""
+        return True
+
+    def env_values(self) -> dict[str, str]:
+        """Variables the policy itself sets inside the enclave (they win over the host's)."""
+        return {}
+
     def to_data(self) -> dict[str, Any]:
         """Plain data (JSON-able) from which the other side rebuilds the same policy."""
         return {"allow_all": True}
