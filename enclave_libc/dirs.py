@@ -17,6 +17,7 @@ from .errors import with_filename
 from .files import _fd_of, _like, _path, stat_result
 
 _BATCH = 1024
+_KINDS = "string, bytes, os.PathLike, integer or None"  # what scandir/listdir accept, in their TypeError
 _DT_DIR, _DT_REG, _DT_LNK = 4, 8, 10
 _fsdecode = _os.fsdecode
 
@@ -150,7 +151,7 @@ def scandir(path: Any = None) -> ScandirIterator:
         base = (of.path or b"") + b"/"
         # scandir(fd) lists from the start and leaves the fd open, as natively.
         return ScandirIterator(of.handle, False, path, None, base)
-    p = _path(path, "scandir")
+    p = _path(path, "scandir", kinds=_KINDS)
     try:
         full = rt.resolve(p)
         handle = rt.ocall.open(full, _os.O_RDONLY | _os.O_DIRECTORY, 0)
@@ -162,6 +163,8 @@ def scandir(path: Any = None) -> ScandirIterator:
 
 
 def listdir(path: Any = None) -> list[str] | list[bytes]:
+    if path is not None and not isinstance(path, int):
+        _path(path, "listdir", kinds=_KINDS)  # its own name in a TypeError, as natively
     with scandir(path) as it:
         return [entry.name for entry in it]
 

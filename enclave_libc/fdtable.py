@@ -12,6 +12,7 @@ import errno
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from operator import index as _index
 
 from .errors import oserror
 
@@ -61,6 +62,9 @@ class FdTable:
     def get(self, fd: int) -> OpenFile:
         of = self._fds.get(fd)
         if of is None:
+            if not isinstance(fd, int):
+                # What the native int converter says of a str, None or float fd (only on the failure path).
+                return self.get(_index(fd))
             raise oserror(errno.EBADF)
         return of
 
@@ -69,6 +73,8 @@ class FdTable:
             of = self._fds.pop(fd, None)
             self._cloexec.discard(fd)
         if of is None:
+            if not isinstance(fd, int):
+                return self.close(_index(fd))
             raise oserror(errno.EBADF)
         self._release(of)
 

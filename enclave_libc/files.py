@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import fcntl as _fcntl
 import math
+import mmap as _mmap
 import os as _os
 import posix
 import stat as _stat
@@ -24,23 +25,26 @@ from .errors import HostGone, HostViolation, Unsupported, oserror, with_filename
 from .fdtable import OpenFile
 
 _fsencode, _fsdecode, _fspath = _os.fsencode, _os.fsdecode, _os.fspath
-_O_CREAT_OR_TMP = _os.O_CREAT | getattr(_os, "O_TMPFILE", 0)
+_O_CREAT, _O_TMPFILE = _os.O_CREAT, getattr(_os, "O_TMPFILE", 0)  # O_TMPFILE includes O_DIRECTORY's bit
 _stat_result, _statvfs_result, _terminal_size = _os.stat_result, _os.statvfs_result, _os.terminal_size
 
 
-def _path(path: Any, func: str, allow_fd: bool = False) -> bytes | int:
-    """Bytes for any path argument, raising the TypeError the native call raises."""
+def _path(path: Any, func: str, allow_fd: bool = False, arg: str = "path", kinds: str = "") -> bytes | int:
+    """Bytes for any path argument, raising the TypeError/ValueError the native call raises, word for word."""
     if allow_fd and isinstance(path, int):
         return path
     try:
         p = _fspath(path)
     except TypeError:
-        kinds = "string, bytes, os.PathLike or integer" if allow_fd else "string, bytes or os.PathLike"
-        raise TypeError(f"{func}: path should be {kinds}, not {type(path).__name__}") from None
-    b = _fsencode(p)
-    if b"\0" in b:
+        kinds = kinds or ("string, bytes, os.PathLike or integer" if allow_fd else "string, bytes or os.PathLike")
+        raise TypeError(f"{func}: {arg} should be {kinds}, not {type(path).__name__}") from None
+    if isinstance(p, str):
+        if "\0" in p:
+            raise ValueError("embedded null byte")  # PyUnicode_FSConverter's words, for str paths
+        return _fsencode(p)
+    if b"\0" in p:
         raise ValueError(f"{func}: embedded null character in path")
-    return b
+    return p
 
 
 def _like(arg: Any, value: bytes) -> str | bytes:
@@ -52,11 +56,16 @@ def _like(arg: Any, value: bytes) -> str | bytes:
 
 
 def _fd_of(fd: Any) -> int:
-    if isinstance(fd, int):
-        return fd
-    if hasattr(fd, "fileno"):
-        return fd.fileno()
-    raise TypeError(f"argument must be an int, or have a fileno() method, not {type(fd).__name__}")
+    """An fd from an int or an object with fileno(), as CPython's fildes converter (same messages)."""
+    if not isinstance(fd, int):
+        if not hasattr(fd, "fileno"):
+            raise TypeError("argument must be an int, or have a fileno() method.")
+        fd = fd.fileno()
+        if not isinstance(fd, int):
+            raise TypeError("fileno() returned a non-integer")
+    if fd < 0:
+        raise ValueError(f"file descriptor cannot be a negative integer ({fd})")
+    return fd
 
 
 def _of(fd: int) -> OpenFile:
@@ -81,12 +90,15 @@ def open(path: Any, flags: int, mode: int = 0o777, *, dir_fd: int | None = None)
     p = _path(path, "open")
     try:
         full = rt.resolve(p, dir_fd)
-        if flags & _O_CREAT_OR_TMP:
+        if flags & _O_CREAT or (_O_TMPFILE and flags & _O_TMPFILE == _O_TMPFILE):
             mode &= ~rt.umask
+        else:
+            mode = 0  # open(2) ignores the mode unless it creates; openat2 on the host refuses one (EINVAL)
         handle = rt.ocall.open(full, flags, mode & 0o7777)
     except OSError as exc:
         raise with_filename(exc, path) from None
-    kind = "dir" if flags & _os.O_DIRECTORY else "file"
+    tmpfile = _O_TMPFILE and flags & _O_TMPFILE == _O_TMPFILE
+    kind = "dir" if flags & _os.O_DIRECTORY and not tmpfile else "file"
     # os.open makes descriptors non-inheritable (PEP 446) unless asked otherwise; here nothing inherits anyway.
     return rt.fds.add(OpenFile(handle, kind, full, flags), cloexec=True)
 
@@ -107,20 +119,45 @@ def closerange(fd_low: int, fd_high: int) -> None:
 
 def read(fd: int, length: int) -> bytes:
     if length < 0:
-        raise ValueError("negative length")  # posix raises OSError(EINVAL) via read(2); ValueError matches _pyio
+        raise oserror(errno.EINVAL)  # as os.read: the length reaches read(2) as a huge size_t
     return runtime.RT.ocall.read(runtime.RT.fds.get(fd).handle, min(length, MAX_DATA))
 
 
 def pread(fd: int, length: int, offset: int) -> bytes:
-    if length < 0:
-        raise oserror(errno.EINVAL)
+    if length < 0 or offset < 0:
+        raise oserror(errno.EINVAL)  # what pread(2) answers; never sent, the host would call it a bad request
     return runtime.RT.ocall.pread(runtime.RT.fds.get(fd).handle, min(length, MAX_DATA), offset)
+
+
+_INTO_MIN = 64 << 10  # below this a bytes answer is as cheap as filling the caller's buffer from the frame
+
+
+def read_into(fd: int, view: memoryview) -> int:
+    """read(2) into a writable flat byte view (FileIO.readinto's raw call); returns the count.
+
+    A bulk read's data is copied once, from the validated answer frame into `view`, when the stub offers that
+    (`stub.into`: the same checks); otherwise it comes as a bytes object and is copied from there.
+    """
+    rt = runtime.RT
+    handle = rt.fds.get(fd).handle
+    count = min(len(view), MAX_DATA)
+    stub = rt.ocall.read
+    into = getattr(stub, "into", None)
+    if into is not None and count >= _INTO_MIN:
+        return into(view, handle, count)
+    data = stub(handle, count)
+    n = len(data)
+    view[:n] = data
+    return n
 
 
 def _chunk(data: Any) -> Any:
     if isinstance(data, bytes) and len(data) <= MAX_DATA:
         return data
-    view = memoryview(data)
+    try:
+        view = memoryview(data)
+    except TypeError:
+        raise TypeError(f"a bytes-like object is required, not '{type(data).__name__}'") from None
     if view.format != "B" or view.ndim != 1:
         view = view.cast("B")
     return view[:MAX_DATA]
@@ -131,6 +168,9 @@ def write(fd: int, data: Any) -> int:
 
 
 def pwrite(fd: int, data: Any, offset: int) -> int:
+    if offset < 0:
+        runtime.RT.fds.get(fd)
+        raise oserror(errno.EINVAL)
     return runtime.RT.ocall.pwrite(runtime.RT.fds.get(fd).handle, _chunk(data), offset)
 
 
@@ -151,6 +191,9 @@ def writev(fd: int, buffers: Any) -> int:
 
 
 def lseek(fd: int, position: int, whence: int) -> int:
+    if not 0 <= whence <= 4:  # SEEK_SET .. SEEK_HOLE; lseek(2) answers EINVAL for any other
+        runtime.RT.fds.get(fd)
+        raise oserror(errno.EINVAL)
     return runtime.RT.ocall.lseek(runtime.RT.fds.get(fd).handle, position, whence)
 
 
@@ -178,10 +221,18 @@ def fstat(fd: int) -> _os.stat_result:
     return stat_result(runtime.RT.ocall.fstat(runtime.RT.fds.get(fd).handle))
 
 
+def _by_fd(fn: Any, fd: int, *args: Any) -> Any:
+    """A path function given an fd: the native error names the fd as its filename."""
+    try:
+        return fn(fd, *args)
+    except OSError as exc:
+        raise with_filename(exc, fd) from None
+
+
 def stat(path: Any, *, dir_fd: int | None = None, follow_symlinks: bool = True) -> _os.stat_result:
     p = _path(path, "stat", allow_fd=True)
     if isinstance(p, int):
-        return fstat(p)
+        return _by_fd(fstat, p)
     rt = runtime.RT
     try:
         full = rt.resolve(p, dir_fd)
@@ -198,8 +249,11 @@ def lstat(path: Any, *, dir_fd: int | None = None) -> _os.stat_result:
 def access(path: Any, mode: int, *, dir_fd: int | None = None, effective_ids: bool = False,
            follow_symlinks: bool = True) -> bool:
     rt = runtime.RT
+    p = _path(path, "access")
+    if mode & ~7:
+        return False  # access(2) answers EINVAL for an unknown mode bit: "no"
     try:
-        rt.ocall.access(rt.resolve(_path(path, "access"), dir_fd), mode, follow_symlinks)
+        rt.ocall.access(rt.resolve(p, dir_fd), mode, follow_symlinks)
     except (HostViolation, HostGone):
         raise
     except OSError:
@@ -219,8 +273,8 @@ def _two_path_call(func: str, call: str, src: Any, dst: Any, *extra: Any, src_di
                    dst_dir_fd: int | None = None) -> None:
     rt = runtime.RT
     try:
-        getattr(rt.ocall, call)(rt.resolve(_path(src, func), src_dir_fd), rt.resolve(_path(dst, func), dst_dir_fd),
-                                *extra)
+        getattr(rt.ocall, call)(rt.resolve(_path(src, func, arg="src"), src_dir_fd),
+                                rt.resolve(_path(dst, func, arg="dst"), dst_dir_fd), *extra)
     except OSError as exc:
         raise with_filename(exc, src, dst) from None
 
@@ -250,7 +304,7 @@ def symlink(src: Any, dst: Any, target_is_directory: bool = False, *, dir_fd: in
     rt = runtime.RT
     try:
         # The target is stored as given (it is link content, not a path to resolve here).
-        rt.ocall.symlink(_path(src, "symlink"), rt.resolve(_path(dst, "symlink"), dir_fd))
+        rt.ocall.symlink(_path(src, "symlink", arg="src"), rt.resolve(_path(dst, "symlink", arg="dst"), dir_fd))
     except OSError as exc:
         raise with_filename(exc, src, dst) from None
 
@@ -274,7 +328,7 @@ def mkfifo(path: Any, mode: int = 0o666, *, dir_fd: int | None = None) -> None:
 def chmod(path: Any, mode: int, *, dir_fd: int | None = None, follow_symlinks: bool = True) -> None:
     p = _path(path, "chmod", allow_fd=True)
     if isinstance(p, int):
-        return fchmod(p, mode)
+        return _by_fd(fchmod, p, mode)
     _path_call("chmod", "chmod", path, mode & 0o7777, follow_symlinks, dir_fd=dir_fd)
 
 
@@ -285,7 +339,7 @@ def fchmod(fd: int, mode: int) -> None:
 def chown(path: Any, uid: int, gid: int, *, dir_fd: int | None = None, follow_symlinks: bool = True) -> None:
     p = _path(path, "chown", allow_fd=True)
     if isinstance(p, int):
-        return fchown(p, uid, gid)
+        return _by_fd(fchown, p, uid, gid)
     _path_call("chown", "chown", path, uid, gid, follow_symlinks, dir_fd=dir_fd)
 
 
@@ -331,7 +385,12 @@ def utime(path: Any, times: Any = None, *, ns: Any = None, dir_fd: int | None = 
     if isinstance(p, int):
         runtime.RT.ocall.futime(runtime.RT.fds.get(p).handle, at, mt, now)
         return
-    _path_call("utime", "utime", path, at, mt, now, follow_symlinks, dir_fd=dir_fd)
+    rt = runtime.RT
+    try:
+        rt.ocall.utime(rt.resolve(p, dir_fd), at, mt, now, follow_symlinks)
+    except OSError as exc:
+        # CPython's utime() deliberately leaves the filename out of its errors; so does this one.
+        raise with_filename(exc, None) from None
 
 
 def truncate(path: Any, length: int) -> None:
@@ -364,7 +423,7 @@ def _statvfs(st: tuple) -> _os.statvfs_result:
 def statvfs(path: Any) -> _os.statvfs_result:
     p = _path(path, "statvfs", allow_fd=True)
     if isinstance(p, int):
-        return fstatvfs(p)
+        return _by_fd(fstatvfs, p)
     return _statvfs(_path_call("statvfs", "statvfs", path))
 
 
@@ -447,7 +506,7 @@ def getcwdb() -> bytes:
 def chdir(path: Any) -> None:
     p = _path(path, "chdir", allow_fd=True)
     if isinstance(p, int):
-        return fchdir(p)
+        return _by_fd(fchdir, p)
     rt = runtime.RT
     try:
         full = rt.resolve(p)
@@ -541,6 +600,133 @@ def ioctl(fd: Any, request: int, arg: Any = 0, mutate_flag: bool = True) -> Any:
     raise Unsupported("ioctl")
 
 
+# -- the rest of posix's file calls: served, or refused - never passed through ---------------------------
+# An enclave fd number means nothing to the host kernel (in the sim backend it names one of the *host's* files),
+# and a path would bypass the policy: a file call that reached the real posix would be an escape.
+
+
+def preadv(fd: int, buffers: Any, offset: int, flags: int = 0) -> int:
+    if flags:
+        raise Unsupported("preadv", "RWF_* flags")
+    total = 0
+    for buf in buffers:
+        view = memoryview(buf).cast("B")
+        data = pread(fd, len(view), offset + total)
+        view[:len(data)] = data
+        total += len(data)
+        if len(data) < len(view):
+            break
+    return total
+
+
+def pwritev(fd: int, buffers: Any, offset: int, flags: int = 0) -> int:
+    if flags:
+        raise Unsupported("pwritev", "RWF_* flags")
+    return pwrite(fd, b"".join(bytes(memoryview(b).cast("B")) for b in buffers), offset)
+
+
+def posix_fadvise(fd: int, offset: int, length: int, advice: int) -> None:
+    """Advice only: the host's page cache is its own business.  A bad fd still fails as natively."""
+    runtime.RT.fds.get(fd)
+
+
+def posix_fallocate(fd: int, offset: int, length: int) -> None:
+    """The visible effect of fallocate: the file is at least offset + length long (space is not reserved)."""
+    if offset < 0 or length <= 0:
+        runtime.RT.fds.get(fd)
+        raise oserror(errno.EINVAL)
+    if fstat(fd).st_size < offset + length:
+        ftruncate(fd, offset + length)
+
+
+def sync() -> None:
+    """sync(2) for what the enclave can reach: every file it has open is flushed to disk."""
+    rt = runtime.RT
+    for fd in rt.fds.fds():
+        of = rt.fds._fds.get(fd)
+        if of is not None and of.kind == "file":
+            try:
+                rt.ocall.fsync(of.handle)
+            except OSError:
+                pass
+
+
+def _no_xattrs(func: str, path: Any, follow_symlinks: bool = True) -> OSError:
+    # The enclave's files carry no extended attributes, as on a file system without them: the path must exist
+    # (ENOENT otherwise, as natively), then ENOTSUP - which shutil.copystat and friends expect and skip.
+    p = _path(path, func, allow_fd=True)
+    if isinstance(p, int):
+        fstat(p)
+    else:
+        stat(path, follow_symlinks=follow_symlinks)
+    return oserror(errno.ENOTSUP, path if not isinstance(p, int) else None)
+
+
+def getxattr(path: Any, attribute: Any, *, follow_symlinks: bool = True) -> bytes:
+    raise _no_xattrs("getxattr", path, follow_symlinks)
+
+
+def setxattr(path: Any, attribute: Any, value: Any, flags: int = 0, *, follow_symlinks: bool = True) -> None:
+    raise _no_xattrs("setxattr", path, follow_symlinks)
+
+
+def removexattr(path: Any, attribute: Any, *, follow_symlinks: bool = True) -> None:
+    raise _no_xattrs("removexattr", path, follow_symlinks)
+
+
+def listxattr(path: Any = None, *, follow_symlinks: bool = True) -> list[str]:
+    raise _no_xattrs("listxattr", "." if path is None else path, follow_symlinks)
+
+
+def ttyname(fd: int) -> str:
+    if not isatty(fd):
+        runtime.RT.fds.get(fd)
+        raise oserror(errno.ENOTTY)
+    raise Unsupported("ttyname", "the host's terminal has no name inside the enclave")
+
+
+def _refused(name: str, detail: str) -> Any:
+    def refused(*args: Any, **kwargs: Any) -> Any:
+        raise Unsupported(name, detail)
+
+    refused.__name__ = refused.__qualname__ = name
+    return refused
+
+
+_REFUSED = {
+    "copy_file_range": "copy with read and write (shutil does)",
+    "splice": "copy with read and write",
+    "mknod": "device nodes cannot be made from inside",
+    "chroot": "the enclave's view of the file system is the policy's",
+    "pathconf": "no pathconf ocall",
+    "fpathconf": "no pathconf ocall",
+    "lockf": "use fcntl.flock",
+    "memfd_create": "a memory file would be a host descriptor the enclave cannot name",
+    "eventfd": "an eventfd would be a host descriptor the enclave cannot name",
+    "eventfd_read": "no eventfds inside",
+    "eventfd_write": "no eventfds inside",
+    "openpty": "no terminals inside",
+    "login_tty": "no terminals inside",
+    "tcgetpgrp": "no terminals inside",
+    "tcsetpgrp": "no terminals inside",
+}
+
+
+class mmap(_mmap.mmap):  # noqa: N801 - the name programs know
+    """mmap.mmap inside the enclave: anonymous maps are memory and work; a map of a file is refused, because
+    the kernel would map whatever *host* descriptor has the enclave fd's number."""
+
+    def __new__(cls, fileno: int, length: int, *args: Any, **kwargs: Any) -> Any:
+        if fileno != -1:
+            runtime.RT.fds.get(fileno)  # a bad fd is EBADF first, as natively
+            raise Unsupported("mmap", "mapping a file is outside the subset; read it with os.pread, or map "
+                                      "anonymous memory (fileno -1)")
+        return super().__new__(cls, fileno, length, *args, **kwargs)
+
+
+mmap.__module__ = "mmap"
+
+
 # -- the interposition list --------------------------------------------------------------------------------
 
 _OS_FUNCTIONS = (
@@ -552,7 +738,13 @@ _OS_FUNCTIONS = (
     "getcwd", "getcwdb", "chdir", "fchdir", "umask",
 )
 
+_OS_FUNCTIONS += ("preadv", "pwritev", "posix_fadvise", "posix_fallocate", "sync", "getxattr", "setxattr",
+                  "removexattr", "listxattr", "ttyname")
+
 PATCHES: dict[Any, Any] = {getattr(posix, name): globals()[name] for name in _OS_FUNCTIONS}
+PATCHES.update({getattr(posix, name): _refused(name, detail) for name, detail in _REFUSED.items()
+                if hasattr(posix, name)})
+PATCHES[_mmap.mmap] = mmap
 PATCHES.update({getattr(_fcntl, name): globals()[name] for name in ("fcntl", "flock", "lockf", "ioctl")})
 
 # The capability sets that shutil, os.fwalk and pathlib consult: the enclave's functions support the same

@@ -32,6 +32,7 @@ class FileIO(_io.RawIOBase):
 
     _fd = -1
     _closefd = True
+    _regular = False
 
     def __init__(self, file: Any, mode: str = "r", closefd: bool = True, opener: Any = None) -> None:
         if self._fd >= 0:
@@ -48,6 +49,8 @@ class FileIO(_io.RawIOBase):
             fd = file
         else:
             fd = -1
+            if isinstance(file, str | bytes) and ("\0" if isinstance(file, str) else b"\0") in file:
+                raise ValueError("embedded null byte")  # the C FileIO's words (PyUnicode_FSConverter)
         if not isinstance(mode, str):
             raise TypeError(f"invalid mode: {mode}")
         if not set(mode) <= set("xrwab+"):
@@ -98,6 +101,7 @@ class FileIO(_io.RawIOBase):
                 raise oserror(errno.EISDIR, file)
             self._blksize = st.st_blksize if st.st_blksize > 1 else DEFAULT_BUFFER_SIZE
             self._chardev = _stat.S_ISCHR(st.st_mode)
+            self._regular = _stat.S_ISREG(st.st_mode)
             self._fd = fd
             self.name = file
             if self._appending:
@@ -122,12 +126,18 @@ class FileIO(_io.RawIOBase):
             raise _io.UnsupportedOperation("File not open for reading")
         view = memoryview(b).cast("B")
         try:
-            data = files.read(self._fd, min(len(view), MAX_DATA))
+            n = files.read_into(self._fd, view)
         except BlockingIOError:
             return None
-        n = len(data)
-        view[:n] = data
-        return n
+        if n < MAX_DATA or not self._regular:
+            return n
+        # read(2) of a regular file fills the whole buffer; the enclave asks in MAX_DATA chunks, so it goes on
+        # while the chunks come back full (a short one is the end of the file).
+        total = n
+        while n == MAX_DATA and total < len(view):
+            n = files.read_into(self._fd, view[total:])
+            total += n
+        return total
 
     def read(self, size: int | None = -1) -> bytes | None:
         self._checkClosed()
@@ -136,9 +146,19 @@ class FileIO(_io.RawIOBase):
         if size is None or size < 0:
             return self.readall()
         try:
-            return files.read(self._fd, size)
+            data = files.read(self._fd, size)
         except BlockingIOError:
             return None
+        if len(data) < MAX_DATA or size <= MAX_DATA or not self._regular:
+            return data
+        parts, got = [data], len(data)  # a regular file: the whole size, as one read(2) gives it (see readinto)
+        while got < size:
+            data = files.read(self._fd, size - got)
+            parts.append(data)
+            got += len(data)
+            if len(data) < MAX_DATA:
+                break
+        return b"".join(parts)
 
     def readall(self) -> bytes | None:
         self._checkClosed()
@@ -170,9 +190,28 @@ class FileIO(_io.RawIOBase):
         if not self._writable:
             raise _io.UnsupportedOperation("File not open for writing")
         try:
-            return files.write(self._fd, b)
+            n = files.write(self._fd, b)
         except BlockingIOError:
             return None
+        if n < MAX_DATA:
+            return n
+        # One write(2) to a blocking file or pipe takes every byte; the enclave sends MAX_DATA chunks, so it
+        # goes on while the host takes whole chunks.  A chunk taken short is a real short write: reported as one.
+        # (An unbuffered sys.stdout writes through here, and TextIOWrapper never retries a short write.)
+        view = memoryview(b)
+        if view.format != "B" or view.ndim != 1:
+            view = view.cast("B")
+        total = n
+        while total < len(view):
+            chunk = view[total:total + MAX_DATA]
+            try:
+                n = files.write(self._fd, chunk)
+            except BlockingIOError:
+                break
+            total += n
+            if n < len(chunk):
+                break
+        return total
 
     def seek(self, pos: int, whence: int = _os.SEEK_SET) -> int:
         if isinstance(pos, float):
@@ -248,15 +287,28 @@ class FileIO(_io.RawIOBase):
         return "wb"
 
     def __repr__(self) -> str:
+        # Word for word the C FileIO's repr: programs and doctests print it.
         if self.closed:
-            return "<posix_shim.FileIO [closed]>"
-        return f"<posix_shim.FileIO name={self.name!r} mode={self.mode!r} closefd={self._closefd!r}>"
+            return "<_io.FileIO [closed]>"
+        try:
+            name = self.name
+        except AttributeError:
+            return f"<_io.FileIO fd={self._fd} mode={self.mode!r} closefd={self._closefd!r}>"
+        return f"<_io.FileIO name={name!r} mode={self.mode!r} closefd={self._closefd!r}>"
 
     def __getstate__(self) -> None:
         raise TypeError(f"cannot pickle {type(self).__name__!r} object")
 
+    def _dealloc_warn(self, source: Any, stacklevel: int = 1) -> None:
+        """The C layers above call this when they are collected unclosed: the native ResourceWarning."""
+        if self._fd >= 0 and self._closefd:
+            import warnings
+
+            warnings.warn(f"unclosed file {source!r}", ResourceWarning, stacklevel=stacklevel + 1, source=source)
+
     def __del__(self) -> None:
         if self._fd >= 0 and self._closefd and runtime.RT is not None:
+            self._dealloc_warn(self, stacklevel=2)
             try:
                 self.close()
             except Exception:
@@ -288,9 +340,8 @@ def open(file: Any, mode: str = "r", buffering: int = -1, encoding: str | None =
     if text and binary:
         raise ValueError("can't have text and binary mode at once")
     if creating + reading + writing + appending > 1:
-        raise ValueError("can't have read/write/append mode at once")
-    if not (creating or reading or writing or appending):
-        raise ValueError("must have exactly one of read/write/append mode")
+        # The C io.open's words (_pyio's differ); with none of them, FileIO below refuses the mode, as natively.
+        raise ValueError("must have exactly one of create/read/write/append mode")
     if binary and encoding is not None:
         raise ValueError("binary mode doesn't take an encoding argument")
     if binary and errors is not None:
@@ -354,7 +405,10 @@ def stdio_streams() -> tuple[Any, Any, Any]:
             continue
         raw = FileIO(fd, mode, closefd=False)
         raw.name = name
-        buffer = (_BufferedReader if fd == 0 else _BufferedWriter)(raw, DEFAULT_BUFFER_SIZE)
+        if fd and isinstance(getattr(model, "buffer", None), _io.FileIO):
+            buffer = raw  # python -u / PYTHONUNBUFFERED: stdout and stderr have no binary buffer at all
+        else:
+            buffer = (_BufferedReader if fd == 0 else _BufferedWriter)(raw, DEFAULT_BUFFER_SIZE)
         encoding = getattr(model, "encoding", None) or "utf-8"
         err = getattr(model, "errors", None) or ("backslashreplace" if fd == 2 else "strict")
         line = getattr(model, "line_buffering", fd == 2) or raw.isatty()

@@ -60,6 +60,7 @@ class EnclaveRuntime:
         access = self.access
         if not access.call_allowed(c.name):
             def refused(*args: Any) -> Any:
+                self.client.denied(c.name, args, "call not enabled by the policy", errno.ENOSYS)  # for the trace
                 raise Unsupported(c.name, "not allowed by the policy (enable its family or call)")
 
             return refused
@@ -75,6 +76,7 @@ class EnclaveRuntime:
                 for k in kinds:
                     reason = access.check(c.name, k, args[i])
                     if reason:
+                        self.client.denied(c.name, args, reason)  # the trace marks the call with the rule
                         raise PolicyDenied(c.name, _describe(args[i]), reason)
             return stub(*args)
 

@@ -44,6 +44,20 @@ class Access:
         """Variables the policy itself sets inside the enclave (they win over the host's)."""
         return {}
 
+    def native_allowed(self, what: str) -> bool:
+        """Whether the program may bypass the enclave with native code: "ffi" (ctypes/cffi loading libraries)
+        or "run" (subprocess, fork, exec, os.system).  Tripwires ask; the enclave cannot serve either."""
+        return True
+
+    def roots(self, kind: str) -> tuple[bytes, ...] | None:
+        """The folders (or single files) beneath which the host confines `kind` ("read", "write", "stat") path
+        access, deepest first; None when nothing is confined (everything allowed)."""
+        return None
+
+    def denials_within(self, root: bytes) -> bool:
+        """Whether some denied path lies within `root` (the host then refuses to follow symlinks there blindly)."""
+        return False
+
     def to_data(self) -> dict[str, Any]:
         """Plain data (JSON-able) from which the other side rebuilds the same policy."""
         return {"allow_all": True}

@@ -140,7 +140,33 @@ ADDRINFO = Record(
 POLLFD = Record("pollfd", (Field("fd", Int("q", 0, role="handle")), Field("events", Int("H"))))
 POLLED = Record("polled", (Field("index", Int("I")), Field("revents", Int("H"))))
 
+# What the sockets family may create and which options it may get or set: AF_INET, AF_INET6 and AF_UNIX; stream,
+# datagram and (AF_UNIX) seqpacket sockets; the options real programs set (the list, plus what CPython,
+# asyncio, socketserver and http.server use).  Both sides enforce the same sets: the enclave to name what it
+# leaves out (ENOSYS), the host because the enclave is untrusted (SO_BINDTODEVICE, raw sockets, netlink...).
+SOCKET_FAMILIES = frozenset({socket.AF_INET, socket.AF_INET6, socket.AF_UNIX})
+SOCKET_TYPES = frozenset({socket.SOCK_STREAM, socket.SOCK_DGRAM, socket.SOCK_SEQPACKET})
+SOCKET_TYPE_FLAGS = socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC
+SOCKOPTS: frozenset[tuple[int, int]] = frozenset(
+    [(socket.SOL_SOCKET, getattr(socket, n)) for n in (
+        "SO_REUSEADDR", "SO_REUSEPORT", "SO_KEEPALIVE", "SO_RCVBUF", "SO_SNDBUF", "SO_LINGER", "SO_ERROR",
+        "SO_TYPE", "SO_DOMAIN", "SO_PROTOCOL", "SO_ACCEPTCONN", "SO_BROADCAST", "SO_OOBINLINE", "SO_RCVLOWAT",
+        "SO_SNDLOWAT", "SO_RCVTIMEO", "SO_SNDTIMEO", "SO_PEERCRED", "SO_PASSCRED", "SO_PRIORITY", "SO_DONTROUTE")]
+    + [(socket.IPPROTO_TCP, getattr(socket, n)) for n in (
+        "TCP_NODELAY", "TCP_KEEPIDLE", "TCP_KEEPINTVL", "TCP_KEEPCNT", "TCP_MAXSEG", "TCP_CORK", "TCP_QUICKACK",
+        "TCP_USER_TIMEOUT", "TCP_FASTOPEN", "TCP_DEFER_ACCEPT", "TCP_NOTSENT_LOWAT")]
+    + [(socket.IPPROTO_IP, getattr(socket, n)) for n in ("IP_TTL", "IP_TOS", "IP_MULTICAST_TTL", "IP_MULTICAST_LOOP")]
+    + [(socket.IPPROTO_IPV6, getattr(socket, n)) for n in (
+        "IPV6_V6ONLY", "IPV6_UNICAST_HOPS", "IPV6_MULTICAST_HOPS", "IPV6_MULTICAST_LOOP", "IPV6_TCLASS")]
+)
+
 UNAME = Record("uname", tuple(Field(n, Text(65)) for n in ("sysname", "nodename", "release", "version", "machine")))
+# One supplementary group id (getgroups), and one environment variable as raw bytes (environ).  The environment
+# travels in pages of ENV_PAGE variables so that a page always fits one frame; a value longer than 32 KiB is
+# left out by the host (real ones are far shorter; the kernel's own limit is 128 KiB).
+GROUP = Record("group", (Field("gid", Int("I")),))
+ENVVAR = Record("envvar", (Field("name", Bytes(MAX_NAME * 4)), Field("value", Bytes(32 << 10))))
+ENV_PAGE = 30
 
 # ---------------------------------------------------------------------------------------------------------
 # Errno sets: what the host may legitimately answer.  Anything else is a host violation (Iago attack).
@@ -193,7 +219,7 @@ SOCK = (
         E.ENOTDIR,
         E.ESHUTDOWN,
         E.EDESTADDRREQ,
-        E.ECONNREFUSED,
+        E.ESOCKTNOSUPPORT,
     )
 )
 # getaddrinfo/getnameinfo fail with EAI_* codes, which are negative on glibc and travel as such.
@@ -324,23 +350,57 @@ CALLS: tuple[Call, ...] = (
     call("setsockopt", 114, "sockets", [FD, i32("level"), i32("option"), i64("value"), data("raw", max=1024),
          flag("use_raw")], [], SOCK),
     call("getaddrinfo", 115, "sockets", [text("host"), text("port", 32), i32("family"), i32("type"),
-         i32("proto"), i32("flags")], [listof("results", ADDRINFO, 256)], ANY_CALL | GAI, blocking=True,
-         doc="failures come back as the (negative) EAI_* code in the errno field: socket.gaierror"),
+         i32("proto"), i32("flags"), flag("null_host"), flag("null_port")], [listof("results", ADDRINFO, 256)],
+         ANY_CALL | GAI, blocking=True,
+         doc="failures come back as the (negative) EAI_* code in the errno field: socket.gaierror; "
+             "null_host/null_port pass NULL (Python's None), which differs from an empty string"),
     call("getnameinfo", 116, "sockets", [record("addr", SOCKADDR), i32("flags")], [text("host"), text("port", 32)],
          ANY_CALL | GAI, blocking=True),
     call("gethostname", 117, "sockets", [], [text("name", 255)], ANY_CALL),
+    call("recvmsg", 118, "sockets", [FD, count(), i32("flags")],
+         [data(bound=arg("count")), i32("msg_flags"), record("addr", SOCKADDR)], SOCK, blocking=True,
+         doc="recvmsg(2) without ancillary data: msg_flags tells a truncated datagram (MSG_TRUNC)"),
     # -- readiness ----------------------------------------------------------------------------------------
     call("poll", 200, "poll", [listof("fds", POLLFD, 4096), i64("timeout_ms", -1)],
          [listof("ready", POLLED, 4096, bound=length("fds"))], ANY_CALL | BAD_FD | errnos(E.EINVAL),
          blocking=True, doc="poll(2) over host handles; answers only the entries with revents"),
     # -- time ---------------------------------------------------------------------------------------------
-    call("clock_gettime", 300, "time", [i32("clock")], [i64("ns")], ANY_CALL | errnos(E.EINVAL)),
-    call("clock_getres", 301, "time", [i32("clock")], [i64("ns", 0)], ANY_CALL | errnos(E.EINVAL)),
-    call("sleep", 302, "time", [i64("ns", 0)], [i64("slept_ns", 0)], ANY_CALL, blocking=True),
+    call("clock_gettime", 300, "time", [i32("clock", 0, 15)], [i64("ns")], ANY_CALL | errnos(E.EINVAL),
+         doc="REALTIME, MONOTONIC, BOOTTIME (and the RAW/COARSE/TAI variants); the enclave refuses a monotonic "
+             "clock that runs backwards"),
+    call("clock_getres", 301, "time", [i32("clock", 0, 15)], [i64("ns", 1, 1_000_000_000)],
+         ANY_CALL | errnos(E.EINVAL)),
+    call("sleep", 302, "time", [i64("ns", 0, 10_000_000_000)], [i64("slept_ns", 0)], ANY_CALL, blocking=True,
+         doc="the enclave sleeps in slices of at most 50 ms and refuses one the host cuts short"),
+    inside("process_time", "time", "CPU time of the enclave's own threads: read where they run, never asked"),
+    inside("thread_time", "time", "CPU time of the calling thread: read where it runs, never asked"),
+    # -- environment --------------------------------------------------------------------------------------
+    inside("getenv", "env", "os.environ is the enclave's own: the policy's values and the allowed host ones"),
+    inside("putenv", "env", "changes only the enclave's environment, never the host's"),
+    inside("unsetenv", "env", "changes only the enclave's environment, never the host's"),
+    # -- randomness ---------------------------------------------------------------------------------------
+    inside("urandom", "random", "the enclave's own entropy source (RDRAND's stand-in), never the host's"),
+    inside("getrandom", "random", "the enclave's own entropy source (RDRAND's stand-in), never the host's"),
     # -- process identity ---------------------------------------------------------------------------------
-    call("uname", 400, "process", [], [record("u", UNAME)], ANY_CALL),
+    call("uname", 400, "process", [], [record("u", UNAME)], ANY_CALL, doc="asked on every call, as natively"),
     call("getids", 401, "process", [], [i64("pid", 1), i64("ppid", 0), i64("uid", 0), i64("euid", 0),
-         i64("gid", 0), i64("egid", 0)], ANY_CALL, doc="asked once at attach, then served inside"),
+         i64("gid", 0), i64("egid", 0)], ANY_CALL, doc="asked once per enclave, then served inside"),
+    call("getgroups", 402, "process", [], [listof("groups", GROUP, 65536)], ANY_CALL | errnos(E.EINVAL),
+         doc="asked once per enclave, then served inside"),
+    call("getlogin", 403, "process", [], [text("name", 256)],
+         ANY_CALL | errnos(E.ENXIO, E.ENOTTY, E.ENOENT, E.ERANGE, E.EMFILE, E.ENFILE),
+         doc="the login name of the host's controlling terminal"),
+    call("environ", 404, "process", [data("after", max=MAX_NAME * 4)], [listof("vars", ENVVAR, ENV_PAGE)],
+         ANY_CALL, doc="the next page of host variables the policy lets in, in name order after `after` (the "
+                       "host filters them as well); asked once per enclave"),
+    inside("getpid", "process", "the host's pid, from getids"),
+    inside("getppid", "process", "the host's parent pid, from getids"),
+    inside("getuid", "process", "from getids"),
+    inside("geteuid", "process", "from getids"),
+    inside("getgid", "process", "from getids"),
+    inside("getegid", "process", "from getids"),
+    inside("kill", "process", "only the enclave itself, through the local signal machinery; another pid: ENOSYS"),
+    inside("wait", "process", "an enclave never has children: ECHILD, as natively for a childless process"),
 )
 
 BY_NAME: dict[str, Call] = {c.name: c for c in CALLS}

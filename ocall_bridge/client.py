@@ -17,6 +17,7 @@ from types import SimpleNamespace
 from typing import Any, Protocol
 
 from .errors import HostViolation
+from .types import MAX_FRAME
 from .validate import CallChecks
 from .wire import CODECS, CallCodec, WireError, decode_answer, encode_request
 
@@ -34,7 +35,11 @@ class Transport(Protocol):
     def close(self) -> None: ...
 
 
-TraceHook = Callable[[CallCodec, tuple, Any, int, int], None]  # (codec, args, result, errno, duration_ns)
+# What the enclave side tells a tracer about the calls the host never sees answered as they were: a call the
+# policy guard denied before it left, a call served inside the enclave, an answer refused as a host violation.
+# (call, args, result, errno, duration_ns, marks, counted); counted=False marks an annotation of a call the
+# host side already reported.  None (the default) costs nothing: it is only consulted off the fast path.
+EventHook = Callable[[str, tuple, Any, int, int, tuple, bool], None]
 
 
 class OcallClient:
@@ -46,6 +51,7 @@ class OcallClient:
         self.transport = transport
         self.violation = violation
         self.violations: list[HostViolation] = []
+        self.on_event: EventHook | None = None
         self._seq = itertools.count(1)
         self.stubs = SimpleNamespace(**{codec.call.name: self._stub(codec) for codec in CODECS.values()})
 
@@ -59,45 +65,105 @@ class OcallClient:
         transport = self.transport
         name = codec.call.name
         refuse = self._refuse
+        # The compiled codecs of this call (wire._fast_codecs): what encode_request / decode_answer do, minus
+        # their lookups, for a request and a well-formed successful answer; anything else goes the generic way.
+        pack_request, unpack_answer = codec.pack_request, codec.unpack_answer
 
         def stub(*args: Any) -> Any:
             seq = next(seqs) & 0xFFFFFFFF
             try:
-                frame = encode_request(codec, seq, args)
+                frame = pack_request(seq, args)
+                if len(frame) > MAX_FRAME:  # cannot happen for a table-derived layout; kept as the last word
+                    frame = encode_request(codec, seq, args)
             except WireError as exc:
                 # The program passed something the call cannot carry (an int out of range): Python would
                 # raise OverflowError in the same place.
                 raise OverflowError(f"{name}: {exc}") from None
             answer = transport.roundtrip(frame, seq)
             try:
-                err, results = decode_answer(answer, codec, seq)
+                results = unpack_answer(answer, seq)
+                if results is None:
+                    err, results = decode_answer(answer, codec, seq)
+                else:
+                    err = 0
             except WireError as exc:
-                raise refuse(name, f"malformed answer: {exc}") from None
+                raise refuse(name, f"malformed answer: {exc}", args) from None
             if err:
                 if err not in allowed:
-                    raise refuse(name, checks.check_errno(err) or "")
+                    raise refuse(name, checks.check_errno(err) or "", args)
                 raise OSError(err, _strerror(err) if err > 0 else f"error {err}")
             for check in answer_checks:
                 problem = check(args, results)
                 if problem:
-                    raise refuse(name, problem)
+                    raise refuse(name, problem, args)
             if single:
                 return results[0]
             return None if none else results
+
+        if codec.unpack_view is not None:
+            unpack_view = codec.unpack_view
+
+            # The same exchange and the same checks as `stub` (kept as a copy: one more Python frame on every
+            # small ocall would cost more than the duplication), for a call answering one byte string: the data
+            # is copied once, from the answer frame into the caller's buffer, instead of into a bytes object
+            # first.  FileIO.readinto uses it for bulk reads.
+            def into(buffer: Any, *args: Any) -> int:
+                """Like stub(*args), but the answer's bytes land in `buffer`; returns how many.  `buffer` must
+                hold as many bytes as the call's bound allows (the checks hold the host to that bound)."""
+                seq = next(seqs) & 0xFFFFFFFF
+                try:
+                    frame = pack_request(seq, args)
+                    if len(frame) > MAX_FRAME:
+                        frame = encode_request(codec, seq, args)
+                except WireError as exc:
+                    raise OverflowError(f"{name}: {exc}") from None
+                answer = transport.roundtrip(frame, seq)
+                try:
+                    results = unpack_view(answer, seq)
+                    if results is None:
+                        err, results = decode_answer(answer, codec, seq)
+                    else:
+                        err = 0
+                except WireError as exc:
+                    raise refuse(name, f"malformed answer: {exc}", args) from None
+                if err:
+                    if err not in allowed:
+                        raise refuse(name, checks.check_errno(err) or "", args)
+                    raise OSError(err, _strerror(err) if err > 0 else f"error {err}")
+                for check in answer_checks:
+                    problem = check(args, results)
+                    if problem:
+                        raise refuse(name, problem, args)
+                data = results[0]
+                n = len(data)
+                buffer[:n] = data
+                return n
+
+            into.__name__ = f"{name}_into"
+            into.__qualname__ = f"ocall.{name}.into"
+            stub.into = into  # type: ignore[attr-defined]
 
         stub.__name__ = name
         stub.__qualname__ = f"ocall.{name}"
         return stub
 
-    def _refuse(self, call: str, problem: str) -> HostViolation:
+    def _refuse(self, call: str, problem: str, args: tuple = ()) -> HostViolation:
         exc = HostViolation(call, problem)
         self.violations.append(exc)
         log.error("%s", exc.strerror)
+        if self.on_event is not None:
+            self.on_event(call, args, None, exc.errno, 0, (f"HOST VIOLATION: {problem}",), False)
         if self.violation == "abort":
             # Asylo's choice: an enclave that caught its host lying stops at once rather than go on.
             _write(2, f"{exc.strerror}; aborting the enclave\n".encode())
             _exit(70)  # EX_SOFTWARE
         return exc
+
+    def denied(self, call: str, args: tuple, reason: str, err: int = 13) -> None:
+        """The enclave's policy guard refused `call` before it left (EACCES, or ENOSYS for a call the policy
+        does not enable): tell the tracer, which marks the call with the rule.  Never on the fast path."""
+        if self.on_event is not None:
+            self.on_event(call, args, None, err, 0, (f"denied: {reason}",), True)
 
     def close(self) -> None:
         self.transport.close()

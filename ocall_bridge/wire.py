@@ -136,7 +136,10 @@ def _enc_bytes(v: Any) -> bytes | memoryview:
         return v
     if isinstance(v, bytearray | memoryview):
         m = memoryview(v)
-        return m if m.format == "B" and m.contiguous else m.cast("B") if m.contiguous else bytes(m)
+        # The length field is len() of the blob: only a flat byte view has len() == nbytes.
+        if m.format == "B" and m.ndim == 1 and m.contiguous:
+            return m
+        return m.cast("B") if m.c_contiguous else m.tobytes()
     raise TypeError(f"a bytes-like object is required, not {type(v).__name__!r}")
 
 
@@ -192,6 +195,16 @@ def _encoder(t: T.WireType) -> Callable[[Any], bytes | memoryview]:
         return _enc_text
     if isinstance(t, T.Record):
         lay = _record_layout(t)
+        if not lay.nvar:  # all-fixed record (stat, statvfs): one struct call; any error takes the generic path
+            st_pack = lay.struct.pack
+
+            def enc_record(v: Sequence[Any]) -> bytes:
+                try:
+                    return st_pack(*v)
+                except (struct.error, TypeError, OverflowError):
+                    return lay.pack((), v)  # raises the precise WireError
+
+            return enc_record
         return lambda v: lay.pack((), v)
     if isinstance(t, T.List):
         lay = _record_layout(t.item)
@@ -219,6 +232,15 @@ def _decoder(t: T.WireType) -> Callable[[memoryview | bytes], Any]:
         return _dec_text
     if isinstance(t, T.Record):
         lay = _record_layout(t)
+        if not lay.nvar:  # all-fixed record: the exact size is the whole check
+            st_unpack, size = lay.struct.unpack, lay.size
+
+            def dec_record(b: memoryview | bytes) -> tuple:
+                if len(b) == size:
+                    return st_unpack(b)
+                return lay.unpack(b)  # raises the precise WireError
+
+            return dec_record
         return lambda b: lay.unpack(b)
     if isinstance(t, T.List):
         lay = _record_layout(t.item)
@@ -254,10 +276,172 @@ def _decoder(t: T.WireType) -> Callable[[memoryview | bytes], Any]:
 # -- per-call codecs ---------------------------------------------------------------------------------------
 
 
-class CallCodec:
-    """Request and answer layouts of one call."""
+# The fast codecs read the first eight header bytes (length, version, kind, call) as one little-endian u64, so
+# "is this a well-formed frame of this very call" is one integer comparison: tag | length.
+_FAST_HEAD = "<QIi"
+assert struct.calcsize(_FAST_HEAD) == HEADER_SIZE
 
-    __slots__ = ("call", "number", "request", "answer", "nresults")
+
+def _tag(kind: int, number: int) -> int:
+    return (WIRE_VERSION << 32) | (kind << 40) | (number << 48)
+
+
+FastPack = Callable[[int, Sequence[Any]], bytes]
+
+
+def _fast_codecs(lay: Layout, kind: int, number: int) -> tuple[FastPack, Callable[[int, Any], bytes],
+                                                               Callable[[Any], tuple | None],
+                                                               Callable[[Any, int], tuple | None]]:
+    """Straight-line codecs of one frame layout, for the shapes nearly every call has.
+
+    Returns pack(seq, values), pack_one(seq, value) for a one-field layout, unpack_any(frame) -> (seq, values)
+    and unpack_seq(frame, seq) -> values.  They produce and accept exactly the frames of the generic
+    `Layout.pack/unpack` (no field, length or limit check is skipped), but only take the common path: all
+    fields fixed-size (one struct call), or exactly one variable-size field.  Anything else - an error, an
+    errno answer, another shape - makes the packers fall back to the generic code, which raises the precise
+    WireError, and the unpackers answer None, so that the caller takes the generic decoder.  (A variable
+    field's own decoder - a path with a NUL, a lying list count - raises its WireError here directly, the same
+    one the generic decoder raises.)
+    """
+    tag = _tag(kind, number)
+    size = lay.size
+    nf = len(lay.fields)
+    st = struct.Struct(_FAST_HEAD + lay.struct.format[len(HEADER.format):])
+    s_pack, s_unpack, s_unpack_from = st.pack, st.unpack, st.unpack_from
+    head = (WIRE_VERSION, kind, number)
+    errors = (struct.error, TypeError, OverflowError)
+
+    def slow_pack(seq: int, values: Sequence[Any]) -> bytes:
+        return lay.pack((*head, seq, 0), values)
+
+    if not lay.nvar:
+        first = tag | size
+
+        def pack(seq: int, values: Sequence[Any]) -> bytes:
+            try:
+                return s_pack(first, seq, 0, *values)  # struct checks the count and every range
+            except errors:
+                return slow_pack(seq, values)
+
+        def pack_one(seq: int, value: Any) -> bytes:
+            try:
+                return s_pack(first, seq, 0, value)
+            except errors:
+                return slow_pack(seq, (value,))
+
+        def unpack_any(frame: Any) -> tuple | None:
+            if len(frame) == size:
+                v = s_unpack(frame)
+                if v[0] == first and not v[2]:
+                    return v[1], v[3:]
+            return None
+
+        def unpack_seq(frame: Any, seq: int) -> tuple | None:
+            if len(frame) == size:
+                v = s_unpack(frame)
+                if v[0] == first and v[1] == seq and not v[2]:
+                    return v[3:]
+            return None
+
+        return pack, pack_one, unpack_any, unpack_seq
+
+    if lay.nvar == 1:
+        k = lay.var_idx[0]  # the variable field's place in table order; its length is the struct's last value
+        enc, dec, limit = lay.var_enc[0], lay.var_dec[0], lay.var_max[0]
+        last = k == nf - 1
+        # Plain bytes (file data, payloads) need no conversion either way: skip the codec call for them.
+        plain_enc, plain_dec = enc is _enc_bytes, dec is _dec_bytes
+
+        def pack(seq: int, values: Sequence[Any]) -> bytes:
+            try:
+                if len(values) == nf:
+                    blob = values[k]
+                    if not (plain_enc and blob.__class__ is bytes):
+                        blob = enc(blob)
+                    n = len(blob)
+                    if n <= limit:
+                        if last:
+                            return s_pack(tag | (size + n), seq, 0, *values[:k], n) + blob
+                        return s_pack(tag | (size + n), seq, 0, *values[:k], *values[k + 1:], n) + blob
+            except errors:
+                pass
+            return slow_pack(seq, values)
+
+        def pack_one(seq: int, value: Any) -> bytes:
+            try:
+                blob = value if plain_enc and value.__class__ is bytes else enc(value)
+                n = len(blob)
+                if n <= limit:
+                    return s_pack(tag | (size + n), seq, 0, n) + blob
+            except errors:
+                pass
+            return slow_pack(seq, (value,))
+
+        # n == size + length with length <= limit also bounds n below MAX_FRAME (asserted for every call), so
+        # `tag | n` cannot spill into the version, kind or call bytes.
+        def unpack_any(frame: Any) -> tuple | None:
+            n = len(frame)
+            if n >= size:
+                v = s_unpack_from(frame)
+                length = v[-1]
+                if v[0] == tag | n and not v[2] and length == n - size and length <= limit:
+                    x = frame[size:] if frame.__class__ is bytes else memoryview(frame)[size:]  # one copy at most
+                    if not (plain_dec and x.__class__ is bytes):
+                        x = dec(x)
+                    if last:
+                        return v[1], v[3:-1] + (x,)
+                    return v[1], v[3:3 + k] + (x,) + v[3 + k:-1]
+            return None
+
+        def unpack_seq(frame: Any, seq: int) -> tuple | None:
+            n = len(frame)
+            if n >= size:
+                v = s_unpack_from(frame)
+                length = v[-1]
+                if v[0] == tag | n and v[1] == seq and not v[2] and length == n - size and length <= limit:
+                    x = frame[size:] if frame.__class__ is bytes else memoryview(frame)[size:]  # one copy at most
+                    if not (plain_dec and x.__class__ is bytes):
+                        x = dec(x)
+                    if last:
+                        return v[3:-1] + (x,)
+                    return v[3:3 + k] + (x,) + v[3 + k:-1]
+            return None
+
+        return pack, pack_one, unpack_any, unpack_seq
+
+    return slow_pack, lambda seq, value: slow_pack(seq, (value,)), lambda frame: None, lambda frame, seq: None
+
+
+def _in_place_codecs(codec: CallCodec) -> tuple[Callable[[bytearray, int, int], bytearray],
+                                                   Callable[[Any, int], tuple | None]]:
+    lay = codec.answer
+    st = struct.Struct(_FAST_HEAD + lay.struct.format[len(HEADER.format):])
+    tag, size, limit, name = _tag(ANSWER, codec.number), lay.size, lay.var_max[0], codec.call.name
+
+    def finish_in_place(frame: bytearray, seq: int, n: int) -> memoryview:
+        """The answer in `frame` - room for the header, then data whose first n bytes are filled - as a view."""
+        if n.__class__ is not int or not 0 <= n <= min(len(frame) - size, limit):
+            raise WireError(f"{name} answer: {n} bytes do not fit the {len(frame) - size} reserved")
+        st.pack_into(frame, 0, tag | (size + n), seq, 0, n)
+        return memoryview(frame)[:size + n]
+
+    def unpack_view(frame: Any, seq: int) -> tuple | None:
+        """unpack_seq with the data as a memoryview into the frame: the same checks, no copy."""
+        n = len(frame)
+        if n >= size:
+            v = st.unpack_from(frame)
+            if v[0] == tag | n and v[1] == seq and not v[2] and v[3] == n - size and v[3] <= limit:
+                return (memoryview(frame)[size:],)
+        return None
+
+    return finish_in_place, unpack_view
+
+
+class CallCodec:
+    """Request and answer layouts of one call, and their compiled fast paths (see `_fast_codecs`)."""
+
+    __slots__ = ("call", "number", "request", "answer", "nresults", "pack_request", "unpack_request",
+                 "pack_answer", "pack_result", "unpack_answer", "bytes_answer", "finish_in_place", "unpack_view")
 
     def __init__(self, c: Call) -> None:
         assert c.number is not None
@@ -266,6 +450,20 @@ class CallCodec:
         self.request = Layout(c.params, header=True, what=f"{c.name} request")
         self.answer = Layout(c.results, header=True, what=f"{c.name} answer")
         self.nresults = len(c.results)
+        # Requests: every request fits a frame by construction (max_size <= MAX_FRAME is asserted below).
+        self.pack_request, _, self.unpack_request, _ = _fast_codecs(self.request, REQUEST, c.number)
+        self.pack_answer, pack_one, _, self.unpack_answer = _fast_codecs(self.answer, ANSWER, c.number)
+        pack_answer = self.pack_answer
+        # pack_result(seq, what the host function returned): one value, a tuple, or None for no results.
+        if self.nresults == 1:
+            self.pack_result = pack_one
+        else:
+            self.pack_result = lambda seq, result: pack_answer(seq, result or ())
+        # Bulk data without extra copies: when the whole answer is one byte string (read, pread, recv), the host
+        # may fill an answer frame in place (finish_in_place writes its header) and the enclave may copy the
+        # data straight out of the frame into the caller's buffer (unpack_view), instead of a bytes object each.
+        self.bytes_answer = self.nresults == 1 and isinstance(c.results[0].type, T.Bytes)
+        self.finish_in_place, self.unpack_view = _in_place_codecs(self) if self.bytes_answer else (None, None)
 
 
 CODECS: dict[int, CallCodec] = {c.number: CallCodec(c) for c in CALLS if c.number is not None}
@@ -276,14 +474,14 @@ for _cc in CODECS.values():  # the table must never declare a frame that could e
 
 
 def encode_request(codec: CallCodec, seq: int, args: Sequence[Any]) -> bytes:
-    frame = codec.request.pack((WIRE_VERSION, REQUEST, codec.number, seq, 0), args)
+    frame = codec.pack_request(seq, args)
     if len(frame) > T.MAX_FRAME:
         raise WireError(f"{codec.call.name} request of {len(frame)} bytes exceeds {T.MAX_FRAME}")
     return frame
 
 
 def encode_answer(codec: CallCodec, seq: int, results: Sequence[Any]) -> bytes:
-    return codec.answer.pack((WIRE_VERSION, ANSWER, codec.number, seq, 0), results)
+    return codec.pack_answer(seq, results)
 
 
 def encode_error(number: int, seq: int, err: int) -> bytes:
@@ -306,6 +504,12 @@ def read_header(frame: bytes | memoryview) -> tuple[int, int, int, int, int]:
 
 def decode_request(frame: bytes | memoryview) -> tuple[CallCodec, int, tuple]:
     """The host's decoder: which call, which sequence number, the arguments in table order."""
+    if len(frame) >= HEADER_SIZE:  # the fast path for a well-formed request; anything else is decoded below
+        codec = CODECS.get(frame[6] | frame[7] << 8)
+        if codec is not None:
+            fast = codec.unpack_request(frame)
+            if fast is not None:
+                return codec, fast[0], fast[1]
     kind, number, seq, err, _ = read_header(frame)
     if kind != REQUEST:
         raise WireError(f"expected a request, got kind {kind}")
@@ -319,6 +523,9 @@ def decode_request(frame: bytes | memoryview) -> tuple[CallCodec, int, tuple]:
 
 def decode_answer(frame: bytes | memoryview, codec: CallCodec, seq: int) -> tuple[int, tuple]:
     """The enclave's decoder: (errno, results).  The answer must be for this very call and sequence."""
+    results = codec.unpack_answer(frame, seq)  # a well-formed success; anything else is decoded below
+    if results is not None:
+        return 0, results
     kind, number, aseq, err, _ = read_header(frame)
     if kind != ANSWER:
         raise WireError(f"expected an answer, got kind {kind}")

@@ -81,17 +81,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     if kind is None:
         parser.error("nothing to run: give a SCRIPT, -m MODULE or -c CODE")
     try:
-        access = policy.from_args(ns)
+        access = policy.from_args(ns, kind, target)
     except policy.PolicyError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 2
     if kind == "path" and target != "-" and not os.path.exists(target):
         # CPython's own wording and status for a missing script.
-        print(f"{sys.executable}: can't open file {os.path.abspath(target)!r}: [Errno 2] No such file or "
+        print(f"{sys.executable}: can't open file {os.path.join(os.getcwd(), target)!r}: [Errno 2] No such file or "
               f"directory", file=sys.stderr)
         return 2
     with Enclave(policy=access, backend=ns.backend, **trace.backend_options(ns)) as enclave:
         if kind == "path" and target == "-":
-            return enclave.run_code(sys.stdin.read(), args)
-        return {"path": enclave.run_path, "module": enclave.run_module, "code": enclave.run_code}[kind](
-            target, args)
+            status = enclave.run_stdin(sys.stdin.read(), args)
+        else:
+            status = {"path": enclave.run_path, "module": enclave.run_module, "code": enclave.run_code}[kind](
+                target, args)
+    note = policy.finish(access, " ".join(argv))  # --learn writes its policy here
+    if note:
+        print(f"{PROG}: {note}", file=sys.stderr)
+    return status

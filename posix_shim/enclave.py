@@ -148,6 +148,10 @@ class Enclave:
         """Run `python -c code args...`; returns its exit status."""
         return self._running().run("code", code, list(args or []))
 
+    def run_stdin(self, source: str, args: list[str] | None = None) -> int:
+        """Run program text read from standard input, as `python - args...` does (argv[0] '-', '<stdin>')."""
+        return self._running().run("stdin", source, list(args or []))
+
     def call(self, target: str, *args: Any) -> Any:
         """An ecall: import `module` inside the enclave and return `function(*args)` (plain data only)."""
         check_plain(args, f"arguments of {target}")

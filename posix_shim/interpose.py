@@ -30,6 +30,11 @@ SKIP_PREFIXES = ("ocall_bridge", "enclave_libc", "posix_shim")
 FAMILY_MODULES = ("files", "dirs", "io", "sockets", "poll", "time", "env", "random", "process")
 
 
+# Families may also swap objects no PATCHES dict can key (os.environ is a mutable mapping): `swap()` runs on
+# install and returns the undo, run on uninstall.
+FAMILY_SWAPS: list[Any] = []
+
+
 def _family_patches() -> tuple[Mapping[Any, Any], ...]:
     tables = []
     for name in FAMILY_MODULES:
@@ -40,6 +45,8 @@ def _family_patches() -> tuple[Mapping[Any, Any], ...]:
                 raise
             continue  # that family is not part of this build
         tables.append(module.PATCHES)
+        if hasattr(module, "swap"):
+            FAMILY_SWAPS.append(module.swap)
     return tuple(tables)
 
 
@@ -58,6 +65,7 @@ class Interposer:
                 self.replacements[id(original)] = (original, replacement)
         self._undo: list[tuple[dict, str, Any]] = []
         self._added: list[tuple[set, Any]] = []
+        self._unswap: list[Any] = []
         self.installed = False
 
     def install(self) -> None:
@@ -71,6 +79,7 @@ class Interposer:
                 if isinstance(namespace, dict):
                     self._patch_namespace(namespace)
             self._extend_capability_sets()
+            self._unswap = [swap() for swap in FAMILY_SWAPS]
             for _, replacement in self.replacements.values():
                 try:
                     replacement.__posix_shim__ = True
@@ -98,6 +107,17 @@ class Interposer:
         if dirs.scandir not in os.supports_fd:
             os.supports_fd.add(dirs.scandir)
             self._added.append((os.supports_fd, dirs.scandir))
+        # And in general a replacement answers `os.X in os.supports_*` as the original does: the replacements take
+        # the same dir_fd / fd / follow_symlinks / effective_ids arguments (or refuse the call whatever they get).
+        for set_name in ("supports_dir_fd", "supports_fd", "supports_follow_symlinks", "supports_effective_ids"):
+            capability = getattr(os, set_name, None)
+            if not isinstance(capability, set):
+                continue
+            for original in list(capability):
+                entry = self.replacements.get(id(original))
+                if entry is not None and entry[0] is original and entry[1] not in capability:
+                    capability.add(entry[1])
+                    self._added.append((capability, entry[1]))
 
     def uninstall(self) -> None:
         with _lock:
@@ -106,11 +126,30 @@ class Interposer:
             for namespace, key, original in reversed(self._undo):
                 if namespace.get(key) is self.replacements[id(original)][1]:
                     namespace[key] = original
+            self._restore_late_captures()
             for capability, replacement in self._added:
                 capability.discard(replacement)
+            for undo in reversed(self._unswap):
+                undo()
+            self._unswap.clear()
             self._undo.clear()
             self._added.clear()
             self.installed = False
+
+    def _restore_late_captures(self) -> None:
+        """Modules imported while installed captured replacements (`from builtins import open` in bz2, tarfile,
+        tokenize): give them the originals too, or they would call into an enclave that is no longer there."""
+        originals = {id(rep): (rep, orig) for orig, rep in self.replacements.values()}
+        for name, module in list(sys.modules.items()):
+            if module is None or name.split(".")[0] in SKIP_PREFIXES:
+                continue
+            namespace = getattr(module, "__dict__", None)
+            if not isinstance(namespace, dict):
+                continue
+            for key, value in list(namespace.items()):
+                entry = originals.get(id(value))
+                if entry is not None and entry[0] is value:
+                    namespace[key] = entry[1]
 
     def patched_names(self) -> list[str]:
         """module.attribute for every reference this installation rewrote (for the support table)."""

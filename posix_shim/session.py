@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from enclave_libc import runtime
 from enclave_libc.io import stdio_streams
 
+from . import tripwires
 from .interpose import Interposer
 
 _STREAMS = ("stdin", "stdout", "stderr", "__stdin__", "__stdout__", "__stderr__")
@@ -27,6 +28,7 @@ def _flush(streams: tuple) -> None:
 @contextmanager
 def inside(rt: runtime.EnclaveRuntime, interposer: Interposer | None = None) -> Iterator[Interposer]:
     interposer = interposer or Interposer()
+    tripwires.install()  # dormant until an enclave is active; idempotent
     saved = tuple(getattr(sys, name) for name in _STREAMS)
     _flush(saved[:3])  # what the host printed before must come out before what the enclave prints
     previous = runtime.activate(rt)

@@ -2,20 +2,128 @@
 
 Every backend makes its host with `make_host` and its trusted client with `make_client`, so that options which
 attach to either side (tracing, fault injection, the violation policy) are wired in one place.
+
+Options understood here (all plain data except `trace`, which may also be a callable):
+
+    trace          True / "stderr" / a FILE path / a callable receiving `trace.TraceEvent`s
+    trace_filter   "files,sockets", "open,read", "!time" ...   (trace.parse_filter)
+    trace_format   "text" (default) or "json"
+    summary        True: a `strace -c` table on the host's stderr when the host closes
+    inject         a list of fault-injection specs (ocall_bridge.inject.parse)
+    violation      "raise" (default) or "abort"
+
+With none of them, the host and client are exactly the plain ones: tracing off costs nothing.  Where the
+enclave lives in another process, the backend passes the plain-data options to that process's `make_client`
+(a callable cannot cross): the host keeps the sink, the summary and the injection; the enclave side appends
+its own events (guard denials, inside calls, refused answers) to the same destination when that is a file or
+stderr.
 """
 
 from __future__ import annotations
 
+import errno
+import os
+import threading
 from typing import Any
 
+from ocall_bridge import inject
 from ocall_bridge.access import Access
+from ocall_bridge.calls import BY_NAME
 from ocall_bridge.client import OcallClient, Transport
-from ocall_bridge.host.runtime import Host
+from ocall_bridge.host.real import time as real_time
+from ocall_bridge.host.runtime import Entry, Host
+
+from . import trace as _trace
 
 
 def make_host(access: Access, options: dict[str, Any]) -> Host:
-    return Host(access)
+    host = Host(access)
+    tracer = _trace.tracer_from_options(options)
+    specs = options.get("inject") or []
+    if tracer is None and not specs:
+        return host
+    # Tracing and injection wrap this host's `perform` (an instance attribute shadowing the method; `serve` calls
+    # self.perform), so a host without them runs the unwrapped method: no flag is tested on the fast path.
+    marks = threading.local()  # what the injector did to the call in progress on this thread
+    if specs:
+        def note(mark: str) -> None:
+            pending = getattr(marks, "list", None)
+            if pending is not None:
+                pending.append(mark)
+
+        injector = inject.Injector([inject.parse(s) for s in specs], note=note)
+        host.before.append(injector.before)
+        host.perform = injector.wrap(host.perform)  # type: ignore[method-assign]
+        host.injector = injector  # type: ignore[attr-defined]
+    if tracer is not None:
+        host.perform = _traced_perform(host.perform, tracer, marks)  # type: ignore[method-assign]
+        close = host.close
+
+        def close_and_report() -> None:
+            try:
+                close()
+            finally:
+                tracer.close()
+
+        host.close = close_and_report  # type: ignore[method-assign]
+    host.tracer = tracer  # type: ignore[attr-defined]
+    return host
+
+
+def _traced_perform(perform: Any, tracer: _trace.Tracer, marks: threading.local) -> Any:
+    """Host.perform, reporting each call to the tracer: thread, arguments as they arrived, answer, time."""
+    perf = real_time.perf_counter_ns  # the host's clock: the enclave's may be interposed
+    strerror = os.strerror
+    get_tid = threading.get_native_id
+    emit = tracer.emit
+    Event = _trace.TraceEvent
+
+    def perform_traced(entry: Entry, args: tuple) -> Any:
+        c = entry.codec.call
+        if not tracer.wants(c.name):
+            return perform(entry, args)
+        marks.list = pending = []
+        t0 = perf()
+        try:
+            result = perform(entry, args)
+        except OSError as exc:
+            elapsed = perf() - t0
+            marks.list = None
+            err = exc.errno if isinstance(exc.errno, int) and exc.errno else errno.EIO
+            why = exc.strerror
+            if why and why != "injected" and err > 0 and why != strerror(err):
+                # Not the kernel's answer but the host's own decision (its copy of the policy, a request it
+                # found malformed): the host says why.
+                pending.append(f"{'denied' if err in (errno.EACCES, errno.ENOSYS) else 'refused'} by host: {why}")
+            emit(Event(get_tid(), c.name, args, None, err, elapsed, tuple(pending), c.family))
+            raise
+        elapsed = perf() - t0
+        marks.list = None
+        emit(Event(get_tid(), c.name, args, result, 0, elapsed, tuple(pending), c.family))
+        return result
+
+    return perform_traced
 
 
 def make_client(transport: Transport, access: Access, options: dict[str, Any]) -> OcallClient:
-    return OcallClient(transport, violation=options.get("violation", "raise"))
+    client = OcallClient(transport, violation=options.get("violation", "raise"))
+    if not options.get("trace") and not options.get("summary"):
+        return client
+    host = getattr(transport, "host", None)
+    tracer = getattr(host, "tracer", None)
+    if tracer is None and host is None:
+        # The enclave is in a process of its own: it appends its events to the host's destination.
+        tracer = _trace.tracer_from_options(options, enclave_side=True)
+    if tracer is None or not (tracer.emitting or tracer.summary):
+        return client
+    get_tid = threading.get_native_id
+    Event = _trace.TraceEvent
+
+    def on_event(call: str, args: tuple, result: Any, err: int, ns: int, marks: tuple, counted: bool) -> None:
+        c = BY_NAME.get(call)
+        tracer.emit(Event(get_tid(), call, args, result, err, ns, marks, c.family if c else "", counted))
+
+    client.on_event = on_event
+    _trace.install_inside_tracing()
+    return client
+

@@ -10,9 +10,45 @@ from __future__ import annotations
 import errno
 import stat as _stat
 
+from ..access import open_kinds
+from .confine import O_PATH, confiner_for
 from .handles import Handle
 from .real import fcntl, os
 from .runtime import Host
+
+# Every path operation goes through the policy's Confiner (confine.py): resolved by the kernel beneath the root
+# that grants it.  Under allow-all there is nothing to confine and the plain calls are used.
+_WRITE, _STAT = ("write",), ("stat",)
+
+
+def _fd_path(fd: int) -> bytes:
+    # The magic link of a descriptor: the way to chmod/utime/chown/link the very object the kernel resolved.
+    return b"/proc/self/fd/%d" % fd
+
+
+class _At:
+    """`with _At(conf, path, kinds) as (dir_fd, name)`: the parent directory resolved beneath its root."""
+
+    __slots__ = ("conf", "path", "kinds", "dot", "fd", "own")
+
+    def __init__(self, conf, path: bytes, kinds: tuple[str, ...], dot: int = errno.EINVAL) -> None:  # noqa: ANN001
+        self.conf, self.path, self.kinds, self.dot = conf, path, kinds, dot
+
+    def __enter__(self) -> tuple[int, bytes]:
+        self.fd, name, self.own = self.conf.parent(self.path, self.kinds, self.dot)
+        return self.fd, name
+
+    def __exit__(self, *exc: object) -> None:
+        if self.own:
+            os.close(self.fd)
+
+
+def _with_fd(conf, path: bytes, kinds: tuple[str, ...], flags: int, fn):  # noqa: ANN001, ANN202
+    fd = conf.open_fd(path, kinds, flags)
+    try:
+        return fn(fd)
+    finally:
+        os.close(fd)
 
 _DT_DIR, _DT_REG, _DT_LNK, _DT_UNKNOWN = 4, 8, 10, 0
 
@@ -35,7 +71,11 @@ def _kind_of(fd: int) -> str:
 
 def open(host: Host, path: bytes, flags: int, mode: int) -> int:
     # O_CLOEXEC always: the enclave never execs, and a host child must not inherit enclave files.
-    fd = os.open(path, flags | os.O_CLOEXEC, mode)
+    conf = confiner_for(host.access)
+    if conf is None:
+        fd = os.open(path, flags | os.O_CLOEXEC, mode)
+    else:
+        fd = conf.open_fd(path, open_kinds(flags), flags, mode)
     try:
         return host.handles.add(fd, _kind_of(fd), path)
     except BaseException:
@@ -59,6 +99,15 @@ def pread(host: Host, h: Handle, count: int, offset: int) -> bytes:
     return os.pread(h.fd, count, offset)
 
 
+# The in-place forms (runtime.Host.perform, for bulk reads): the kernel copies straight into the answer frame.
+def read_into(host: Host, h: Handle, count: int, buf: memoryview) -> int:
+    return os.readv(h.fd, [buf])
+
+
+def pread_into(host: Host, h: Handle, count: int, offset: int, buf: memoryview) -> int:
+    return os.preadv(h.fd, [buf], offset)
+
+
 def write(host: Host, h: Handle, data: bytes) -> int:
     return os.write(h.fd, data)
 
@@ -76,14 +125,37 @@ def fstat(host: Host, h: Handle) -> tuple:
 
 
 def stat(host: Host, path: bytes) -> tuple:
-    return _stat_record(os.stat(path))
+    conf = confiner_for(host.access)
+    if conf is None:
+        return _stat_record(os.stat(path))
+    fd = conf.open_fd(path, _STAT, O_PATH)
+    try:
+        return _stat_record(os.fstat(fd))
+    finally:
+        os.close(fd)
 
 
 def lstat(host: Host, path: bytes) -> tuple:
-    return _stat_record(os.lstat(path))
+    conf = confiner_for(host.access)
+    if conf is None:
+        return _stat_record(os.lstat(path))
+    fd = conf.open_fd(path, _STAT, O_PATH | os.O_NOFOLLOW)  # an O_PATH descriptor of a symlink is the link
+    try:
+        return _stat_record(os.fstat(fd))
+    finally:
+        os.close(fd)
 
 
 def access(host: Host, path: bytes, mode: int, follow: bool) -> None:
+    conf = confiner_for(host.access)
+    if conf is not None:
+        fd = conf.open_fd(path, _STAT, O_PATH | (0 if follow else os.O_NOFOLLOW))
+        try:
+            if not os.access(_fd_path(fd), mode):
+                raise OSError(errno.EACCES, "Permission denied")
+        finally:
+            os.close(fd)
+        return
     if not os.access(path, mode, follow_symlinks=follow):
         # os.access hides the errno; ask again the way access(2) answers, so ENOENT stays ENOENT.
         os.stat(path) if follow else os.lstat(path)
@@ -91,23 +163,44 @@ def access(host: Host, path: bytes, mode: int, follow: bool) -> None:
 
 
 def unlink(host: Host, path: bytes) -> None:
-    os.unlink(path)
+    conf = confiner_for(host.access)
+    if conf is None:
+        return os.unlink(path)
+    with _At(conf, path, _WRITE, errno.EISDIR) as (d, name):
+        os.unlink(name, dir_fd=d)
+
+
+def _move(host: Host, src: bytes, dst: bytes, fn) -> None:  # noqa: ANN001
+    conf = confiner_for(host.access)
+    if conf is None:
+        return fn(src, dst)
+    # Both names are resolved as directories beneath write roots: a rename can only move between them.
+    with _At(conf, src, _WRITE) as (sd, sname), _At(conf, dst, _WRITE) as (dd, dname):
+        fn(sname, dname, src_dir_fd=sd, dst_dir_fd=dd)
 
 
 def rename(host: Host, src: bytes, dst: bytes) -> None:
-    os.rename(src, dst)
+    _move(host, src, dst, os.rename)
 
 
 def replace(host: Host, src: bytes, dst: bytes) -> None:
-    os.replace(src, dst)
+    _move(host, src, dst, os.replace)
 
 
 def mkdir(host: Host, path: bytes, mode: int) -> None:
-    os.mkdir(path, mode)
+    conf = confiner_for(host.access)
+    if conf is None:
+        return os.mkdir(path, mode)
+    with _At(conf, path, _WRITE, errno.EEXIST) as (d, name):
+        os.mkdir(name, mode, dir_fd=d)
 
 
 def rmdir(host: Host, path: bytes) -> None:
-    os.rmdir(path)
+    conf = confiner_for(host.access)
+    if conf is None:
+        return os.rmdir(path)
+    with _At(conf, path, _WRITE) as (d, name):
+        os.rmdir(name, dir_fd=d)
 
 
 def getdents(host: Host, h: Handle, max: int, restart: bool) -> list[tuple]:
@@ -134,19 +227,50 @@ def getdents(host: Host, h: Handle, max: int, restart: bool) -> list[tuple]:
 
 
 def readlink(host: Host, path: bytes) -> bytes:
-    return os.readlink(path)
+    conf = confiner_for(host.access)
+    if conf is None:
+        return os.readlink(path)
+    # readlinkat(fd, "") reads the link an O_PATH|O_NOFOLLOW descriptor holds.
+    return _with_fd(conf, path, _STAT, O_PATH | os.O_NOFOLLOW, _readlink_fd)
+
+
+def _readlink_fd(fd: int) -> bytes:
+    if not _stat.S_ISLNK(os.fstat(fd).st_mode):
+        raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))  # what readlink(2) says of a non-link
+    return os.readlink(b"", dir_fd=fd)
 
 
 def symlink(host: Host, target: bytes, linkpath: bytes) -> None:
-    os.symlink(target, linkpath)
+    conf = confiner_for(host.access)
+    if conf is None:
+        return os.symlink(target, linkpath)
+    with _At(conf, linkpath, _WRITE, errno.EEXIST) as (d, name):
+        os.symlink(target, name, dir_fd=d)  # the target is text; following it later is confined
 
 
 def link(host: Host, src: bytes, dst: bytes, follow: bool) -> None:
-    os.link(src, dst, follow_symlinks=follow)
+    conf = confiner_for(host.access)
+    if conf is None:
+        return os.link(src, dst, follow_symlinks=follow)
+    with _At(conf, dst, _WRITE) as (dd, dname):
+        if follow:
+            # The source's final symlink is followed beneath its root, then linked by descriptor: a link to a
+            # file outside cannot be made by pointing a symlink at it.
+            _with_fd(conf, src, _WRITE, O_PATH,
+                     lambda fd: os.link(_fd_path(fd), dname, dst_dir_fd=dd, follow_symlinks=True))
+        else:
+            with _At(conf, src, _WRITE) as (sd, sname):
+                os.link(sname, dname, src_dir_fd=sd, dst_dir_fd=dd, follow_symlinks=False)
 
 
 def chmod(host: Host, path: bytes, mode: int, follow: bool) -> None:
-    os.chmod(path, mode, follow_symlinks=follow)
+    conf = confiner_for(host.access)
+    if conf is None:
+        return os.chmod(path, mode, follow_symlinks=follow)
+    if follow:
+        return _with_fd(conf, path, _WRITE, O_PATH, lambda fd: os.chmod(_fd_path(fd), mode))
+    with _At(conf, path, _WRITE) as (d, name):
+        os.chmod(name, mode, dir_fd=d, follow_symlinks=False)
 
 
 def fchmod(host: Host, h: Handle, mode: int) -> None:
@@ -154,7 +278,13 @@ def fchmod(host: Host, h: Handle, mode: int) -> None:
 
 
 def chown(host: Host, path: bytes, uid: int, gid: int, follow: bool) -> None:
-    os.chown(path, uid, gid, follow_symlinks=follow)
+    conf = confiner_for(host.access)
+    if conf is None:
+        return os.chown(path, uid, gid, follow_symlinks=follow)
+    if follow:
+        return _with_fd(conf, path, _WRITE, O_PATH, lambda fd: os.chown(_fd_path(fd), uid, gid))
+    with _At(conf, path, _WRITE) as (d, name):
+        os.chown(name, uid, gid, dir_fd=d, follow_symlinks=False)
 
 
 def fchown(host: Host, h: Handle, uid: int, gid: int) -> None:
@@ -162,10 +292,14 @@ def fchown(host: Host, h: Handle, uid: int, gid: int) -> None:
 
 
 def utime(host: Host, path: bytes, atime_ns: int, mtime_ns: int, now: bool, follow: bool) -> None:
-    if now:
-        os.utime(path, follow_symlinks=follow)
-    else:
-        os.utime(path, ns=(atime_ns, mtime_ns), follow_symlinks=follow)
+    kw = {} if now else {"ns": (atime_ns, mtime_ns)}
+    conf = confiner_for(host.access)
+    if conf is None:
+        return os.utime(path, follow_symlinks=follow, **kw)
+    if follow:
+        return _with_fd(conf, path, _WRITE, O_PATH, lambda fd: os.utime(_fd_path(fd), **kw))
+    with _At(conf, path, _WRITE) as (d, name):
+        os.utime(name, dir_fd=d, follow_symlinks=False, **kw)
 
 
 def futime(host: Host, h: Handle, atime_ns: int, mtime_ns: int, now: bool) -> None:
@@ -176,7 +310,10 @@ def futime(host: Host, h: Handle, atime_ns: int, mtime_ns: int, now: bool) -> No
 
 
 def truncate(host: Host, path: bytes, length: int) -> None:
-    os.truncate(path, length)
+    conf = confiner_for(host.access)
+    if conf is None:
+        return os.truncate(path, length)
+    _with_fd(conf, path, _WRITE, os.O_WRONLY | os.O_NONBLOCK, lambda fd: os.ftruncate(fd, length))
 
 
 def ftruncate(host: Host, h: Handle, length: int) -> None:
@@ -197,7 +334,10 @@ def _statvfs_record(st: os.statvfs_result) -> tuple:
 
 
 def statvfs(host: Host, path: bytes) -> tuple:
-    return _statvfs_record(os.statvfs(path))
+    conf = confiner_for(host.access)
+    if conf is None:
+        return _statvfs_record(os.statvfs(path))
+    return _with_fd(conf, path, _STAT, O_PATH, lambda fd: _statvfs_record(os.fstatvfs(fd)))
 
 
 def fstatvfs(host: Host, h: Handle) -> tuple:
@@ -238,4 +378,8 @@ def flock(host: Host, h: Handle, operation: int) -> None:
 
 
 def mkfifo(host: Host, path: bytes, mode: int) -> None:
-    os.mkfifo(path, mode)
+    conf = confiner_for(host.access)
+    if conf is None:
+        return os.mkfifo(path, mode)
+    with _At(conf, path, _WRITE, errno.EEXIST) as (d, name):
+        os.mkfifo(name, mode, dir_fd=d)

@@ -1,0 +1,225 @@
+"""The enclave's own environment: `os.environ` starts from the policy, not from the host.
+
+Each enclave has one environment, a dict of bytes kept in `RT.extra["environ"]`.  It is built once, the first
+time the program looks at it: the host variables the policy allows (asked with the `environ` ocall - the host
+filters them by its own copy of the policy, and the enclave filters again rather than take its word), then the
+values the policy itself sets, which win.  From then on getenv/putenv/unsetenv never leave the enclave.
+
+Inside, `os.environ` and `os.environb` are `os._Environ` objects whose data is the current enclave's dict, and
+`posix.environ` is a mapping over the same dict; the interposer swaps them in for the host's (`swap`) and the
+host's back on the way out, so a host embedding the sim backend has its own `os.environ` again between runs,
+untouched.
+
+`os.putenv`/`os.unsetenv` keep their native meaning: they change the environment the C library and child
+processes would see, not `os.environ`.  Inside an enclave there are no children and the C library's environment
+is the host process's, which the enclave must not change; so they are checked exactly as natively (same
+errors, same audit events) and recorded in `RT.extra["putenv"]`, and the host's environment stays untouched.
+Consequence, documented in docs/time-env.md: `os.environ["TZ"] = ...; time.tzset()` does not change libc's
+local time zone inside an enclave (zoneinfo is the way to use a zone).
+"""
+
+from __future__ import annotations
+
+import logging
+import os as _os
+import posix
+import sys
+import threading
+from collections.abc import Callable, Iterator, MutableMapping
+from typing import Any
+
+from . import runtime
+
+log = logging.getLogger("posix_shim.enclave")
+
+_fsencode, _fsdecode, _strerror = _os.fsencode, _os.fsdecode, _os.strerror
+_host_environ, _host_environb, _host_posix_environ = _os.environ, _os.environb, posix.environ
+_audit = sys.audit
+_EINVAL = 22
+_SKIP = ("ocall_bridge", "enclave_libc", "posix_shim")  # the interposer's own rule: never rewrite these
+MAX_VARIABLES = 4096  # an environment larger than this is cut (and the cut logged)
+
+_load_lock = threading.RLock()
+
+
+def _valid_name(name: bytes) -> bool:
+    return bool(name) and b"=" not in name and b"\0" not in name
+
+
+def _offered(rt: runtime.EnclaveRuntime) -> list[tuple[bytes, bytes]]:
+    """Every variable the host offers, page by page.
+
+    Names must come strictly increasing, so a host cannot make the enclave loop (each page moves forward) nor
+    offer one name twice; a host that breaks that stops the listing there, with what came before kept.
+    """
+    offered: list[tuple[bytes, bytes]] = []
+    after = b""
+    try:
+        while len(offered) < MAX_VARIABLES:
+            page = rt.ocall.environ(after)
+            if not page:
+                break
+            for name, _ in page:
+                if name <= after:
+                    log.error("posix_shim: host violation in environ: %r does not come after %r", name, after)
+                    return offered
+                after = name
+            offered += page
+    except OSError as exc:  # not allowed by the policy, or the host failed: the policy's values alone
+        log.info("no (more) host environment for the enclave: %s", exc)
+    return offered
+
+
+def _load(rt: runtime.EnclaveRuntime) -> dict[bytes, bytes]:
+    """The environment an enclave starts with: the allowed host variables, then the policy's own values."""
+    access = rt.access
+    data: dict[bytes, bytes] = {}
+    for name, value in _offered(rt):
+        if not _valid_name(name) or b"\0" in value:
+            log.error("posix_shim: host violation in environ: malformed variable %r dropped", name[:64])
+            continue
+        if not access.env_allowed(_fsdecode(name)):
+            # The host sent what the policy does not allow: the enclave does not take it.
+            log.error("posix_shim: host violation in environ: %r is not allowed by the policy; dropped", name)
+            continue
+        data[name] = value
+    for name, value in access.env_values().items():
+        data[_fsencode(name)] = _fsencode(value)
+    return data
+
+
+def current_data() -> dict[bytes, bytes]:
+    """The current enclave's environment dict (the host's own when no enclave is active)."""
+    rt = runtime.RT
+    if rt is None:
+        return _host_posix_environ
+    data = rt.extra.get("environ")
+    if data is None:
+        with _load_lock:
+            data = rt.extra.get("environ")
+            if data is None:
+                data = rt.extra["environ"] = _load(rt)
+    return data
+
+
+class EnclaveEnviron(_os._Environ):
+    """`os.environ` (or `os.environb`) inside: an os._Environ over whichever enclave is current.
+
+    Only `_data` differs from the host's object, so every method of os._Environ behaves as natively; its
+    `__setitem__`/`__delitem__` call the module-level putenv/unsetenv of `os`, which are this module's.
+    """
+
+    def __init__(self, encodekey: Any, decodekey: Any, encodevalue: Any, decodevalue: Any) -> None:
+        self.encodekey = encodekey
+        self.decodekey = decodekey
+        self.encodevalue = encodevalue
+        self.decodevalue = decodevalue
+
+    @property
+    def _data(self) -> dict[bytes, bytes]:  # type: ignore[override]
+        return current_data()
+
+
+class PosixEnviron(MutableMapping):
+    """`posix.environ` inside: the enclave's bytes dict, never the host's."""
+
+    def __getitem__(self, key: bytes) -> bytes:
+        return current_data()[key]
+
+    def __setitem__(self, key: bytes, value: bytes) -> None:
+        current_data()[key] = value
+
+    def __delitem__(self, key: bytes) -> None:
+        del current_data()[key]
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(list(current_data()))
+
+    def __len__(self) -> int:
+        return len(current_data())
+
+    def copy(self) -> dict[bytes, bytes]:
+        return dict(current_data())
+
+    def __repr__(self) -> str:
+        return repr(current_data())
+
+
+def _check_bytes(value: Any) -> bytes:
+    if not isinstance(value, bytes):
+        raise TypeError(f"bytes expected, not {type(value).__name__}")
+    return value
+
+
+# The same codecs os.py gives the host's os.environ and os.environb.
+environ = EnclaveEnviron(_host_environ.encodekey, _host_environ.decodekey, _host_environ.encodevalue,
+                         _host_environ.decodevalue)
+environb = EnclaveEnviron(_check_bytes, bytes, _check_bytes, bytes)
+posix_environ = PosixEnviron()
+
+
+def _env_bytes(value: Any) -> bytes:
+    b = _fsencode(value)  # str, bytes or PathLike; the TypeError is the native one
+    if b"\0" in b:
+        raise ValueError("embedded null byte")
+    return b
+
+
+def _changes() -> dict[bytes, bytes | None] | None:
+    rt = runtime.RT
+    return None if rt is None else rt.extra.setdefault("putenv", {})
+
+
+def putenv(name: Any, value: Any, /) -> None:
+    key, val = _env_bytes(name), _env_bytes(value)
+    if b"=" in key:
+        raise ValueError("illegal environment variable name")
+    _audit("os.putenv", name, value)
+    if not key:
+        raise OSError(_EINVAL, _strerror(_EINVAL))
+    changes = _changes()
+    if changes is not None:
+        changes[key] = val
+
+
+def unsetenv(name: Any, /) -> None:
+    key = _env_bytes(name)
+    _audit("os.unsetenv", name)
+    if not key or b"=" in key:
+        raise OSError(_EINVAL, _strerror(_EINVAL))
+    changes = _changes()
+    if changes is not None:
+        changes[key] = None
+
+
+def swap() -> Callable[[], None]:
+    """Point `os.environ`, `os.environb` and `posix.environ` (and module globals named `environ`/`environb`
+    that captured the host's, as `from os import environ` does) at the enclave's; return the undo.
+
+    The interposer calls it on install and the undo on uninstall.  These objects are mutable mappings, which
+    no PATCHES dictionary can key, hence a swap rather than a patch.
+    """
+    replacements = {id(_host_environ): environ, id(_host_environb): environb, id(_host_posix_environ): posix_environ}
+    done: list[tuple[dict, str, Any]] = []
+    for name, module in list(sys.modules.items()):
+        namespace = getattr(module, "__dict__", None)
+        if module is None or not isinstance(namespace, dict) or name.split(".")[0] in _SKIP:
+            continue
+        for key in ("environ", "environb"):
+            value = namespace.get(key)
+            replacement = replacements.get(id(value))
+            if replacement is not None:
+                namespace[key] = replacement
+                done.append((namespace, key, value))
+
+    def undo() -> None:
+        for namespace, key, original in reversed(done):
+            if namespace.get(key) is replacements[id(original)]:
+                namespace[key] = original
+
+    return undo
+
+
+PATCHES: dict[Any, Any] = {posix.putenv: putenv, posix.unsetenv: unsetenv}
+
+__all__ = ["PATCHES", "EnclaveEnviron", "current_data", "environ", "environb", "putenv", "swap", "unsetenv"]

@@ -1,0 +1,474 @@
+"""Kernel path confinement for the host: what a path really reaches is decided by the kernel, beneath a root.
+
+The policy (`check`) judges a path string.  A string check alone is defeated by a symlink or a `..` inside an
+allowed folder that leads out of it, and by a directory swapped for a symlink between the check and the use.  So
+every host path operation is performed relative to a directory descriptor of the allowed *root* that covers the
+path, resolved with `openat2(2)` and `RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS`: the kernel refuses (EXDEV) any
+resolution that would leave the root, whatever symlinks or races the enclave arranged.
+
+Operations that are not open(2) (stat, unlink, rename, mkdir...) resolve the *parent directory* of the path
+beneath the root, and act on the last name with the `*at` variant and that directory's descriptor, never
+following a final symlink unless the call asked for it - and when it did, the target is reached through
+`openat2` beneath the root as well.  A rename or link therefore moves names only between directories that are
+themselves beneath allowed roots.
+
+An *absolute* symlink inside a root (common in Python installations: `lib64 -> /usr/lib64`) is refused by
+`RESOLVE_BENEATH`, as is any symlink when the root contains denied paths (`RESOLVE_NO_SYMLINKS` then, so a link
+cannot lead to a denied file).  For those the host asks the kernel where the path really leads (an `O_PATH`
+descriptor and its `/proc/self/fd` link), re-checks the policy on that real path, and resolves it again beneath
+*its* root with no symlinks allowed at all.  A race that changes the path in between only makes the second
+resolution fail.
+
+Root descriptors are opened once and cached for the life of the policy: a root is a capability fixed at first
+use (moving the folder later does not move the grant).  Roots that are single files (`--allow-read=/etc/passwd`)
+are held as their parent directory plus the name.
+
+If the kernel has no openat2 (Linux < 5.6) every path takes the real-path route: still decided on what the
+kernel resolved, with the final object pinned by its descriptor, and a warning is logged once.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import posixpath
+import stat as _stat
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from .real import os
+
+log = logging.getLogger("posix_shim.host")
+
+# openat2 is 437 in the unified syscall table every 64-bit Linux architecture uses since 5.6.
+SYS_OPENAT2 = 437
+RESOLVE_NO_MAGICLINKS = 0x02
+RESOLVE_NO_SYMLINKS = 0x04
+RESOLVE_BENEATH = 0x08
+
+O_PATH = os.O_PATH
+O_CLOEXEC = os.O_CLOEXEC
+O_DIRECTORY = os.O_DIRECTORY
+O_NOFOLLOW = os.O_NOFOLLOW
+O_CREAT = os.O_CREAT
+O_EXCL = os.O_EXCL
+O_TMPFILE = getattr(os, "O_TMPFILE", 0)
+_STAT = ("stat",)
+_WRITE = ("write",)
+AT_FDCWD = -100
+
+_ffi: Any = None
+_lib: Any = None
+_how: Any = None
+_have_openat2: bool | None = None
+_lock = threading.Lock()
+
+
+# The cdef below, pre-parsed by cffi's out-of-line ABI mode (`ffi.set_source(name, None)` +
+# `emit_python_code`), so loading costs ~1 ms instead of ~18 ms of pycparser.  tests/test_policy.py regenerates it
+# from CDEF and fails if the two ever differ.
+CDEF = """
+    struct open_how { uint64_t flags; uint64_t mode; uint64_t resolve; };
+    long syscall(long number, long dirfd, const char *path, struct open_how *how, size_t size);
+"""
+# glibc's syscall(2) is variadic; it is declared with the fixed prototype of this one use so cffi passes bytes
+# without a copy.  On x86_64 and aarch64 Linux integer and pointer arguments travel in the same registers either
+# way, and syscall() itself never reads the vector-register count.
+_PREPARSED = dict(
+    _version=0x2601,
+    _types=b"\x00\x00\x01\x0D\x00\x00\x09\x01\x00\x00\x09\x01\x00\x00\x07\x03\x00\x00\x08\x03\x00\x00\x1C\x01"
+           b"\x00\x00\x00\x0F\x00\x00\x02\x01\x00\x00\x00\x09\x00\x00\x18\x01",
+    _globals=(b"\x00\x00\x00\x23syscall", 0),
+    _struct_unions=((b"\x00\x00\x00\x08\x00\x00\x00\x02open_how", b"\x00\x00\x09\x11flags", b"\x00\x00\x09\x11mode",
+                     b"\x00\x00\x09\x11resolve"),),
+)
+
+
+def _make_ffi() -> Any:
+    try:
+        import _cffi_backend
+
+        return _cffi_backend.FFI("_posix_shim_openat2", **_PREPARSED)
+    except Exception:  # another cffi version: parse the cdef instead (slower, same result)
+        import cffi
+
+        ffi = cffi.FFI()
+        ffi.cdef(CDEF)
+        return ffi
+
+
+def _load() -> bool:
+    """Bind openat2 through cffi (ABI mode, no compiler).  False when it cannot be used here."""
+    global _ffi, _lib, _have_openat2
+    if _have_openat2 is not None:
+        return _have_openat2
+    try:
+        _ffi = _make_ffi()
+        _lib = _ffi.dlopen(None)
+        probe = _openat2_raw(AT_FDCWD, b"/", O_PATH | O_CLOEXEC, 0, 0)
+        os.close(probe)
+        _have_openat2 = True
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSYS, errno.EPERM):
+            raise
+        log.warning("this kernel has no openat2 (%s): host paths are confined by resolving them first, "
+                    "which is slower", os.strerror(exc.errno))
+        _have_openat2 = False
+    except ImportError:
+        log.warning("cffi is not installed: host paths are confined by resolving them first, which is slower")
+        _have_openat2 = False
+    return _have_openat2
+
+
+def _make_how(flags: int, mode: int, resolve: int) -> Any:
+    how = _ffi.new("struct open_how *")
+    how.flags = flags
+    how.mode = mode
+    how.resolve = resolve
+    return how
+
+
+def _openat2_raw(dirfd: int, path: bytes, flags: int, mode: int, resolve: int) -> int:
+    how = _make_how(flags, mode, resolve)
+    fd = _lib.syscall(SYS_OPENAT2, dirfd, path, how, 24)
+    if fd < 0:
+        err = _ffi.errno
+        raise OSError(err, os.strerror(err))
+    return fd
+
+
+def openat2(dirfd: int, path: bytes, flags: int, mode: int = 0, resolve: int = RESOLVE_BENEATH) -> int:
+    """openat2(2): a new descriptor for `path` resolved beneath `dirfd` (raises OSError)."""
+    if not _load():
+        raise OSError(errno.ENOSYS, "openat2 is not available")
+    return _openat2_raw(dirfd, path, flags, mode, resolve)
+
+
+class Escape(PermissionError):
+    """A path that leads outside every root its kind allows: answered as EACCES."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(errno.EACCES, message)
+
+
+def _norm(path: bytes) -> bytes:
+    if (b"//" not in path and b"/./" not in path and b"/../" not in path
+            and not path.endswith((b"/.", b"/..")) and (len(path) == 1 or not path.endswith(b"/"))):
+        return path  # already normal: the common case skips the pure-Python normpath
+    p = posixpath.normpath(path)
+    return b"/" + p.lstrip(b"/") if p.startswith(b"//") else p
+
+
+def _covers(root: bytes, path: bytes) -> bool:
+    return root == b"/" or path == root or (path.startswith(root) and path[len(root):len(root) + 1] == b"/")
+
+
+def _split_rel(root: bytes, raw: bytes, norm: bytes) -> bytes:
+    """`raw` relative to `root`: the raw text when it starts with the root (so `link/..` keeps the kernel's
+    meaning), else the normalized text (the `..` was above the root, where no symlink of ours can matter)."""
+    if raw.startswith(root) and raw[len(root):len(root) + 1] == b"/" and root != b"/":
+        return raw[len(root) + 1:] or b"."
+    for candidate in (raw, norm):
+        if _covers(root, candidate):
+            rest = candidate[len(root):] if root != b"/" else candidate
+            rest = rest.lstrip(b"/")
+            return rest or b"."
+    return b"."  # unreachable: the root was chosen because it covers `norm`
+
+
+class _Root:
+    __slots__ = ("path", "fd", "parent_fd", "name", "is_dir", "strict")
+
+    def __init__(self, path: bytes, fd: int, parent_fd: int, name: bytes, is_dir: bool, strict: bool) -> None:
+        self.path, self.fd, self.parent_fd, self.name, self.is_dir, self.strict = (path, fd, parent_fd, name,
+                                                                                   is_dir, strict)
+
+
+class Confiner:
+    """Path operations for one policy, each confined beneath the root that grants it."""
+
+    def __init__(self, access: Any) -> None:
+        self.access = access
+        self._roots: dict[bytes, _Root] = {}
+        self._parents: dict[bytes, int] = {}
+        self._kind_roots: dict[str, Any] = {}
+        self._fast: dict[tuple[tuple[str, ...], bytes], tuple[int, bytes, int]] = {}
+        self._hows: dict[tuple[int, int], Any] = {}
+        self._chosen: dict[tuple[tuple[str, ...], bytes], bytes | None] = {}
+        self._kernel = _load()
+
+    # -- roots -----------------------------------------------------------------------------------------------
+    def _parent_fd(self, parent: bytes) -> int:
+        fd = self._parents.get(parent)
+        if fd is None:
+            fd = self._parents[parent] = os.open(parent, O_PATH | O_DIRECTORY | O_CLOEXEC)
+        return fd
+
+    def _root(self, path: bytes) -> _Root:
+        r = self._roots.get(path)
+        if r is not None:
+            return r
+        with _lock:
+            r = self._roots.get(path)
+            if r is not None:
+                return r
+            if path == b"/":
+                parent_fd, name = self._parent_fd(b"/"), b"."
+            else:
+                parent, _, name = path.rpartition(b"/")
+                parent_fd = self._parent_fd(parent or b"/")
+            strict = bool(getattr(self.access, "denials_within", lambda _: False)(path))
+            try:
+                fd = os.open(path, O_PATH | O_DIRECTORY | O_CLOEXEC)
+            except OSError as exc:
+                if exc.errno == errno.ENOENT:
+                    # Not there yet (a file or folder the program will create): asked again next time.
+                    return _Root(path, -1, parent_fd, name, False, strict)
+                if exc.errno != errno.ENOTDIR:
+                    raise
+                fd = -1
+            r = _Root(path, fd, parent_fd, name, fd >= 0, strict)
+            self._roots[path] = r
+            return r
+
+    def _choose(self, kinds: tuple[str, ...], norm: bytes) -> bytes | None:
+        """The deepest root that covers `norm` for every kind (covers for one kind and not for another: None)."""
+        key = (kinds, norm)
+        found = self._chosen.get(key, self)
+        if found is not self:
+            return found  # type: ignore[return-value]
+        best: bytes | None = None
+        for kind in kinds:
+            roots = self._kind_roots.get(kind, self)
+            if roots is self:
+                roots = self._kind_roots[kind] = self.access.roots(kind)
+            if roots is None:  # this kind is not confined at all (allowed everywhere, nothing denied)
+                continue
+            hit = next((r for r in roots if _covers(r, norm)), None)  # roots come deepest first
+            if hit is None:
+                best = None
+                break
+            if best is None or len(hit) > len(best):
+                best = hit
+        if len(self._chosen) < 8192:
+            self._chosen[key] = best
+        return best
+
+    def unconfined(self, kinds: tuple[str, ...]) -> bool:
+        """Whether no kind of `kinds` is confined (the policy allows it everywhere)."""
+        for kind in kinds:
+            roots = self._kind_roots.get(kind, self)
+            if roots is self:
+                roots = self._kind_roots[kind] = self.access.roots(kind)
+            if roots is not None:
+                return False
+        return True
+
+    # -- resolution ------------------------------------------------------------------------------------------
+    def open_fd(self, path: bytes, kinds: tuple[str, ...], flags: int, mode: int = 0) -> int:
+        """A descriptor for `path` (flags as open(2)), resolved beneath the root that allows `kinds`."""
+        # Fast path: where this path was resolved before (a pure function of the immutable policy and the cached
+        # root descriptors), go straight to the kernel.  Any failure takes the full path below.
+        fast = self._fast.get((kinds, path))
+        if fast is not None and not flags & (O_CREAT | O_TMPFILE):
+            key = (flags | O_CLOEXEC, fast[2])
+            how = self._hows.get(key)
+            if how is None:
+                how = self._hows[key] = _make_how(flags | O_CLOEXEC, 0, fast[2])
+            fd = _lib.syscall(SYS_OPENAT2, fast[0], fast[1], how, 24)
+            if fd >= 0:
+                return fd
+        norm = _norm(path)
+        root_path = self._choose(kinds, norm)
+        if root_path is None:
+            if self.unconfined(kinds):
+                return os.open(path, flags | O_CLOEXEC, mode)
+            # Allowed only as an ancestor of a grant (stat of /home on the way to /home/me/project): metadata
+            # only, on the lexical path, never following a final symlink out.
+            reason = self.access.check("resolve", "stat", norm) if kinds == _STAT else "outside every allowed folder"
+            if reason or not flags & O_PATH or flags & ~(O_PATH | O_CLOEXEC | O_NOFOLLOW | O_DIRECTORY):
+                raise Escape(f"{os.fsdecode(path)}: {reason or 'metadata only'}")
+            return os.open(norm, flags | O_CLOEXEC)
+        if not flags & (O_CREAT | O_TMPFILE):
+            mode = 0  # openat2 refuses a mode without O_CREAT; open(2) ignored it
+        root = self._root(root_path)
+        if not self._kernel:
+            return self._via_realpath(path, kinds, flags, mode)
+        try:
+            if root.is_dir:
+                rel = _split_rel(root_path, path, norm)
+                resolve = self._resolve(root)
+                fd = _openat2_raw(root.fd, rel, flags | O_CLOEXEC, mode, resolve)
+                if len(self._fast) < 8192:
+                    self._fast[(kinds, path)] = (root.fd, rel, resolve)
+                return fd
+            # A file root (or one not created yet): only the root itself, named in its parent.
+            if norm != root_path:
+                raise OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
+            return _openat2_raw(root.parent_fd, root.name, flags | O_CLOEXEC, mode,
+                                RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_SYMLINKS)
+        except OSError as exc:
+            if exc.errno not in (errno.EXDEV, errno.ELOOP) or (exc.errno == errno.ELOOP and flags & O_NOFOLLOW
+                                                               and not root.strict):
+                raise
+            return self._via_realpath(path, kinds, flags, mode)
+
+    @staticmethod
+    def _resolve(root: _Root) -> int:
+        if root.strict:
+            return RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_SYMLINKS
+        return RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS
+
+    def _via_realpath(self, path: bytes, kinds: tuple[str, ...], flags: int, mode: int) -> int:
+        """Where the kernel says `path` leads; allowed only if that real path is allowed, then opened beneath its
+        own root with no symlinks at all (a path changed in between fails instead of escaping)."""
+        nofollow = bool(flags & O_NOFOLLOW)
+        try:
+            probe = os.open(path, O_PATH | O_CLOEXEC | (O_NOFOLLOW if nofollow else 0))
+        except OSError as exc:
+            if exc.errno != errno.ENOENT or not flags & O_CREAT:
+                raise
+            # Creating through a path whose parent is a symlink: the parent's real path decides.
+            parent, _, name = path.rpartition(b"/")
+            probe = os.open(parent or b"/", O_PATH | O_CLOEXEC | O_DIRECTORY)
+            try:
+                real = os.readlink(b"/proc/self/fd/%d" % probe) + b"/" + name
+            finally:
+                os.close(probe)
+            return self._open_real(path, real, kinds, flags, mode)
+        try:
+            real = os.readlink(b"/proc/self/fd/%d" % probe)
+            if not self._kernel:
+                self._refuse_unless_allowed(path, real, kinds)
+                if flags & O_PATH:
+                    return os.dup(probe)  # the object the check was made on, pinned
+                return os.open(b"/proc/self/fd/%d" % probe, flags | O_CLOEXEC, mode)
+        finally:
+            os.close(probe)
+        return self._open_real(path, real, kinds, flags, mode)
+
+    def _refuse_unless_allowed(self, path: bytes, real: bytes, kinds: tuple[str, ...]) -> None:
+        if not real.startswith(b"/"):  # an anonymous inode or a deleted file: no path to judge
+            raise Escape(f"{os.fsdecode(path)} does not lead to a path posix_shim can check")
+        for kind in kinds:
+            reason = self.access.check("resolve", kind, real)
+            if reason:
+                raise Escape(f"{os.fsdecode(path)} leads to {os.fsdecode(real)}: {reason}")
+
+    def _open_real(self, path: bytes, real: bytes, kinds: tuple[str, ...], flags: int, mode: int) -> int:
+        self._refuse_unless_allowed(path, real, kinds)
+        root_path = self._choose(kinds, real)
+        if root_path is None and self.unconfined(kinds):
+            return os.open(real, flags | O_CLOEXEC, mode)
+        if root_path is None:  # an ancestor-only stat (checked above)
+            if not flags & O_PATH:
+                raise Escape(f"{os.fsdecode(path)}: metadata only")
+            return os.open(real, flags | O_CLOEXEC | O_NOFOLLOW)
+        root = self._root(root_path)
+        strict = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_SYMLINKS
+        if not root.is_dir:
+            return _openat2_raw(root.parent_fd, root.name, flags | O_CLOEXEC, mode, strict)
+        try:
+            return _openat2_raw(root.fd, _split_rel(root_path, real, real), flags | O_CLOEXEC, mode, strict)
+        except OSError as exc:
+            if exc.errno in (errno.EXDEV, errno.ELOOP):
+                raise Escape(f"{os.fsdecode(path)} changed while it was being resolved") from None
+            raise
+
+    def parent(self, path: bytes, kinds: tuple[str, ...], dot_errno: int = errno.EINVAL) -> tuple[int, bytes, bool]:
+        """(directory descriptor, last name, whether the caller must close the descriptor) for `path`, the
+        directory resolved beneath the root that allows `kinds`.
+
+        A path ending in '.' or '..' names an existing directory, never a new entry: after checking that it
+        resolves, the call fails with `dot_errno` (EEXIST for mkdir, as natively)."""
+        norm = _norm(path)
+        head, _, name = path.rstrip(b"/").rpartition(b"/")
+        if name in (b".", b"..") or not name:
+            os.close(self.open_fd(path, kinds if kinds != ("write",) else _STAT, O_PATH | O_DIRECTORY))
+            raise OSError(dot_errno, os.strerror(dot_errno))
+        root_path = self._choose(kinds, norm)
+        if root_path is None:
+            if self.unconfined(kinds):
+                return AT_FDCWD, path, False
+            raise Escape(f"{os.fsdecode(path)} is outside every allowed folder")
+        root = self._root(root_path)
+        if norm == root_path:
+            # The root itself (a granted file, or the granted folder): it is named in its parent.
+            return root.parent_fd, root.name, False
+        if not root.is_dir:
+            raise Escape(f"{os.fsdecode(path)} is outside every allowed folder")
+        parent_path = head or b"/"
+        parent_norm = _norm(parent_path)
+        if parent_norm == root_path:
+            return root.fd, name, False
+        return self.open_fd(parent_path, kinds, O_PATH | O_DIRECTORY), name, True
+
+
+@contextmanager
+def unix_path(access: Any, address: Any, kind: str) -> Iterator[Any]:
+    """The address to hand to bind/connect/sendto for an AF_UNIX socket path, confined like any file path.
+
+    connect/sendto: the socket file is resolved beneath its root and reached through its descriptor's magic link
+    (/proc/self/fd/N), so a symlink cannot redirect the connection.  bind must create the name, and there is no
+    bindat(2): the parent directory is resolved beneath its root, the kernel's real path of that directory is
+    used, and afterwards the new socket must be found in that very directory - a swap in between is refused
+    (the stray name it may have created elsewhere is logged).  Anything that is not a filesystem path (an IP
+    address tuple, the abstract namespace, autobind) passes through unchanged.
+    """
+    conf = confiner_for(access)
+    if conf is None or not isinstance(address, bytes) or not address or address.startswith(b"\0"):
+        yield address
+        return
+    if kind != "bind":
+        fd = conf.open_fd(address, _WRITE, O_PATH)
+        try:
+            yield b"/proc/self/fd/%d" % fd
+        finally:
+            os.close(fd)
+        return
+    d, name, own = conf.parent(address, _WRITE, errno.EADDRINUSE)
+    try:
+        if d == AT_FDCWD:
+            yield address
+            return
+        target = os.readlink(b"/proc/self/fd/%d" % d).rstrip(b"/") + b"/" + name
+        if not target.startswith(b"/") or len(target) > 107:
+            raise OSError(errno.ENAMETOOLONG, os.strerror(errno.ENAMETOOLONG))
+        yield target
+        try:
+            st = os.stat(name, dir_fd=d, follow_symlinks=False)
+        except OSError:
+            st = None
+        if st is None or not _stat.S_ISSOCK(st.st_mode):
+            log.warning("bind(%r) changed while it was being resolved: the name was created at %r instead",
+                        address, target)
+            raise Escape(f"{os.fsdecode(address)} changed while it was being resolved")
+    finally:
+        if own:
+            os.close(d)
+
+
+_confiners: dict[int, tuple[Any, Confiner]] = {}
+
+
+def confiner_for(access: Any) -> Confiner | None:
+    """The Confiner of this policy (cached with it), or None when the policy confines nothing (allow-all)."""
+    entry = _confiners.get(id(access))
+    if entry is not None and entry[0] is access:
+        return entry[1]
+    roots = getattr(access, "roots", None)
+    if roots is None or all(roots(k) is None for k in ("read", "write", "stat")):
+        c = None
+    else:
+        c = Confiner(access)
+    with _lock:
+        _confiners[id(access)] = (access, c)  # type: ignore[assignment]
+    return c
+
+
+_load()  # now, while no enclave runs: the tripwires refuse library loading once one does
+
+__all__ = ["Confiner", "Escape", "confiner_for", "unix_path", "openat2", "RESOLVE_BENEATH", "RESOLVE_NO_MAGICLINKS",
+           "RESOLVE_NO_SYMLINKS"]

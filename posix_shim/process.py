@@ -1,0 +1,427 @@
+"""The process backend: the enclave is a child Python process, the runner is its host.
+
+    python -m posix_shim --backend process app.py
+    Enclave(backend="process")
+
+The child (`posix_shim/child.py`) gets one end of a socketpair, builds the enclave runtime on an
+`ocall_bridge.process.EnclaveTransport`, installs interposition and then runs what the host asks for (ecalls:
+run a program, call a function, exit).  This process serves its ocalls with its own `Host` (handle table,
+policy) on an `ocall_bridge.process.HostChannel`.  Only plain data crosses: the policy as `Access.to_data()`,
+ecall arguments and results as tagged JSON (`encode_plain`).  Nothing is ever unpickled.
+
+Exit status and signals follow the shell's conventions, as if the program ran natively:
+
+* the status of `run` is the program's (SystemExit code, 1 after a traceback, 130 after Ctrl-C);
+* the child is in its own process group, so a terminal's Ctrl-C reaches it once: the runner forwards SIGINT,
+  SIGTERM, SIGHUP and SIGQUIT to it while an ecall is in flight (when those signals have their default
+  handlers in the runner's main thread);
+* if the child dies of a signal the runner forwarded, the runner dies of the same signal (default handler),
+  which is what the caller would have seen natively; if it dies of any other signal N, the runner reports it
+  on stderr and the status is 128 + N (SIGKILL -> 137);
+* if the child exits on its own before answering (os._exit in the program), its exit code is the status.
+"""
+
+from __future__ import annotations
+
+import atexit
+import base64
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from ocall_bridge.access import Access
+from ocall_bridge.process import MAX_ECALL, OP_CALL, OP_EXIT, OP_INIT, OP_RUN, ChannelClosed, HostChannel
+
+from .enclave import EnclaveCallError, EnclaveStateError
+from .wiring import make_host
+
+# Options this backend takes for itself; every other option goes to make_host, and its plain-data ones also to
+# the child's make_client.
+OWN_OPTIONS = ("python", "max_workers", "start_timeout")
+FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+
+
+# -- plain data as JSON ------------------------------------------------------------------------------------
+
+
+def _tag(value: Any) -> Any:
+    # JSON objects are reserved for tags, so every value comes back with its own type: bytes, tuple, dict.
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, bytes):
+        return {"b": base64.b64encode(value).decode("ascii")}
+    if isinstance(value, list):
+        return [_tag(v) for v in value]
+    if isinstance(value, tuple):
+        return {"t": [_tag(v) for v in value]}
+    if isinstance(value, dict):
+        return {"d": {k: _tag(v) for k, v in value.items()}}
+    raise TypeError(f"{type(value).__name__} is not plain data")
+
+
+def _untag(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_untag(v) for v in value]
+    if isinstance(value, dict):
+        if len(value) != 1:
+            raise ValueError("malformed plain-data object")
+        (tag, inner), = value.items()
+        if tag == "b" and isinstance(inner, str):
+            return base64.b64decode(inner.encode("ascii"), validate=True)
+        if tag == "t" and isinstance(inner, list):
+            return tuple(_untag(v) for v in inner)
+        if tag == "d" and isinstance(inner, dict):
+            return {k: _untag(v) for k, v in inner.items()}
+        raise ValueError(f"unknown plain-data tag {tag!r}")
+    return value
+
+
+def encode_plain(value: Any) -> bytes:
+    """Plain data (None, bool, int, float, str, bytes, list, tuple, str-keyed dict) as tagged JSON."""
+    return json.dumps(_tag(value), separators=(",", ":")).encode()
+
+
+def decode_plain(data: bytes) -> Any:
+    """The inverse of encode_plain; anything malformed raises ValueError (never evaluates anything)."""
+    try:
+        return _untag(json.loads(data))
+    except (ValueError, RecursionError, TypeError) as exc:
+        raise ValueError(f"malformed plain data: {exc}") from None
+
+
+def plain_options(options: dict[str, Any]) -> dict[str, Any]:
+    """The options that can cross to the child (the rest, file objects or callables, stay on the host)."""
+    out = {}
+    for key, value in options.items():
+        try:
+            encode_plain(value)
+        except (TypeError, ValueError):
+            continue
+        out[key] = value
+    return out
+
+
+# -- signals -----------------------------------------------------------------------------------------------
+
+_live: weakref.WeakSet[ProcessBackend] = weakref.WeakSet()  # every child still running, closed at exit
+_in_ecall: set[ProcessBackend] = set()  # children with an ecall in flight: signals are forwarded to these
+_saved_handlers: dict[int, Any] = {}
+_forward_lock = threading.Lock()
+
+
+def _is_default(signum: int, handler: Any) -> bool:
+    return handler is signal.default_int_handler if signum == signal.SIGINT else handler == signal.SIG_DFL
+
+
+def _forward(signum: int, frame: Any) -> None:
+    for backend in list(_in_ecall):
+        backend.forwarded.add(signum)
+        try:
+            os.kill(backend.pid, signum)
+        except OSError:
+            pass
+
+
+@contextmanager
+def _forwarding(backend: ProcessBackend) -> Iterator[None]:
+    """While an ecall is in flight, signals the user sends the runner go to the child instead.
+
+    Only the main thread can install handlers, and a handler the embedding program installed itself is left
+    alone: then it is that program's business what a signal means.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    with _forward_lock:
+        if not _in_ecall:
+            for signum in FORWARDED_SIGNALS:
+                current = signal.getsignal(signum)
+                if _is_default(signum, current):
+                    _saved_handlers[signum] = current
+                    signal.signal(signum, _forward)
+        _in_ecall.add(backend)
+    try:
+        yield
+    finally:
+        with _forward_lock:
+            _in_ecall.discard(backend)
+            if not _in_ecall:
+                for signum, handler in _saved_handlers.items():
+                    signal.signal(signum, handler)
+                _saved_handlers.clear()
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+def _die_of(signum: int) -> None:
+    """Die of `signum` as the runner would have natively (the child, which got it from us, did)."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+    signal.signal(signum, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signum})
+    os.kill(os.getpid(), signum)
+    time.sleep(1)  # pragma: no cover - the signal is fatal; this only runs if something keeps it from being
+
+
+# -- the backend -------------------------------------------------------------------------------------------
+
+
+def _child_command(python: str, fd: int) -> list[str]:
+    flags = subprocess._args_from_interpreter_flags()  # -W, -X, -O, -B ... as the runner was started
+    if getattr(sys.__stdout__, "write_through", False) and "-u" not in flags:
+        flags.append("-u")
+    # -P: the child's sys.path[0] is not the current directory, so a file there named like one of our modules
+    # cannot replace it.  The package's own root is appended in case it is not installed, only on the path.
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    boot = (f"import sys; r = {root!r}; r in sys.path or sys.path.append(r); "
+            f"from posix_shim.child import main; main()")
+    return [python, *flags, "-P", "-c", boot, str(fd), str(os.getpid())]
+
+
+class ProcessBackend:
+    """One enclave in one child process, with its own Host (handle table, policy) in this process."""
+
+    def __init__(self, access: Access, **options: Any) -> None:
+        python = options.pop("python", sys.executable)
+        max_workers = int(options.pop("max_workers", 256))
+        start_timeout = float(options.pop("start_timeout", 30.0))
+        self.access = access
+        self.host = make_host(access, options)
+        self.forwarded: set[int] = set()
+        self.status: int | None = None  # the child's exit status once it is gone (negative: signal)
+        self._reaped = threading.Event()
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            self.proc = subprocess.Popen(_child_command(python, child.fileno()), pass_fds=(child.fileno(),),
+                                         stdin=subprocess.DEVNULL, process_group=0)
+        except BaseException:
+            parent.close()
+            self.host.close()
+            raise
+        finally:
+            child.close()
+        self.pid = self.proc.pid
+        self.channel = HostChannel(self.host, parent, on_close=self._on_channel_closed, max_workers=max_workers)
+        self.channel.start()
+        _live.add(self)
+        try:
+            self._start(access, options, start_timeout)
+        except BaseException:
+            self._kill()
+            raise
+
+    def _start(self, access: Access, options: dict[str, Any], timeout: float) -> None:
+        # The handshake is an ecall like any other; a watchdog bounds it, so a child that never answers
+        # (a broken interpreter, a hung import) cannot hang the runner.
+        timer = threading.Timer(timeout, self._kill)
+        timer.daemon = True
+        timer.start()
+        try:
+            payload = {"policy": access.to_data(), "options": plain_options(options)}
+            try:
+                self._ecall(OP_INIT, payload)
+            except (EnclaveCallError, EnclaveStateError) as exc:
+                raise RuntimeError(f"the enclave process could not start: {exc}") from None
+            except _ChildGone:
+                raise RuntimeError(f"the enclave process could not start: it {self._how()}") from None
+        finally:
+            timer.cancel()
+
+    # -- ecalls --------------------------------------------------------------------------------------------
+    def _ecall(self, op: int, payload: Any) -> Any:
+        if self.channel.closed is not None:
+            raise EnclaveStateError(f"the enclave process is gone ({self._how()})")
+        data = encode_plain(payload)
+        if len(data) > MAX_ECALL:
+            raise ValueError(f"ecall payload of {len(data)} bytes exceeds {MAX_ECALL}")
+        try:
+            with _forwarding(self):
+                raw = self.channel.ecall(op, data)
+        except ChannelClosed:
+            self._reaped.wait(10)
+            gone = _ChildGone(self.status)
+            gone.forwarded, self.forwarded = self.forwarded, set()
+            raise gone from None
+        self.forwarded = set()  # signals the child received and survived: nothing more to do
+        try:
+            reply = decode_plain(raw)
+        except ValueError as exc:
+            raise EnclaveStateError(f"the enclave answered an ecall with {exc}") from None
+        if not isinstance(reply, dict) or len(reply) != 1:
+            raise EnclaveStateError("the enclave answered an ecall with a malformed reply")
+        (key, value), = reply.items()
+        if key == "ok":
+            return value
+        if key == "raise" and isinstance(value, list) and len(value) == 2:
+            # KeyboardInterrupt and SystemExit leave an ecall as they leave a sim call: as themselves.
+            if value[0] == "SystemExit":
+                raise SystemExit(value[1])
+            raise KeyboardInterrupt
+        if key == "error" and isinstance(value, list) and len(value) == 3 and all(isinstance(v, str) for v in value):
+            raise EnclaveCallError(*value)
+        raise EnclaveStateError("the enclave answered an ecall with a malformed reply")
+
+    def run(self, kind: str, target: str, args: list[str]) -> int:
+        try:
+            status = self._ecall(OP_RUN, {"kind": kind, "target": target, "args": list(args)})
+        except _ChildGone as gone:
+            return self._status_after_death(gone.forwarded)
+        if not isinstance(status, int) or isinstance(status, bool) or not 0 <= status <= 255:
+            raise EnclaveStateError(f"the enclave reported exit status {status!r}")
+        return status
+
+    def call(self, target: str, args: tuple) -> Any:
+        try:
+            result = self._ecall(OP_CALL, {"target": target, "args": list(args)})
+        except _ChildGone as gone:
+            self._status_after_death(gone.forwarded)
+            raise EnclaveStateError(f"the enclave process died during the call ({self._how()})") from None
+        return result
+
+    def _status_after_death(self, forwarded: set[int]) -> int:
+        status = self.status
+        if status is None:
+            return 1
+        if status >= 0:
+            return status  # the program ended the process itself (os._exit): its code, silently
+        signum = -status
+        if signum in forwarded:
+            _die_of(signum)
+        try:
+            sys.stderr.write(f"posix_shim: the enclave process (pid {self.pid}) was killed by "
+                             f"{_signal_name(signum)}\n")
+            sys.stderr.flush()
+        except Exception:
+            pass
+        return 128 + signum
+
+    def _how(self) -> str:
+        if self.status is None:
+            return self.channel.closed or "running"
+        if self.status < 0:
+            return f"killed by {_signal_name(-self.status)}"
+        return f"exited with status {self.status}"
+
+    # -- the child's end -----------------------------------------------------------------------------------
+    def _on_channel_closed(self, reason: str) -> None:
+        """From the reader thread: the channel ended, so the child is exiting or dead.  Reap it now."""
+        try:
+            try:
+                self.status = self.proc.wait(2)
+            except subprocess.TimeoutExpired:
+                # The child closed the channel but lives on (broken protocol, or stuck): it cannot be served.
+                self.proc.kill()
+                self.status = self.proc.wait()
+        finally:
+            self._reaped.set()
+
+    def _kill(self) -> None:
+        _live.discard(self)
+        try:
+            self.proc.kill()
+        except OSError:
+            pass
+        self.channel.shutdown()
+        self._reaped.wait(10)
+        self.host.close()
+
+    def close(self) -> None:
+        """Let the program's remaining threads and atexit handlers finish, then reap the child."""
+        _live.discard(self)
+        try:
+            if self.channel.closed is None:
+                try:
+                    self._ecall(OP_EXIT, None)
+                except _ChildGone as gone:
+                    if self.status is not None and -self.status in gone.forwarded:
+                        _die_of(-self.status)
+                except EnclaveStateError:
+                    pass
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        finally:
+            self.channel.shutdown()
+            self._reaped.wait(10)
+            self.host.close()
+
+
+class _ChildGone(Exception):
+    def __init__(self, status: int | None) -> None:
+        super().__init__(status)
+        self.status = status
+        self.forwarded: set[int] = set()
+
+
+@atexit.register
+def _close_all() -> None:
+    # An embedding program that never closed its enclaves: end them cleanly rather than let them find their
+    # host gone.
+    for backend in list(_live):
+        try:
+            backend.close()
+        except Exception:
+            pass
+
+
+# -- benchmarking ------------------------------------------------------------------------------------------
+
+
+def bench_loop(what: str, path: str, n: int) -> int:
+    """Runs inside the enclave: n small ocalls of one kind (the host times the whole ecall)."""
+    if what == "pread":
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            for _ in range(n):
+                os.pread(fd, 16, 0)
+        finally:
+            os.close(fd)
+    elif what == "stat":
+        for _ in range(n):
+            os.stat(path)
+    else:
+        raise ValueError(f"unknown benchmark {what!r}")
+    return n
+
+
+def measure_roundtrip(what: str = "pread", n: int = 20000, path: str | None = None,
+                      backend: str = "process") -> dict[str, float]:
+    """Microseconds per call of `what` (pread 16 B or stat) natively and inside an enclave, and their ratio.
+
+    The enclave side is timed from the host around one ecall running `bench_loop`, so the ecall's own cost
+    (~0.1 ms) is spread over n calls and the enclave's clock (an ocall itself) is never read.
+    """
+    from .enclave import Enclave
+
+    path = path or os.path.abspath(__file__)
+    t0 = time.perf_counter()
+    bench_loop(what, path, n)
+    native = (time.perf_counter() - t0) / n * 1e6
+    with Enclave(backend=backend) as enclave:
+        enclave.call("posix_shim.process:bench_loop", what, path, 100)  # warm up: imports, first calls
+        t0 = time.perf_counter()
+        enclave.call("posix_shim.process:bench_loop", what, path, n)
+        inside = (time.perf_counter() - t0) / n * 1e6
+    return {"native_us": native, "enclave_us": inside, "ratio": inside / native, "added_us": inside - native}
+
+
+__all__ = ["ProcessBackend", "encode_plain", "decode_plain", "measure_roundtrip", "bench_loop"]
