@@ -7,6 +7,7 @@ A spec names calls and what to do to them:
     open:error=EACCES:when=3    only the 3rd open fails, with EACCES
     files:error=EINTR:when=2+5  the 2nd, 7th, 12th ... call of the files family fails with EINTR
     fsync:delay=50              every fsync is answered 50 ms late
+    read:lie=oversize           every read is answered with a lie the enclave must refuse (ocall_bridge/lies.py)
 
 CALL is a comma-separated list of call names and family names from `calls.py`.  `when=N` hits only the N-th
 call, `N+` every call from the N-th on, `N+STEP` the N-th and every STEP-th after; without `when` every call is
@@ -28,8 +29,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from . import lies
 from . import types as T
 from .calls import CALLS, FAMILIES, Call
+from .wire import CODECS, WireError, decode_request
 
 PerformFn = Callable[[Any, tuple], Any]  # Host.perform(entry, args)
 
@@ -44,6 +47,7 @@ class Rule:
     error: int = 0  # errno to answer with (0: none)
     short: int = 0  # -1: half of the request; N > 0: at most N bytes per call; 0: not short
     delay_ms: float = 0.0
+    lie: str = ""  # a kind from lies.KINDS: the answer is rewritten into that lie
     first: int = 1  # when=N...
     step: int = 0  # 0: only the first; >0: every step-th call from `first` on
     text: str = ""  # the spec as given, for messages and marks
@@ -113,6 +117,7 @@ def parse(spec: str) -> Rule:
         raise InjectSpecError(f"{spec!r}: {exc}") from None
     error = short = 0
     delay = 0.0
+    lie = ""
     first, step = 1, 1
     when_given = False
     for part in parts[1:]:
@@ -128,6 +133,10 @@ def parse(spec: str) -> Rule:
                 delay = float(value)
                 if not 0 <= delay <= 3_600_000:
                     raise InjectSpecError("delay is in milliseconds, 0 to 3600000")
+            elif key == "lie":
+                if value not in lies.KINDS:
+                    raise InjectSpecError(f"unknown lie {value!r} (one of {', '.join(lies.KINDS)})")
+                lie = value
             elif key == "when":
                 when_given = True
                 head, plus, tail = value.partition("+")
@@ -136,15 +145,18 @@ def parse(spec: str) -> Rule:
                 if first < 1 or step < 0 or (plus and tail and step < 1):
                     raise InjectSpecError("when=N[+[STEP]] needs N >= 1 and STEP >= 1")
             else:
-                raise InjectSpecError(f"unknown action {key!r} (error=ERRNO, short[=N], delay=MS, when=N[+STEP])")
+                raise InjectSpecError(f"unknown action {key!r} (error=ERRNO, short[=N], delay=MS, lie=KIND, "
+                                      f"when=N[+STEP])")
         except ValueError as exc:
             if isinstance(exc, InjectSpecError):
                 raise InjectSpecError(f"{spec!r}: {exc}") from None
             raise InjectSpecError(f"{spec!r}: bad value in {part!r}") from None
     if not when_given:
         first, step = 1, 1
-    if not (error or short or delay):
-        raise InjectSpecError(f"{spec!r}: nothing to inject (error=ERRNO, short[=N] or delay=MS)")
+    if not (error or short or delay or lie):
+        raise InjectSpecError(f"{spec!r}: nothing to inject (error=ERRNO, short[=N], delay=MS or lie=KIND)")
+    if lie and (error or short):
+        raise InjectSpecError(f"{spec!r}: a lie replaces the answer; it cannot be combined with error or short")
     if error and short:
         raise InjectSpecError(f"{spec!r}: a call either fails or is short, not both")
     # A call named one by one must be able to take the fault; a family contributes the calls of it that can.
@@ -163,7 +175,14 @@ def parse(spec: str) -> Rule:
             raise InjectSpecError(f"{spec!r}: {', '.join(cannot) or 'no call named'} cannot fail with {name} "
                                   f"(the enclave would refuse that answer as a host violation)")
         calls = able
-    return Rule(calls, error, short, delay, first, step, spec)
+    if lie:
+        able = frozenset(n for n in calls if lies.applies(lie, by_name[n]))
+        cannot = sorted(explicit - able)
+        if cannot or not able:
+            raise InjectSpecError(f"{spec!r}: the table gives lie={lie} nothing to falsify in "
+                                  f"{', '.join(cannot) or 'those calls'}")
+        calls = able
+    return Rule(calls, error, short, delay, lie, first, step, spec)
 
 
 class Injector:
@@ -180,6 +199,10 @@ class Injector:
         self.injected = 0
         self._counters = [itertools.count(1) for _ in rules]  # next() on a count is atomic in CPython
         self._lock = threading.Lock()
+        self.lied = 0  # answers rewritten into a lie
+        self.lying = any(r.lie for r in rules)
+        self._lie = threading.local()  # the lie decided for the call in progress on this thread
+        self.issued: list[int] = []  # handles honest answers handed over (a badfd lie aliases the last one)
         names = set().union(*(r.calls for r in rules)) if rules else set()
         self._by_call: dict[str, list[int]] = {n: [i for i, r in enumerate(rules) if n in r.calls] for n in names}
 
@@ -210,7 +233,12 @@ class Injector:
             c = entry.codec.call
             if c.name not in by_call:
                 return perform(entry, args)
-            for rule in due(c.name, lambda r: bool(r.short or r.delay_ms)):
+            for rule in due(c.name, lambda r: bool(r.short or r.delay_ms or r.lie)):
+                if rule.lie:
+                    if lies.wants(rule.lie, c, args):
+                        self._lie.kind = rule.lie
+                        self._count(f"INJECTED lie={rule.lie}")
+                    continue
                 if rule.delay_ms:
                     self._count(f"INJECTED delay={rule.delay_ms:g}ms")
                     sleep(rule.delay_ms / 1000)
@@ -219,6 +247,40 @@ class Injector:
             return perform(entry, args)
 
         return perform_injected
+
+    def wrap_serve(self, serve: Callable[[Any], Any]) -> Callable[[Any], Any]:
+        """Host.serve, with the answer of a call `perform_injected` chose to lie about rewritten into the lie.
+
+        The lie is told on the encoded frame, after the honest call was performed: what the enclave receives
+        is exactly what a malicious host could send.
+        """
+        state = self._lie
+        issued = self.issued
+        handle_calls = {n for n, c in CODECS.items() if lies.applies("badfd", c.call)}
+
+        def serve_lying(frame: Any) -> Any:
+            state.kind = None
+            answer = serve(frame)
+            kind = state.kind
+            if answer is None:
+                return answer
+            if kind is None:
+                if len(frame) >= 8 and (frame[6] | frame[7] << 8) in handle_calls:
+                    issued.extend(lies.issued_handles(CODECS[frame[6] | frame[7] << 8], answer))
+                return answer
+            state.kind = None
+            try:
+                codec, _, args = decode_request(frame)
+            except WireError:
+                return answer
+            forged = lies.tell(kind, codec, args, answer, issued)
+            if forged is None:
+                return answer
+            with self._lock:
+                self.lied += 1
+            return forged
+
+        return serve_lying
 
     def _shorten(self, c: Call, args: tuple, short: int) -> tuple:
         where = _short_index(c)

@@ -794,8 +794,10 @@ def support_rows(modules: Sequence[str] = SUPPORT_MODULES) -> list[Support]:
     from .interpose import all_replacements
 
     registry: dict[int, Any] = {}
-    for original, replacement in all_replacements().items():
+    for original, installed in all_replacements().items():
+        replacement = installed.__func__ if isinstance(installed, staticmethod) else installed
         registry[id(original)] = replacement
+        registry[id(installed)] = replacement
         registry[id(replacement)] = replacement
     rows = []
     for modname in modules:

@@ -18,6 +18,7 @@ import importlib
 import os
 import sys
 import threading
+import types
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -55,6 +56,21 @@ FAMILY_PATCHES: tuple[Mapping[Any, Any], ...] = _family_patches()
 _lock = threading.Lock()
 
 
+def _as_builtin(original: Any, replacement: Any) -> Any:
+    """A builtin stored as a class attribute (`class K: open = io.open`) is called without `self`, because
+    builtins are not descriptors; a Python function would bind.  Installing the replacement as a staticmethod
+    (callable since 3.10, keeping __name__/__doc__/__wrapped__) makes it behave like the builtin it replaces."""
+    if isinstance(original, types.BuiltinFunctionType) and isinstance(replacement, types.FunctionType):
+        wrapped = _STATIC.get(replacement)
+        if wrapped is None:
+            wrapped = _STATIC[replacement] = staticmethod(replacement)
+        return wrapped
+    return replacement
+
+
+_STATIC: dict[Any, staticmethod] = {}  # one wrapper per function, so identity checks agree everywhere
+
+
 class Interposer:
     """One installation of a set of replacements; `install` and `uninstall` are each done once."""
 
@@ -62,7 +78,7 @@ class Interposer:
         self.replacements: dict[int, tuple[Any, Any]] = {}
         for table in patches:
             for original, replacement in table.items():
-                self.replacements[id(original)] = (original, replacement)
+                self.replacements[id(original)] = (original, _as_builtin(original, replacement))
         self._undo: list[tuple[dict, str, Any]] = []
         self._added: list[tuple[set, Any]] = []
         self._unswap: list[Any] = []
@@ -160,10 +176,10 @@ class Interposer:
 
 
 def all_replacements() -> dict[Any, Any]:
-    """original -> replacement over every family (the support table reads it)."""
+    """original -> the object installed in its place, over every family (the support table reads it)."""
     out: dict[Any, Any] = {}
     for table in FAMILY_PATCHES:
-        out.update(table)
+        out.update({original: _as_builtin(original, replacement) for original, replacement in table.items()})
     return out
 
 

@@ -54,6 +54,8 @@ def make_host(access: Access, options: dict[str, Any]) -> Host:
         injector = inject.Injector([inject.parse(s) for s in specs], note=note)
         host.before.append(injector.before)
         host.perform = injector.wrap(host.perform)  # type: ignore[method-assign]
+        if injector.lying:  # lies rewrite the encoded answer, so they wrap serve (inject.Injector.wrap_serve)
+            host.serve = injector.wrap_serve(host.serve)  # type: ignore[method-assign]
         host.injector = injector  # type: ignore[attr-defined]
     if tracer is not None:
         host.perform = _traced_perform(host.perform, tracer, marks)  # type: ignore[method-assign]

@@ -206,9 +206,10 @@ def _write_corpus(root: Path) -> None:
     progs = root / "programs"
     progs.mkdir()
     (progs / "same.py").write_text("import os\nos.mkdir('d')\nprint(sorted(os.listdir('.')))\n")
-    # Natively os.open is the C builtin; inside the enclave it is the enclave's Python function.
+    # Natively os.open is the C builtin; inside the enclave it is the enclave's Python function (installed as a
+    # staticmethod so it does not bind as a class attribute).
     (progs / "differs.py").write_text("import os\nprint('start')\nprint(type(os.open).__name__)\n")
-    (progs / "refuses.py").write_text("import errno, os\nprint('before')\nif type(os.open).__name__ == 'function':\n"
+    (progs / "refuses.py").write_text("import errno, os\nprint('before')\nif type(os.open).__name__ != 'builtin_function_or_method':\n"
                                       "    raise OSError(errno.ENOSYS, 'pretend refusal')\nprint('after')\n")
     (root / "expectations.toml").write_text(textwrap.dedent("""\
         [programs.same]
@@ -237,7 +238,7 @@ def test_cli_writes_the_matrix_and_reports_failures(tmp_path: Path) -> None:
     matrix = compat.extract_section(text, "matrix")
     assert "| `same` | misc | native | default | pass x" in matrix
     assert "| refused (ENOSYS) | default | refused as promised x" in matrix
-    assert "`differs` on `sim`: line 2: native 'builtin_function_or_method', enclave 'function'" in matrix
+    assert "`differs` on `sim`: line 2: native 'builtin_function_or_method', enclave 'staticmethod'" in matrix
     assert compat.extract_section(text, "support") == compat.render_support().strip("\n")
 
 
