@@ -9,6 +9,7 @@ filename where Python would.
 
 from __future__ import annotations
 
+import errno as _errno
 import itertools
 import logging
 import os as _os
@@ -17,7 +18,7 @@ from types import SimpleNamespace
 from typing import Any, Protocol
 
 from .errors import HostViolation
-from .types import MAX_FRAME
+from .types import MAX_FRAME, Int, List
 from .validate import CallChecks
 from .wire import CODECS, CallCodec, WireError, decode_answer, encode_request
 
@@ -25,6 +26,15 @@ log = logging.getLogger("posix_shim.enclave")
 
 # Captured at import: the interposer rewrites os attributes, and the client must keep the real ones.
 _strerror, _write, _exit = _os.strerror, _os.write, _os._exit
+
+
+# PEP 475: CPython retries a system call that failed with EINTR (after running the signal handlers, which a Python
+# loop does between bytecodes), so an EINTR from the host is retried here rather than shown to the program.  Not
+# close (the descriptor may already be gone: retrying could close another one), not connect (an interrupted connect
+# goes on in the kernel: the enclave waits for writability and reads SO_ERROR, as CPython does), and not the calls
+# whose timeout must be recomputed before a retry (poll, sleep): their enclave functions decide.
+NO_EINTR_RETRY = frozenset({"close", "connect", "poll", "sleep"})
+_EINTR = _errno.EINTR
 
 
 class Transport(Protocol):
@@ -42,6 +52,20 @@ class Transport(Protocol):
 EventHook = Callable[[str, tuple, Any, int, int, tuple, bool], None]
 
 
+def _dirent_check(idx: tuple[int, ...]) -> Callable[[Any, Any], str | None]:
+    """A directory entry's name is one path component: a host that answered "../x", "a/b", "." or a name with NUL
+    would make scandir hand the program a path outside the directory it listed."""
+
+    def check(a: Any, v: Any) -> str | None:
+        for i in idx:
+            for name, *_ in v[i]:
+                if not name or name in (b".", b"..") or b"/" in name or b"\0" in name:
+                    return f"directory entry {bytes(name)[:64]!r} is not a file name"
+        return None
+
+    return check
+
+
 class OcallClient:
     """Issues ocalls over one transport.  Thread-safe: sequence numbers come from an atomic counter."""
 
@@ -51,6 +75,9 @@ class OcallClient:
         self.transport = transport
         self.violation = violation
         self.violations: list[HostViolation] = []
+        # Every handle the host ever handed over: its table never reuses a number, so a handle given twice would
+        # alias another open file (a "foreign" handle), and 0-2 are never issued.
+        self.issued: set[int] = set()
         self.on_event: EventHook | None = None
         self._seq = itertools.count(1)
         self.stubs = SimpleNamespace(**{codec.call.name: self._stub(codec) for codec in CODECS.values()})
@@ -58,6 +85,15 @@ class OcallClient:
     def _stub(self, codec: CallCodec) -> Callable[..., Any]:
         checks = CallChecks(codec.call)
         answer_checks = checks.answer
+        handle_results = tuple(i for i, f in enumerate(codec.call.results)
+                               if isinstance(f.type, Int) and f.type.role == "handle")
+        if handle_results:
+            answer_checks = [*answer_checks, self._handle_check(handle_results)]
+        entries = tuple(i for i, f in enumerate(codec.call.results)
+                        if isinstance(f.type, List) and f.type.item.name == "dirent")
+        if entries:
+            answer_checks = [*answer_checks, _dirent_check(entries)]
+        retry = codec.call.name not in NO_EINTR_RETRY
         allowed = checks.errnos
         single = codec.nresults == 1
         none = codec.nresults == 0
@@ -91,6 +127,8 @@ class OcallClient:
             if err:
                 if err not in allowed:
                     raise refuse(name, checks.check_errno(err) or "", args)
+                if err == _EINTR and retry:
+                    return stub(*args)  # signal handlers ran between the bytecodes that got us here
                 raise OSError(err, _strerror(err) if err > 0 else f"error {err}")
             for check in answer_checks:
                 problem = check(args, results)
@@ -129,6 +167,8 @@ class OcallClient:
                 if err:
                     if err not in allowed:
                         raise refuse(name, checks.check_errno(err) or "", args)
+                    if err == _EINTR and retry:
+                        return into(buffer, *args)
                     raise OSError(err, _strerror(err) if err > 0 else f"error {err}")
                 for check in answer_checks:
                     problem = check(args, results)
@@ -146,6 +186,24 @@ class OcallClient:
         stub.__name__ = name
         stub.__qualname__ = f"ocall.{name}"
         return stub
+
+    def _handle_check(self, idx: tuple[int, ...]) -> Callable[[Any, Any], str | None]:
+        issued = self.issued
+
+        def check(a: Any, v: Any) -> str | None:
+            for i in idx:
+                h = v[i]
+                if h < 3:
+                    return f"handle {h} is one the host never issues"
+                if h in issued:
+                    return f"handle {h} was issued before: it would alias another open file"
+            got = [v[i] for i in idx]
+            if len(set(got)) != len(got):
+                return f"the same handle twice: {got}"
+            issued.update(got)
+            return None
+
+        return check
 
     def _refuse(self, call: str, problem: str, args: tuple = ()) -> HostViolation:
         exc = HostViolation(call, problem)

@@ -629,7 +629,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="at exit, print a table of calls, errors and time per call to stderr (strace -c)")
     group.add_argument("--inject", action="append", default=[], metavar="SPEC",
                        help="host-side fault injection: CALL:error=ERRNO[:when=N[+STEP]], CALL:short[=N], "
-                            "CALL:delay=MS (repeatable)")
+                            "CALL:delay=MS, CALL:lie=KIND (repeatable)")
+    group.add_argument("--on-violation", choices=("raise", "abort"), default=None,
+                       help="when the host lies: raise OSError(EIO) in the program (default), or abort the enclave "
+                            "at once with status 70")
 
 
 def _usage_error(message: str) -> SystemExit:
@@ -681,6 +684,8 @@ def backend_options(args: argparse.Namespace) -> dict[str, Any]:
             raise _usage_error(f"--inject {exc}") from None
     if specs:
         out["inject"] = specs
+    if getattr(args, "on_violation", None):
+        out["violation"] = args.on_violation
     return out
 
 

@@ -41,3 +41,23 @@ def run_native(args: list[str], cwd: os.PathLike | str | None = None, input: byt
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
     return request.param
+
+
+# -- boundary figures ------------------------------------------------------------------------------------------
+# Tests of the boundary (test_lies.py, test_faults.py) add what they proved to this dict; the session ends with a
+# short block of those figures, so a run reports them from its own tests rather than from a document.
+FIGURES: dict[str, int] = {}
+
+
+@pytest.fixture(scope="session")
+def figures() -> dict[str, int]:
+    """Add to it with `figures[name] = figures.get(name, 0) + n`."""
+    return FIGURES
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if not FIGURES:
+        return
+    terminalreporter.section("posix_shim boundary figures")
+    for name in sorted(FIGURES):
+        terminalreporter.write_line(f"{name:<48} {FIGURES[name]:>12,}")

@@ -209,7 +209,8 @@ def _write_corpus(root: Path) -> None:
     # Natively os.open is the C builtin; inside the enclave it is the enclave's Python function (installed as a
     # staticmethod so it does not bind as a class attribute).
     (progs / "differs.py").write_text("import os\nprint('start')\nprint(type(os.open).__name__)\n")
-    (progs / "refuses.py").write_text("import errno, os\nprint('before')\nif type(os.open).__name__ != 'builtin_function_or_method':\n"
+    (progs / "refuses.py").write_text("import errno, os\nprint('before')\n"
+                                      "if type(os.open).__name__ != 'builtin_function_or_method':\n"
                                       "    raise OSError(errno.ENOSYS, 'pretend refusal')\nprint('after')\n")
     (root / "expectations.toml").write_text(textwrap.dedent("""\
         [programs.same]
