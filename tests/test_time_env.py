@@ -275,14 +275,11 @@ except OSError as exc:
 
 
 @pytest.mark.parametrize("backend_name", ["sim", "process"])
-def test_ctrl_c_interrupts_a_sleep(tmp_path: Path, backend_name: str, request: pytest.FixtureRequest) -> None:
+def test_ctrl_c_interrupts_a_sleep(tmp_path: Path, backend_name: str) -> None:
     from conftest import BACKENDS
 
     if backend_name not in BACKENDS:
         pytest.skip(f"no {backend_name} backend in this build")
-    if backend_name == "process":
-        request.applymarker(pytest.mark.xfail(reason="process backend: the runner hangs after an ocall is "
-                                                     "interrupted (issue 3)", strict=False))
     script = tmp_path / "nap.py"
     script.write_text("import time\nprint('ready', flush=True)\ntime.sleep(30)\n")
     env = dict(os.environ, PYTHONPATH=str(REPO))
