@@ -300,7 +300,9 @@ _real_now, _real_utcnow = _type_dict["now"], _type_dict["utcnow"]
 
 
 def _inside() -> bool:
-    return runtime.RT is not None and _time_module_dict.get("time") is time
+    installed = _time_module_dict.get("time")
+    # The interposer may install the function itself or a staticmethod around it (builtins don't bind).
+    return runtime.RT is not None and getattr(installed, "__func__", installed) is time
 
 
 def _now(cls: type, tz: Any = None) -> Any:

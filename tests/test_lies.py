@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import random
 import textwrap
 from pathlib import Path
@@ -220,7 +221,9 @@ def _honest(name: str) -> tuple:
     return codec, request, answer
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# A quick profile by default; POSIX_SHIM_FUZZ_EXAMPLES=100000 for a long one.
+@settings(max_examples=int(os.environ.get("POSIX_SHIM_FUZZ_EXAMPLES", "400")), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
 @given(name=st.sampled_from(WIRE_CALLS), seed=st.integers(0, 2**32 - 1))
 def test_fuzz_both_decoders_with_mutated_honest_frames(name: str, seed: int, figures: dict[str, int]) -> None:
     """Frames one to four mutations away from honest ones of every call: each decoder answers or raises
