@@ -25,6 +25,9 @@ def open_kinds(flags: int) -> tuple[str, ...]:
 class Access:
     """Everything allowed.  Subclasses answer `call_allowed` (ENOSYS) and `check` (EACCES)."""
 
+    # What the enclave does when it catches the host lying: "raise" OSError(EIO), or "abort" the enclave.
+    violation = "raise"
+
     def call_allowed(self, name: str) -> bool:
         return True
 

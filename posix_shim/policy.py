@@ -208,8 +208,9 @@ class Policy(Access):
     def __init__(self, *, read: PathRules, write: PathRules, connect: list[Rule], bind: list[Rule],
                  net_all: Rule | None, net_deny: list[Rule], env_all: Rule | None, env_allow: list[Rule],
                  env_deny: list[Rule], env_set: dict[str, str], calls: frozenset[str], native: dict[str, bool],
-                 source: str | None = None) -> None:
+                 source: str | None = None, violation: str = "raise") -> None:
         self.read, self.write = read, write
+        self.violation = violation
         self.connect, self.bind, self.net_all, self.net_deny = connect, bind, net_all, net_deny
         self.env_all, self.env_allow, self.env_deny, self.env_set = env_all, env_allow, env_deny, env_set
         self.calls = calls | _ALWAYS_CALLS
@@ -343,6 +344,7 @@ class Policy(Access):
                     "set": dict(self.env_set)},
             "calls": sorted(self.calls),
             "native": dict(self.native),
+            "violation": self.violation,
             "source": self.source,
         }
 
@@ -380,6 +382,7 @@ class Policy(Access):
             lines.append(f"  deny env {r.value:29}  ({r.origin})")
         for k, v in sorted(self.env_set.items()):
             lines.append(f"  setenv {k}={v}")
+        lines.append(f"host violations: {self.violation}")
         lines.append("native code:")
         lines.append(f"  ffi (ctypes/cffi libraries)  {'allowed' if self.native.get('ffi') else 'refused'}")
         lines.append(f"  run (subprocess/fork/exec)   {'allowed' if self.native.get('run') else 'refused'}")
@@ -425,7 +428,8 @@ def from_data(data: dict[str, Any]) -> Access:
                   env_allow=[Rule(v, o) for v, o in env["allow"]], env_deny=[Rule(v, o) for v, o in env["deny"]],
                   env_set={str(k): str(v) for k, v in env["set"].items()},
                   calls=frozenset(c for c in data["calls"] if c in _CALL_NAMES),
-                  native={str(k): bool(v) for k, v in data["native"].items()}, source=data.get("source"))
+                  native={str(k): bool(v) for k, v in data["native"].items()}, source=data.get("source"),
+                  violation="abort" if data.get("violation") == "abort" else "raise")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -451,6 +455,7 @@ class Builder:
         self.call_deny: set[str] = set()
         self.native: dict[str, bool] = {"ffi": False, "run": False}
         self.source: str | None = None
+        self.violation = "raise"
         self.warnings: list[str] = []
 
     # -- grants ----------------------------------------------------------------------------------------------
@@ -535,7 +540,7 @@ class Builder:
         return Policy(read=self.read, write=self.write, connect=self.connect, bind=self.bind, net_all=self.net_all,
                       net_deny=self.net_deny, env_all=self.env_all, env_allow=self.env_allow,
                       env_deny=self.env_deny, env_set=self.env_set, calls=frozenset(calls), native=self.native,
-                      source=self.source)
+                      source=self.source, violation=self.violation)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -551,6 +556,7 @@ _SCHEMA: dict[str, Any] = {
     "net": {"allow": (list, bool), "connect": list, "bind": list, "deny": list},
     "env": {"allow": (list, bool), "deny": list, "set": dict},
     "native": {"ffi": bool, "run": bool},
+    "violation": str,
 }
 
 
@@ -619,6 +625,10 @@ def apply_table(b: Builder, table: dict[str, Any], file: str, prefix: str = "", 
         b.add_defaults(kind, target, cwd)
     if table.get("allow-all"):
         b.allow_everything(f"{prefix}allow-all in {file}")
+    if "violation" in table:
+        if table["violation"] not in ("raise", "abort"):
+            raise PolicyError(f"{file}: {prefix}violation: must be \"raise\" or \"abort\", not {table['violation']!r}")
+        b.violation = table["violation"]
 
     def origin(key: str) -> str:
         return f"{prefix}{key} in {file}"

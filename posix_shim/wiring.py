@@ -108,7 +108,8 @@ def _traced_perform(perform: Any, tracer: _trace.Tracer, marks: threading.local)
 
 
 def make_client(transport: Transport, access: Access, options: dict[str, Any]) -> OcallClient:
-    client = OcallClient(transport, violation=options.get("violation", "raise"))
+    # The command line (--on-violation) wins over the policy's `violation` key.
+    client = OcallClient(transport, violation=options.get("violation") or getattr(access, "violation", "raise"))
     if not options.get("trace") and not options.get("summary"):
         return client
     host = getattr(transport, "host", None)

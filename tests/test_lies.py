@@ -168,7 +168,7 @@ def test_lie_specs_are_checked_against_the_table() -> None:
     assert all(lies.applies("garbage", c) for c in CALLS if not c.inside)
 
 
-@pytest.mark.parametrize("option", ["--on-violation=abort", None])
+@pytest.mark.parametrize("option", ["--on-violation=abort", "policy-file", None])
 def test_violation_policy(option: str | None, backend: str, tmp_path: Path) -> None:
     (tmp_path / "app.py").write_text(textwrap.dedent("""
         import os
@@ -179,6 +179,9 @@ def test_violation_policy(option: str | None, backend: str, tmp_path: Path) -> N
             print("caught", exc.errno)
         print("went on")
         """))
+    if option == "policy-file":
+        (tmp_path / "policy.toml").write_text('violation = "abort"\n')
+        option = "--policy=policy.toml"
     options = ["--inject", "pread:lie=oversize"] + ([option] if option else [])
     r = run_shim(["app.py"], backend=backend, cwd=tmp_path, options=options)
     err = r.stderr.decode()
@@ -191,6 +194,14 @@ def test_violation_policy(option: str | None, backend: str, tmp_path: Path) -> N
     else:
         assert r.returncode == 0, err
         assert r.stdout.decode().split() == ["caught", "5", "went", "on"]
+
+
+def test_a_bad_violation_setting_names_the_file_and_key(tmp_path: Path) -> None:
+    (tmp_path / "policy.toml").write_text('violation = "ignore"\n')
+    r = run_shim(["-c", "print('ran')"], cwd=tmp_path, options=["--policy=policy.toml"])
+    assert r.returncode == 2
+    assert b"ran" not in r.stdout
+    assert 'policy.toml: violation: must be "raise" or "abort", not \'ignore\'' in r.stderr.decode()
 
 
 # -- fuzzing both decoders with frames derived from honest ones --------------------------------------------------
