@@ -641,6 +641,13 @@ def _reach(root: Any) -> _Reach:
     out = _Reach()
     seen: set[int] = set()
     stack = [root]
+
+    def follow(value: Any, instructions: list, i: int) -> None:
+        """A name the code loads: a refusal it may raise, or more of our code to read."""
+        if _is_refusal_class(value):
+            out.refuses = out.refuses or _raised_here(instructions, i)
+        elif _ours(value):
+            stack.append(value)
     while stack:
         obj = stack.pop()
         if not isinstance(obj, type):
@@ -670,10 +677,7 @@ def _reach(root: Any) -> _Reach:
                 op, arg = ins.opname, ins.argval
                 if op in ("LOAD_GLOBAL", "LOAD_NAME"):
                     value = globs.get(arg)
-                    if _is_refusal_class(value):
-                        out.refuses = out.refuses or _raised_here(instructions, i)
-                    elif _ours(value):
-                        stack.append(value)
+                    follow(value, instructions, i)
                     prev_obj, prev_attr = value, None
                     continue
                 if op in ("LOAD_ATTR", "LOAD_METHOD"):
@@ -682,11 +686,7 @@ def _reach(root: Any) -> _Reach:
                     elif (prev_attr, arg) in _IMPLIED:
                         out.ocalls.add(_IMPLIED[(prev_attr, arg)])
                     elif isinstance(prev_obj, types.ModuleType) and prev_obj.__name__.startswith("enclave_libc"):
-                        value = getattr(prev_obj, arg, None)
-                        if _is_refusal_class(value):
-                            out.refuses = out.refuses or _raised_here(instructions, i)
-                        elif _ours(value):
-                            stack.append(value)
+                        follow(getattr(prev_obj, arg, None), instructions, i)
                     prev_attr, prev_obj = arg, None
                     continue
                 if op == "STORE_FAST" and prev_attr is not None:
