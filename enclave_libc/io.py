@@ -262,7 +262,7 @@ class FileIO(_io.RawIOBase):
 
     def fileno(self) -> int:
         self._checkClosed()
-        return self._fd
+        return runtime.RT.fds.fileno(self._fd)
 
     def isatty(self) -> bool:
         self._checkClosed()

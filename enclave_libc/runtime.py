@@ -23,7 +23,7 @@ from ocall_bridge.calls import CALLS, Call
 from ocall_bridge.client import OcallClient
 
 from .errors import PolicyDenied, Unsupported
-from .fdtable import FdTable, OpenFile
+from .fdtable import FdTable, NativeFds, OpenFile
 
 _umask = _os.umask
 
@@ -45,12 +45,12 @@ def _describe(value: Any) -> Any:
 
 
 class EnclaveRuntime:
-    def __init__(self, client: OcallClient, access: Access | None = None) -> None:
+    def __init__(self, client: OcallClient, access: Access | None = None, native: NativeFds | None = None) -> None:
         self.client = client
         self.access = access or ALLOW_ALL
         self.ocall = SimpleNamespace(**{c.name: self._guard(c, getattr(client.stubs, c.name))
                                         for c in CALLS if c.number is not None})
-        self.fds = FdTable(self.ocall.close)
+        self.fds = FdTable(self.ocall.close, native)
         self.cwd = _os.fsencode(_os.getcwd())
         self.umask = _host_umask()
         self.ids: tuple[int, ...] | None = None

@@ -471,7 +471,8 @@ class socket(_BaseSocket):
         return self._timeout
 
     def fileno(self) -> int:
-        return self._fd
+        fd = self._fd
+        return fd if fd < 0 else runtime.RT.fds.fileno(fd)
 
     def _handle(self) -> int:
         return runtime.RT.fds.get(self._fd).handle  # EBADF once closed (fd -1), as natively

@@ -50,6 +50,13 @@ log = logging.getLogger("posix_shim.process")
 
 # Ecall operations (the `call` field of ECALL / ECALL_RETURN frames).
 OP_INIT, OP_RUN, OP_CALL, OP_EXIT = 1, 2, 3, 4
+# A transport-level frame kind, host -> enclave only: "the descriptors attached to this frame (SCM_RIGHTS) are
+# those of these handles", sent just before the answer that issues the handles.  Body: u32 count, then count
+# i64 handle numbers.  It gives the enclave process a real descriptor for every enclave fd (one fd space).
+FDS = 5
+MAX_PASSED = 16  # descriptors one answer may carry (attach: 3, pipe/socketpair: 2, everything else: 1)
+_I64 = struct.Struct("<q")
+_ANCILLARY = _socket.CMSG_SPACE(MAX_PASSED * 4)
 MORE = 1  # flag in the errno field: another fragment of this payload follows
 MAX_ECALL = 64 << 20  # default bound on one reassembled ecall payload, either direction
 _FRAGMENT = MAX_FRAME - HEADER_SIZE
@@ -67,6 +74,8 @@ _SocketType = _socket.socket
 _default_int_handler = _signal.default_int_handler
 _BLOCKING = frozenset(n for n, c in BY_NUMBER.items() if c.blocking)
 _fcntl_call, _F_DUPFD_CLOEXEC = _fcntl.fcntl, _fcntl.F_DUPFD_CLOEXEC
+_fstat = posix.fstat
+_SOL_SOCKET, _SCM_RIGHTS, _MSG_CTRUNC = _socket.SOL_SOCKET, _socket.SCM_RIGHTS, _socket.MSG_CTRUNC
 HIGH_FD = 900  # where the enclave process keeps its own descriptors (see move_high)
 
 
@@ -172,6 +181,57 @@ class FrameReader:
             self.fill()
 
 
+def fds_frame(handles: list[int]) -> bytes:
+    body = _U32.pack(len(handles)) + b"".join(_I64.pack(h) for h in handles)
+    return HEADER.pack(HEADER_SIZE + len(body), WIRE_VERSION, FDS, 0, 0, 0) + body
+
+
+def parse_fds_frame(frame: bytes | memoryview) -> list[int]:
+    if len(frame) < HEADER_SIZE + 4:
+        raise ProtocolError("short FDS frame")
+    (count,) = _U32.unpack_from(frame, HEADER_SIZE)
+    if not 0 < count <= MAX_PASSED or len(frame) != HEADER_SIZE + 4 + 8 * count:
+        raise ProtocolError(f"malformed FDS frame ({count} handles in {len(frame)} bytes)")
+    return [_I64.unpack_from(frame, HEADER_SIZE + 4 + 8 * i)[0] for i in range(count)]
+
+
+# The confined enclave process's first message: one FDS frame (handle 0) carrying the seccomp listener.
+_LISTENER_FRAME_SIZE = HEADER_SIZE + 4 + 8
+
+
+def send_listener(fd: int, listener: int) -> None:
+    """Enclave side: hand the seccomp listener to the host, before any other frame."""
+    sock = _SocketType(fileno=fd)
+    try:
+        sock.sendmsg([fds_frame([0])], [(_SOL_SOCKET, _SCM_RIGHTS, struct.pack("<i", listener))])
+    finally:
+        sock.detach()
+
+
+def receive_listener(sock: Any, timeout: float) -> int:
+    """Host side: the listener the confined child sends first.  ChannelClosed if it exits instead."""
+    sock.settimeout(timeout)
+    try:
+        data, fds = bytearray(), []
+        while len(data) < _LISTENER_FRAME_SIZE:
+            chunk, ancillary, flags, _ = sock.recvmsg(_LISTENER_FRAME_SIZE - len(data), _ANCILLARY)
+            for level, kind, raw in ancillary:
+                if level == _SOL_SOCKET and kind == _SCM_RIGHTS:
+                    fds.extend(struct.unpack(f"<{len(raw) // 4}i", raw[:len(raw) - len(raw) % 4]))
+            if not chunk:
+                raise ChannelClosed("the enclave process exited before it was confined")
+            data += chunk
+    except TimeoutError:
+        raise ChannelClosed("the enclave process did not confine itself in time") from None
+    finally:
+        sock.settimeout(None)
+    if frame_kind(data) != FDS or parse_fds_frame(data) != [0] or len(fds) != 1:
+        for fd in fds:
+            _close(fd)
+        raise ProtocolError("the enclave process's first message is not its seccomp listener")
+    return fds[0]
+
+
 def frame_kind(frame: bytes | memoryview) -> int:
     """The kind of a frame whose length was already checked; the version must be ours."""
     if frame[4] != WIRE_VERSION:
@@ -246,7 +306,10 @@ class EnclaveTransport:
     def __init__(self, fd: int, max_ecall: int = MAX_ECALL) -> None:
         self.sock = _SocketType(fileno=fd)
         self.fd = fd
-        self._reader = FrameReader(self.sock.recv_into)
+        self._reader = FrameReader(self._recv_with_fds)
+        self._arrived: list[int] = []  # descriptors received, not yet claimed by an FDS frame (stream order)
+        self._passed: dict[int, int] = {}  # handle -> the real descriptor the host passed for it
+        self.runtime_fds: set[int] = {fd}  # the runtime's own descriptors: never replaced by the program
         self._state = _allocate_lock()  # guards _pending, _ecall_slot, _inbox, _dead and slot signaling
         self._wlock = _allocate_lock()
         self._rlock = _allocate_lock()  # held by the leader, the one thread reading the socket
@@ -385,6 +448,8 @@ class EnclaveTransport:
                 # An answer nobody waits for: its caller was interrupted, or the host lies.  Never acted on, and
                 # only counted: logging here would read the clock, an ocall, while this thread leads.
                 self.dropped += 1
+        elif kind == FDS:
+            self._take_passed(frame)
         elif kind == ECALL:
             done = self._assembler.add(frame)
             if done is not None:
@@ -395,6 +460,49 @@ class EnclaveTransport:
                         self._wake(self._ecall_slot)
         else:
             raise ProtocolError(f"the host sent a frame of kind {kind}")
+
+    # -- descriptors passed by the host (one fd space) ----------------------------------------------------------
+    def _recv_with_fds(self, view: memoryview) -> int:
+        """recv_into that keeps any descriptors the host attached (a plain recv would silently close them)."""
+        n, ancillary, flags, _ = self.sock.recvmsg_into([view], _ANCILLARY)
+        for level, kind, data in ancillary:
+            if level == _SOL_SOCKET and kind == _SCM_RIGHTS:
+                usable = len(data) - len(data) % 4
+                self._arrived.extend(struct.unpack(f"<{usable // 4}i", data[:usable]))
+        if flags & _MSG_CTRUNC:
+            raise ProtocolError("the host attached more descriptors than one frame may carry")
+        return n
+
+    def _take_passed(self, frame: bytes | memoryview) -> None:
+        handles = parse_fds_frame(frame)
+        if len(self._arrived) < len(handles):
+            raise ProtocolError(f"an FDS frame names {len(handles)} handles but {len(self._arrived)} descriptors came")
+        fds, self._arrived = self._arrived[:len(handles)], self._arrived[len(handles):]
+        with self._state:
+            for handle, fd in zip(handles, fds, strict=True):
+                old = self._passed.pop(handle, None)
+                if old is not None:
+                    _close(old)
+                self._passed[handle] = move_high(fd, 3) if fd < 3 else fd
+
+    def fd_for(self, handle: int) -> int | None:
+        """The real descriptor the host passed for `handle` (the enclave owns it from now on)."""
+        with self._state:
+            fd = self._passed.pop(handle, None)
+        if fd is None:
+            raise OSError(5, f"the host issued handle {handle} without passing its descriptor")
+        return fd
+
+    def reserved(self, fd: int) -> bool:
+        return fd in self.runtime_fds
+
+    @staticmethod
+    def same_file(a: int, b: int) -> bool:
+        try:
+            sa, sb = _fstat(a), _fstat(b)
+        except OSError:
+            return False
+        return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
 
     def _wake(self, slot: _Slot) -> None:  # with self._state held
         if not slot.signaled:
@@ -488,6 +596,7 @@ class EnclaveTransport:
         self._announce = on_gone
         r, w = _pipe()
         self._wake_r, self._wake_w = move_high(r, self.fd), move_high(w, self.fd)
+        self.runtime_fds.update((self._wake_r, self._wake_w))
         _set_blocking(self._wake_w, False)
         p = _poll()
         p.register(self.fd, 0)  # POLLHUP and POLLERR are always reported
@@ -543,9 +652,16 @@ class HostChannel:
     """
 
     def __init__(self, host: Any, sock: Any, on_close: Callable[[str], None] | None = None,
-                 max_workers: int = 256, max_queued: int = 1024, max_ecall: int = MAX_ECALL) -> None:
+                 max_workers: int = 256, max_queued: int = 1024, max_ecall: int = MAX_ECALL,
+                 pass_fds: bool = False) -> None:
         self.host = host
         self.sock = sock
+        # pass_fds: every handle an answer issues travels with it as a real descriptor (SCM_RIGHTS), so the
+        # enclave process can give C code the same open file its Python-level ocalls use.  Collected per serving
+        # thread by the handle table's `on_issue` hook while that thread serves a frame.
+        self._serving = threading.local()
+        if pass_fds:
+            host.handles.on_issue = self._issued
         self.on_close = on_close
         self._reader = FrameReader(sock.recv_into)
         self._wlock = _allocate_lock()
@@ -569,8 +685,42 @@ class HostChannel:
         self._thread.start()
 
     # -- serving -------------------------------------------------------------------------------------------
+    def _issued(self, handle: int) -> None:
+        pending = getattr(self._serving, "handles", None)
+        if pending is not None:
+            pending.append(handle)
+
+    def _serve_passing(self, frame: bytes | memoryview) -> bytes | memoryview | None:
+        """serve(), then send the descriptors of any handles the answer issued just ahead of it."""
+        self._serving.handles = pending = []
+        try:
+            answer = self.host.serve(frame)
+        finally:
+            self._serving.handles = None
+        if pending and answer is not None:
+            fds = []
+            live = []
+            for handle in pending[:MAX_PASSED]:
+                try:
+                    fds.append(self.host.handles.get(handle).fd)
+                    live.append(handle)
+                except OSError:
+                    pass  # issued and closed again while serving (the call failed after opening)
+            if live:
+                try:
+                    with self._wlock:
+                        self.sock.sendmsg([fds_frame(live)], [(_SOL_SOCKET, _SCM_RIGHTS, struct.pack(
+                            f"<{len(fds)}i", *fds))])
+                        self.sock.sendall(answer)
+                except OSError:
+                    pass
+                return None
+        return answer
+
     def _read_loop(self) -> None:
-        reader, serve, send, entries = self._reader, self.host.serve, self._send, self.host.entries
+        reader, send, entries = self._reader, self._send, self.host.entries
+        serve = self._serve_passing if getattr(self.host.handles, "on_issue", None) == self._issued else \
+            self.host.serve
         reason = "the enclave closed the channel"
         try:
             while True:
@@ -626,7 +776,9 @@ class HostChannel:
             threading.Thread(target=self._worker, name="posix_shim-host-worker", daemon=True).start()
 
     def _worker(self) -> None:
-        serve, send, jobs = self.host.serve, self._send, self._jobs
+        send, jobs = self._send, self._jobs
+        serve = self._serve_passing if getattr(self.host.handles, "on_issue", None) == self._issued else \
+            self.host.serve
         while True:
             frame = jobs.get()
             if frame is None:
@@ -711,5 +863,6 @@ class HostChannel:
 
 __all__ = [
     "move_high", "OP_INIT", "OP_RUN", "OP_CALL", "OP_EXIT", "MORE", "MAX_ECALL", "FrameReader", "ProtocolError",
-    "ChannelClosed", "EcallAssembler", "EnclaveTransport", "HostChannel", "ecall_frames", "frame_kind",
+    "ChannelClosed", "EcallAssembler", "EnclaveTransport", "HostChannel", "ecall_frames", "frame_kind", "FDS",
+    "fds_frame", "parse_fds_frame", "send_listener", "receive_listener",
 ]

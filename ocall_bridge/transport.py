@@ -10,6 +10,8 @@ carries its frames; the wire format is the same on all of them.
 from __future__ import annotations
 
 from .errors import HostGone
+from .host.real import fcntl as _fcntl
+from .host.real import os as _os
 from .host.runtime import Host
 
 
@@ -26,6 +28,31 @@ class SimTransport:
         if answer is None:
             raise HostGone("the host dropped a frame it could not parse")
         return answer
+
+    # -- one fd space (enclave_libc.fdtable.NativeFds) ------------------------------------------------------
+    # The host's descriptor lives in this very process, so the enclave's real descriptor for a handle is a
+    # duplicate of it: the same open file, a number the kernel chose (never one C code could confuse with
+    # another file).
+    def fd_for(self, handle: int) -> int | None:
+        return _fcntl.fcntl(self.host.handles.get(handle).fd, _fcntl.F_DUPFD_CLOEXEC, 0)
+
+    @staticmethod
+    def reserved(fd: int) -> bool:
+        # Any open descriptor the enclave's table does not hold belongs to the host process (the runner, the
+        # test framework, the sim host's own files): a program's dup2 must never replace it.
+        try:
+            _fcntl.fcntl(fd, _fcntl.F_GETFD)
+        except OSError:
+            return False
+        return True
+
+    @staticmethod
+    def same_file(a: int, b: int) -> bool:
+        try:
+            sa, sb = _os.fstat(a), _os.fstat(b)
+        except OSError:
+            return False
+        return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
 
     def close(self) -> None:
         self.host.close()

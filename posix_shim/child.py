@@ -28,7 +28,16 @@ from enclave_libc import runtime
 from enclave_libc.runtime import EnclaveRuntime
 from ocall_bridge.access import ALLOW_ALL, Access
 from ocall_bridge.errors import HostGone
-from ocall_bridge.process import HIGH_FD, OP_CALL, OP_EXIT, OP_INIT, OP_RUN, EnclaveTransport, move_high
+from ocall_bridge.process import (
+    HIGH_FD,
+    OP_CALL,
+    OP_EXIT,
+    OP_INIT,
+    OP_RUN,
+    EnclaveTransport,
+    move_high,
+    send_listener,
+)
 
 from . import policy as policy_module
 from . import program
@@ -224,7 +233,7 @@ class Child:
     def init(self, request: dict[str, Any]) -> None:
         access = _policy_from_data(request["policy"])
         client = make_client(self.transport, access, request.get("options") or {})
-        rt = EnclaveRuntime(client, access)
+        rt = EnclaveRuntime(client, access, native=self.transport)
         runtime.activate(rt)
         rt.attach_stdio()
         # The program's sys.path[0] replaces this placeholder, as CPython's own does (we started with -P).
@@ -268,7 +277,36 @@ class Child:
         program._flush_std()
 
 
+EXIT_UNCONFINED = 2  # the kernel lacks what the confinement needs: refuse to run rather than run unconfined
+
+
+def _confine(fd: int) -> None:
+    """Put this process behind the kernel's walls before any thread starts and before any program code runs.
+
+    Landlock binds only the calling thread and the threads it creates later (before ABI 8), so this runs
+    while the process is single-threaded; the seccomp filter is synchronized over all threads anyway (TSYNC).
+    The filter's listener goes to the host (its supervisor serves the native path and socket calls the filter
+    forwards) and this process keeps no copy: with one, a program could answer its own notifications.
+    """
+    from ocall_bridge.native import FORWARDED
+
+    from . import confine
+
+    missing = confine.probe()
+    if missing:
+        _write(2, ("posix_shim: refusing to start the process backend: this kernel lacks "
+                   + "; ".join(missing) + " (use --backend sim for an unconfined development run)\n").encode())
+        _exit(EXIT_UNCONFINED)
+    listener = confine.confine_process(forward=FORWARDED, channel_fds=(fd,), own_pid=_getpid())
+    try:
+        send_listener(fd, listener)
+    finally:
+        os.close(listener)
+
+
 def main(argv: list[str] | None = None) -> NoReturn:
     argv = sys.argv[1:] if argv is None else argv
     fd, host_pid = _move_high(int(argv[0])), int(argv[1])
+    if len(argv) < 3 or argv[2] != "unconfined":
+        _confine(fd)
     Child(fd, host_pid).serve()

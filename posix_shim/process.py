@@ -39,15 +39,30 @@ from contextlib import contextmanager
 from typing import Any
 
 from ocall_bridge.access import Access
-from ocall_bridge.process import MAX_ECALL, OP_CALL, OP_EXIT, OP_INIT, OP_RUN, ChannelClosed, HostChannel
+from ocall_bridge.process import (
+    MAX_ECALL,
+    OP_CALL,
+    OP_EXIT,
+    OP_INIT,
+    OP_RUN,
+    ChannelClosed,
+    HostChannel,
+    ProtocolError,
+    receive_listener,
+)
 
 from .enclave import EnclaveCallError, EnclaveStateError
 from .wiring import make_host
 
 # Options this backend takes for itself; every other option goes to make_host, and its plain-data ones also to
 # the child's make_client.
-OWN_OPTIONS = ("python", "max_workers", "start_timeout")
+OWN_OPTIONS = ("python", "max_workers", "start_timeout", "confine")
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+EXIT_UNCONFINED = 2  # posix_shim.child's status when the kernel lacks what confinement needs
+
+
+class EnclaveUnavailable(RuntimeError):
+    """This machine cannot give the backend's promise (the kernel lacks seccomp, Landlock ...)."""
 
 
 # -- plain data as JSON ------------------------------------------------------------------------------------
@@ -183,6 +198,22 @@ def _die_of(signum: int) -> None:
 # -- the backend -------------------------------------------------------------------------------------------
 
 
+# The enclave process's real environment (what native code's getenv and /proc/self/environ see) is built, not
+# inherited: these configure the interpreter itself (where its library is, its encoding, hash seed, warnings),
+# and the policy adds what it grants.  The program's os.environ is served by the host under the same policy.
+INTERPRETER_ENV = ("PYTHONPATH", "PYTHONHOME", "PYTHONIOENCODING", "PYTHONUTF8", "PYTHONHASHSEED",
+                   "PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED", "PYTHONWARNINGS", "PYTHONDEVMODE",
+                   "PYTHONNOUSERSITE", "PYTHONMALLOC", "PYTHONFAULTHANDLER", "PYTHONINTMAXSTRDIGITS",
+                   "LANG", "LC_ALL", "LC_CTYPE", "TZ")
+
+
+def child_environment(access: Access) -> dict[str, str]:
+    """The environment the enclave process starts with: interpreter settings plus what the policy grants."""
+    env = {k: v for k, v in os.environ.items() if k in INTERPRETER_ENV or access.env_allowed(k)}
+    env.update(access.env_values())
+    return env
+
+
 def _child_command(python: str, fd: int) -> list[str]:
     flags = subprocess._args_from_interpreter_flags()  # -W, -X, -O, -B ... as the runner was started
     if getattr(sys.__stdout__, "write_through", False) and "-u" not in flags:
@@ -202,6 +233,10 @@ class ProcessBackend:
         python = options.pop("python", sys.executable)
         max_workers = int(options.pop("max_workers", 256))
         start_timeout = float(options.pop("start_timeout", 30.0))
+        # Kernel confinement (seccomp, Landlock, no_new_privs) is the process backend's promise; False exists for
+        # development and for the tests that show what each wall stops (docs/threat-model.md).
+        self.confined = bool(options.pop("confine", False))  # TEMP
+        self.supervisor: Any = None
         self.access = access
         self.host = make_host(access, options)
         self.forwarded: set[int] = set()
@@ -209,8 +244,12 @@ class ProcessBackend:
         self._reaped = threading.Event()
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            self.proc = subprocess.Popen(_child_command(python, child.fileno()), pass_fds=(child.fileno(),),
-                                         stdin=subprocess.DEVNULL, process_group=0)
+            command = _child_command(python, child.fileno()) + ([] if self.confined else ["unconfined"])
+            # stdin and stdout: nothing (the program's stdio are the host's, passed as enclave fds 0-2 at attach);
+            # stderr stays the runner's until then, for a message if the child cannot start at all.
+            self.proc = subprocess.Popen(command, pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL,
+                                         stdout=subprocess.DEVNULL, process_group=0,
+                                         env=child_environment(access))
         except BaseException:
             parent.close()
             self.host.close()
@@ -218,7 +257,10 @@ class ProcessBackend:
         finally:
             child.close()
         self.pid = self.proc.pid
-        self.channel = HostChannel(self.host, parent, on_close=self._on_channel_closed, max_workers=max_workers)
+        if self.confined:
+            self._supervise(parent, start_timeout)
+        self.channel = HostChannel(self.host, parent, on_close=self._on_channel_closed, max_workers=max_workers,
+                                   pass_fds=True)
         self.channel.start()
         _live.add(self)
         try:
@@ -226,6 +268,26 @@ class ProcessBackend:
         except BaseException:
             self._kill()
             raise
+
+    def _supervise(self, sock: socket.socket, timeout: float) -> None:
+        """Take the confined child's seccomp listener and serve its forwarded native calls."""
+        from ocall_bridge.host.supervisor import Supervisor
+
+        try:
+            listener = receive_listener(sock, timeout)
+        except (ChannelClosed, ProtocolError) as exc:
+            sock.close()
+            try:
+                status = self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                status = self.proc.wait()
+            self.host.close()
+            if status == EXIT_UNCONFINED:
+                raise EnclaveUnavailable(f"the process backend cannot confine its enclave here: {exc}") from None
+            raise RuntimeError(f"the enclave process could not start: {exc} (status {status})") from None
+        self.supervisor = Supervisor(self.host, listener, self.pid, lambda: os.readlink(f"/proc/{self.pid}/cwd"))
+        self.supervisor.start()
 
     def _start(self, access: Access, options: dict[str, Any], timeout: float) -> None:
         # The handshake is an ecall like any other; a watchdog bounds it, so a child that never answers
@@ -340,7 +402,13 @@ class ProcessBackend:
             pass
         self.channel.shutdown()
         self._reaped.wait(10)
+        self._stop_supervisor()
         self.host.close()
+
+    def _stop_supervisor(self) -> None:
+        if self.supervisor is not None:
+            self.supervisor.close()
+            self.supervisor = None
 
     def close(self) -> None:
         """Let the program's remaining threads and atexit handlers finish, then reap the child."""
@@ -362,6 +430,7 @@ class ProcessBackend:
         finally:
             self.channel.shutdown()
             self._reaped.wait(10)
+            self._stop_supervisor()
             self.host.close()
 
 

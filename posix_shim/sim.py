@@ -25,8 +25,10 @@ from .wiring import make_client, make_host
 class SimBackend:
     def __init__(self, access: Access, **options: Any) -> None:
         self.host = make_host(access, options)
-        self.client = make_client(SimTransport(self.host), access, options)
-        self.rt = EnclaveRuntime(self.client, access)
+        transport = SimTransport(self.host)
+        self.client = make_client(transport, access, options)
+        # The transport gives every enclave fd a real descriptor of the same open file (one fd space).
+        self.rt = EnclaveRuntime(self.client, access, native=transport)
         previous = runtime.activate(self.rt)
         try:
             self.rt.attach_stdio()
@@ -47,4 +49,5 @@ class SimBackend:
                 raise EnclaveCallError(type(exc).__name__, str(exc), traceback.format_exc()) from None
 
     def close(self) -> None:
+        self.rt.fds.close_all()
         self.host.close()

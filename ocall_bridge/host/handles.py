@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,12 +30,16 @@ class HandleTable:
         self._handles: dict[int, Handle] = {}
         self._next = 3  # handles 0-2 are never issued, so a raw stdio fd number is never a valid handle
         self._lock = threading.Lock()
+        # Told of every handle issued: the process transport passes its descriptor to the enclave process.
+        self.on_issue: Callable[[int], None] | None = None
 
     def add(self, fd: int, kind: str, path: bytes | None = None) -> int:
         with self._lock:
             number = self._next
             self._next += 1
             self._handles[number] = Handle(number, fd, kind, path)
+        if self.on_issue is not None:
+            self.on_issue(number)
         return number
 
     def get(self, number: int) -> Handle:
