@@ -13,7 +13,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO, run_native, run_shim
 
 PROGRAM = REPO / "tests" / "programs" / "native_io.py"
