@@ -516,6 +516,7 @@ def chdir(path: Any) -> None:
     if not _stat.S_ISDIR(st[0]):
         raise oserror(errno.ENOTDIR, path)
     rt.cwd = _canonical(full)
+    _follow_cwd(rt)
 
 
 def fchdir(fd: Any) -> None:
@@ -524,6 +525,27 @@ def fchdir(fd: Any) -> None:
     if of.path is None or not _stat.S_ISDIR(rt.ocall.fstat(of.handle)[0]):
         raise oserror(errno.ENOTDIR)
     rt.cwd = _canonical(of.path)
+    _follow_cwd(rt)
+
+
+_real_fchdir = posix.fchdir
+
+
+def _follow_cwd(rt: runtime.EnclaveRuntime) -> None:
+    """On a backend whose process is the enclave's own (process), keep the process's real cwd equal to the
+    enclave's: native code's relative paths are forwarded to the host, which resolves them against it.  Never on
+    sim, whose process is the host's.  A folder the policy lets the program stat but not open keeps the old one."""
+    if not rt.follow_cwd:
+        return
+    try:
+        fd = open(rt.cwd, _os.O_RDONLY | _os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        if rt.fds.is_native(fd):
+            _real_fchdir(fd)
+    finally:
+        close(fd)
 
 
 def _canonical(path: bytes) -> bytes:

@@ -54,6 +54,8 @@ class EnclaveRuntime:
         self.cwd = _os.fsencode(_os.getcwd())
         self.umask = _host_umask()
         self.ids: tuple[int, ...] | None = None
+        # The process's real cwd follows the enclave's (files._follow_cwd): only where the process is the enclave's.
+        self.follow_cwd = False
         self.extra: dict[str, Any] = {}  # per-enclave state of other families (time, environment)
 
     def _guard(self, c: Call, stub: Callable[..., Any]) -> Callable[..., Any]:
