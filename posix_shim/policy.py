@@ -40,6 +40,16 @@ ALL = "\x00all"  # the const of `--allow-read` given without a value: everything
 
 # Host variables a program sees without any grant: locale, time zone and terminal shape.  HOME, USER and PATH are
 # left out on purpose: they name the host's user and layout, and nothing inside the enclave can exec a PATH entry.
+# Files the C library reads by itself on behalf of ordinary calls (user and group names for pwd/grp and
+# Path.owner(), the time zone for localtime, service and protocol names, the loader's cache for an extension
+# module's dependencies, the hosts file for "localhost").  On the confined process backend native code's opens
+# are checked by the host like any other, so without these, `pathlib.Path.owner()` or `time.localtime()` would
+# fail inside where they work natively.  Nothing here is a secret: all are world-readable by design.
+LIBC_CONFIGURATION = ("/etc/nsswitch.conf", "/etc/passwd", "/etc/group", "/etc/localtime", "/usr/share/zoneinfo",
+                      "/etc/ld.so.cache", "/etc/hosts", "/etc/host.conf", "/etc/gai.conf", "/etc/services",
+                      "/etc/protocols")
+
+
 SAFE_ENV = ("LANG", "LANGUAGE", "LC_*", "TZ", "TERM", "COLORTERM", "NO_COLOR", "FORCE_COLOR", "COLUMNS", "LINES",
             "PYTHONIOENCODING", "PYTHONUTF8")
 
@@ -526,6 +536,9 @@ class Builder:
         self.add_path("write", True, cwd, "default: the current directory", cwd)
         for dev in ("/dev/null", "/dev/zero", "/dev/urandom", "/dev/random"):
             self.add_path("read", True, dev, "default: devices", cwd)
+        for conf in LIBC_CONFIGURATION:
+            if os.path.exists(conf):
+                self.add_path("read", True, conf, "default: the C library's configuration", cwd)
         self.add_path("write", True, "/dev/null", "default: devices", cwd)
         for name in SAFE_ENV:
             self.add_env(True, name, "default: the safe list")
