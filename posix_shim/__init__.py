@@ -4,7 +4,7 @@ Their file, socket and time calls become ocalls to an untrusted host, every answ
 allowlist policy decides which part of POSIX exists and which host resources may be touched.
 """
 
-from .enclave import Enclave, EnclaveCallError, EnclaveStateError
+from .enclave import Enclave, EnclaveCallError, EnclaveStateError, EnclaveUnavailable
 
-__all__ = ["Enclave", "EnclaveCallError", "EnclaveStateError"]
+__all__ = ["Enclave", "EnclaveCallError", "EnclaveStateError", "EnclaveUnavailable"]
 __version__ = "0.1.0"

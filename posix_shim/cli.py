@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from . import policy, trace
-from .enclave import BACKENDS, Enclave
+from .enclave import BACKENDS, DEFAULT_BACKEND, Enclave, EnclaveUnavailable
 
 PROG = "posix-shim"
 
@@ -25,8 +25,11 @@ def build_parser() -> argparse.ArgumentParser:
                     "untrusted host, under an allowlist policy.",
         epilog="Subcommands: 'policy check FILE', 'compat'.  Everything after the program is passed to it.",
     )
-    parser.add_argument("--backend", choices=BACKENDS, default="sim",
-                        help="where the enclave runs: sim (in-process) or process (a child process)")
+    parser.add_argument("--backend", choices=BACKENDS, default=DEFAULT_BACKEND,
+                        help="where the enclave runs: process (default: a child process confined by the kernel - "
+                             "seccomp, Landlock, no_new_privs - whose native calls the host checks too) or sim "
+                             "(in this process: confines Python code only, never native code; for development "
+                             "and tests)")
     policy.add_arguments(parser)
     trace.add_arguments(parser)
     parser.add_argument("--version", action="version", version="posix_shim 0.1.0")
@@ -90,7 +93,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{sys.executable}: can't open file {os.path.join(os.getcwd(), target)!r}: [Errno 2] No such file or "
               f"directory", file=sys.stderr)
         return 2
-    with Enclave(policy=access, backend=ns.backend, **trace.backend_options(ns)) as enclave:
+    try:
+        enclave = Enclave(policy=access, backend=ns.backend, **trace.backend_options(ns)).start()
+    except EnclaveUnavailable as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 2
+    with enclave:
         if kind == "path" and target == "-":
             status = enclave.run_stdin(sys.stdin.read(), args)
         else:

@@ -1,7 +1,7 @@
 """The library API: `Enclave`, a context manager that runs code inside an enclave.
 
     from posix_shim import Enclave
-    with Enclave(backend="sim") as enclave:
+    with Enclave() as enclave:                   # the confined process backend, the default policy
         status = enclave.run_path("app.py", ["--flag"])
         total = enclave.call("mymodule:summarize", "data.csv")
 
@@ -16,9 +16,15 @@ from __future__ import annotations
 import importlib
 from typing import Any, Protocol
 
-from ocall_bridge.access import ALLOW_ALL, Access
+from ocall_bridge.access import Access
 
 BACKENDS = ("sim", "process")
+# Secure by default: the kernel-confined backend.  sim is a flag away and confines Python code only.
+DEFAULT_BACKEND = "process"
+
+
+class EnclaveUnavailable(RuntimeError):
+    """This machine cannot give the backend's promise (the kernel lacks seccomp, Landlock ...): nothing ran."""
 
 
 class EnclaveStateError(RuntimeError):
@@ -96,10 +102,15 @@ def make_backend(name: str, access: Access, options: dict[str, Any]) -> Backend:
 class Enclave:
     """One enclave: its own host handle table, fd table, cwd and policy."""
 
-    def __init__(self, policy: Access | None = None, backend: str = "sim", **options: Any) -> None:
+    def __init__(self, policy: Access | None = None, backend: str = DEFAULT_BACKEND, **options: Any) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-        self.policy = policy or ALLOW_ALL
+        if policy is None:
+            # The command line's default policy, never allow-all: that is asked for by name (ALLOW_ALL, -A).
+            from .policy import build_default
+
+            policy = build_default(None, None)
+        self.policy = policy
         self.backend_name = backend
         self.options = options
         self.state = "created"

@@ -51,7 +51,7 @@ from ocall_bridge.process import (
     receive_listener,
 )
 
-from .enclave import EnclaveCallError, EnclaveStateError
+from .enclave import EnclaveCallError, EnclaveStateError, EnclaveUnavailable
 from .wiring import make_host
 
 # Options this backend takes for itself; every other option goes to make_host, and its plain-data ones also to
@@ -60,9 +60,6 @@ OWN_OPTIONS = ("python", "max_workers", "start_timeout", "confine")
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 EXIT_UNCONFINED = 2  # posix_shim.child's status when the kernel lacks what confinement needs
 
-
-class EnclaveUnavailable(RuntimeError):
-    """This machine cannot give the backend's promise (the kernel lacks seccomp, Landlock ...)."""
 
 
 # -- plain data as JSON ------------------------------------------------------------------------------------
