@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import run_native, run_shim
 
+from ocall_bridge.access import ALLOW_ALL
 from posix_shim import Enclave, EnclaveCallError, EnclaveStateError
 
 # -- the library API ----------------------------------------------------------------------------------------
@@ -70,7 +71,7 @@ def ecall_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 def test_lifecycle_created_running_finalized(backend: str) -> None:
-    enclave = Enclave(backend=backend)
+    enclave = Enclave(ALLOW_ALL, backend=backend)
     assert enclave.state == "created" and "created" in repr(enclave)
     with enclave as entered:
         assert entered is enclave and enclave.state == "running"
@@ -86,7 +87,7 @@ def test_lifecycle_created_running_finalized(backend: str) -> None:
 
 
 def test_start_and_close_without_a_with_block(backend: str) -> None:
-    enclave = Enclave(backend=backend).start()
+    enclave = Enclave(ALLOW_ALL, backend=backend).start()
     try:
         assert enclave.state == "running"
         assert enclave.start() is enclave  # already running: nothing happens
@@ -99,7 +100,7 @@ def test_start_and_close_without_a_with_block(backend: str) -> None:
 
 
 def test_a_created_enclave_starts_on_first_use(backend: str) -> None:
-    enclave = Enclave(backend=backend)
+    enclave = Enclave(ALLOW_ALL, backend=backend)
     try:
         assert enclave.run_code("pass") == 0
         assert enclave.state == "running"
@@ -118,7 +119,7 @@ def test_unknown_backend_is_refused() -> None:
     ("import sys; sys.exit('message')", 1), ("raise ValueError('x')", 1), ("1/0", 1),
 ])
 def test_run_code_exit_statuses(backend: str, code: str, status: int) -> None:
-    with Enclave(backend=backend) as enclave:
+    with Enclave(ALLOW_ALL, backend=backend) as enclave:
         assert enclave.run_code(code) == status
 
 
@@ -127,7 +128,7 @@ def test_run_path_and_run_module_statuses_and_arguments(backend: str, tmp_path: 
     script = tmp_path / "prog.py"
     out = tmp_path / "out.txt"
     script.write_text(f"import sys\nopen({str(out)!r}, 'w').write(repr(sys.argv))\nsys.exit(len(sys.argv))\n")
-    with Enclave(backend=backend) as enclave:
+    with Enclave(ALLOW_ALL, backend=backend) as enclave:
         assert enclave.run_path(str(script), ["a", "b"]) == 3
         assert out.read_text() == repr([str(script), "a", "b"])
         assert enclave.run_path(script) == 1  # a Path works too
@@ -143,7 +144,7 @@ def test_state_persists_between_runs_of_one_enclave(backend: str, tmp_path: Path
     """One enclave is one process image: its cwd and fds outlive a run; the host's cwd is never changed."""
     (tmp_path / "sub").mkdir()
     host_cwd = os.getcwd()
-    with Enclave(backend=backend) as enclave:
+    with Enclave(ALLOW_ALL, backend=backend) as enclave:
         assert enclave.run_code(f"import os; os.chdir({str(tmp_path / 'sub')!r})") == 0
         assert enclave.run_code("import os; open('made-here', 'w').close()") == 0
     assert (tmp_path / "sub" / "made-here").exists()
@@ -153,7 +154,7 @@ def test_state_persists_between_runs_of_one_enclave(backend: str, tmp_path: Path
 def test_call_returns_plain_data(backend: str, ecall_module: str, tmp_path: Path) -> None:
     data = tmp_path / "data.txt"
     data.write_bytes(b"one\ntwo\nthree\n")
-    with Enclave(backend=backend) as enclave:
+    with Enclave(ALLOW_ALL, backend=backend) as enclave:
         assert enclave.call(f"{ecall_module}:add", 2, 3) == 5
         assert enclave.call(f"{ecall_module}:add", "en", "clave") == "enclave"
         assert enclave.call(f"{ecall_module}:echo", None, True, 1.5, b"\x00\xff", [1, [2]], {"a": {"b": 1}}) == [
@@ -167,7 +168,7 @@ def test_call_returns_plain_data(backend: str, ecall_module: str, tmp_path: Path
 
 
 def test_call_refuses_what_is_not_plain_data(backend: str, ecall_module: str) -> None:
-    with Enclave(backend=backend) as enclave:
+    with Enclave(ALLOW_ALL, backend=backend) as enclave:
         for bad in (object(), {1: "int key"}, [set()], (lambda: 0), os.stat):
             with pytest.raises(TypeError, match="plain data|keys must be str"):
                 enclave.call(f"{ecall_module}:echo", bad)
@@ -180,7 +181,7 @@ def test_call_refuses_what_is_not_plain_data(backend: str, ecall_module: str) ->
 
 
 def test_call_reports_exceptions_raised_inside(backend: str, ecall_module: str) -> None:
-    with Enclave(backend=backend) as enclave:
+    with Enclave(ALLOW_ALL, backend=backend) as enclave:
         with pytest.raises(EnclaveCallError) as info:
             enclave.call(f"{ecall_module}:fail")
         err = info.value
@@ -197,13 +198,13 @@ def test_call_reports_exceptions_raised_inside(backend: str, ecall_module: str) 
 
 @pytest.mark.parametrize("target", ["no_colon", ":f", "m:", ""])
 def test_call_target_must_name_module_and_function(backend: str, target: str) -> None:
-    with Enclave(backend=backend) as enclave:
+    with Enclave(ALLOW_ALL, backend=backend) as enclave:
         with pytest.raises((ValueError, EnclaveCallError), match="module:function"):
             enclave.call(target)
 
 
 def test_call_runs_inside_the_enclave(backend: str, ecall_module: str, tmp_path: Path) -> None:
-    with Enclave(backend=backend) as enclave:
+    with Enclave(ALLOW_ALL, backend=backend) as enclave:
         enclave.run_code(f"import os; os.chdir({str(tmp_path)!r})")
         assert enclave.call(f"{ecall_module}:cwd") == str(tmp_path)
 
@@ -410,3 +411,15 @@ def test_the_console_script_is_the_same_command(tmp_path: Path) -> None:
 def test_nothing_to_run_is_a_usage_error(tmp_path: Path) -> None:
     done = run_shim([], cwd=tmp_path)
     assert done.returncode == 2 and b"usage:" in done.stderr
+
+
+def test_the_default_enclave_is_confined_and_gets_the_default_policy(tmp_path: Path) -> None:
+    # Secure by default: no backend named -> the kernel-confined process backend; no policy -> the command
+    # line's default policy (the current directory, the Python installation), never allow-all.
+    outside = tmp_path / "secret.txt"
+    outside.write_text("not for the enclave")
+    with Enclave() as enclave:
+        assert enclave.backend_name == "process"
+        with pytest.raises(EnclaveCallError) as err:
+            enclave.call("builtins:open", str(outside))
+    assert err.value.type_name == "PolicyDenied" and "--allow-read" in err.value.message

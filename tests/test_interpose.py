@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 from conftest import REPO
 
-from ocall_bridge.access import Access
+from ocall_bridge.access import ALLOW_ALL, Access
 from posix_shim import Enclave
 from posix_shim.interpose import Interposer, all_replacements
 
@@ -89,7 +89,7 @@ def test_everything_is_swapped_while_inside_and_restored_after(tmp_path: Path,
         seen["stdout"] = sys.stdout
 
     replacements = all_replacements()
-    with Enclave(backend="sim") as enclave:
+    with Enclave(ALLOW_ALL, backend="sim") as enclave:
         module = types.ModuleType("posix_shim_test_look")
         module.look = look
         sys.modules[module.__name__] = module
@@ -113,7 +113,7 @@ def test_everything_is_swapped_while_inside_and_restored_after(tmp_path: Path,
 
 def test_restored_after_a_program_that_fails(tmp_path: Path) -> None:
     before = _snapshot()
-    with Enclave(backend="sim") as enclave:
+    with Enclave(ALLOW_ALL, backend="sim") as enclave:
         assert enclave.run_code("raise RuntimeError('boom')") == 1
         assert enclave.run_code("import sys; sys.exit(4)") == 4
         with pytest.raises(Exception):  # noqa: B017 - any error: the point is what is left behind
@@ -125,7 +125,7 @@ def test_restored_after_a_program_that_fails(tmp_path: Path) -> None:
 def test_restored_after_many_enclaves_in_a_row(tmp_path: Path) -> None:
     before = _snapshot()
     for _ in range(3):
-        with Enclave(backend="sim") as enclave:
+        with Enclave(ALLOW_ALL, backend="sim") as enclave:
             assert enclave.run_code(f"open({str(tmp_path / 'x')!r}, 'a').write('.')") == 0
     assert (tmp_path / "x").read_text() == "..."
     _assert_restored(before)
@@ -151,7 +151,7 @@ def test_the_host_keeps_its_own_real_functions() -> None:
     from ocall_bridge.host import real
 
     real_open, real_stat = posix.open, posix.stat
-    with Enclave(backend="sim") as enclave:
+    with Enclave(ALLOW_ALL, backend="sim") as enclave:
         module = types.ModuleType("posix_shim_test_host")
         module.check = lambda: [real.os.open is real_open, real.os.stat is real_stat, os.open is real_open]
         sys.modules[module.__name__] = module
@@ -225,7 +225,7 @@ def test_modules_first_imported_inside_are_restored_too(tmp_path: Path) -> None:
         open({str(tmp_path / 'posix_shim_late.py')!r}, "w").write("from os import stat, listdir\\n")
         from posix_shim import Enclave
         assert "tarfile" not in sys.modules and "posix_shim_late" not in sys.modules
-        with Enclave(backend="sim") as e:
+        with Enclave(ALLOW_ALL, backend="sim") as e:
             assert e.run_code("import tarfile, posix_shim_late") == 0
         import tarfile, posix_shim_late
         assert tarfile.bltn_open is io.open, tarfile.bltn_open
@@ -242,7 +242,7 @@ def test_modules_first_imported_inside_are_restored_too(tmp_path: Path) -> None:
 
 
 def test_stdio_inside_is_rebuilt_over_enclave_fds(capfd: pytest.CaptureFixture[str]) -> None:
-    with Enclave(backend="sim") as enclave:
+    with Enclave(ALLOW_ALL, backend="sim") as enclave:
         code = ("import sys, io\n"
                 "raw = getattr(sys.stdout.buffer, 'raw', sys.stdout.buffer)  # no buffer under PYTHONUNBUFFERED\n"
                 "print('out', type(raw).__module__, sys.stdout.fileno())\n"
@@ -261,7 +261,7 @@ def test_shutil_uses_the_fd_based_rmtree_inside(tmp_path: Path) -> None:
     (tree / "a" / "b").mkdir(parents=True)
     (tree / "a" / "b" / "f").write_text("x")
     os.symlink(tmp_path, tree / "a" / "loop")
-    with Enclave(backend="sim") as enclave:
+    with Enclave(ALLOW_ALL, backend="sim") as enclave:
         code = (f"import shutil, os\nassert shutil.rmtree.avoids_symlink_attacks\n"
                 f"shutil.rmtree({str(tree)!r})\nassert not os.path.exists({str(tree)!r})\n")
         assert enclave.run_code(code) == 0

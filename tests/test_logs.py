@@ -31,7 +31,7 @@ def test_a_refused_host_answer_is_logged_on_the_host_stderr_not_in_the_program(t
         from ocall_bridge.host.real import os as real_os
         # A lying host: one byte more than asked.
         files.pread = lambda host, h, count, offset: real_os.pread(h.fd, count + 1, offset)
-        with Enclave() as enclave:
+        with Enclave(ALLOW_ALL, backend="sim") as enclave:
             print("status", enclave.run_code({program!r}))
     """)
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=REPO)

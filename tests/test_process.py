@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO, run_native, run_shim
 
+from ocall_bridge.access import ALLOW_ALL
 from ocall_bridge.errors import HostGone
 from ocall_bridge.process import (
     ECALL,
@@ -371,7 +372,7 @@ def test_two_enclaves_at_once_each_with_its_own_child_and_handles(tmp_path: Path
     os.chdir(tmp_path)
     sys.path.insert(0, str(tmp_path))
     try:
-        with Enclave(backend="process") as a, Enclave(backend="process") as b:
+        with Enclave(ALLOW_ALL, backend="process") as a, Enclave(ALLOW_ALL, backend="process") as b:
             pa = a._backend.pid
             pb = b._backend.pid
             assert pa != pb and os.getpid() not in (pa, pb)

@@ -228,7 +228,7 @@ def test_library_events_mark_inside_calls_denials_and_threads(tmp_path: Path) ->
         "try:\n    open('secret.txt')\nexcept PermissionError as e:\n    assert e.errno == 13\n"
         "else:\n    raise SystemExit('not denied')\n"
     )
-    with Enclave(policy=DenySecrets(), trace=events.append) as enclave:
+    with Enclave(policy=DenySecrets(), backend="sim", trace=events.append) as enclave:
         assert enclave.run_code(code) == 0
     assert all(isinstance(e, TraceEvent) for e in events)
     me = threading.get_native_id()
@@ -250,7 +250,7 @@ def test_library_events_mark_inside_calls_denials_and_threads(tmp_path: Path) ->
 def test_host_violations_are_marked(tmp_path: Path) -> None:
     (tmp_path / "f").write_bytes(b"0123456789" * 4)
     events: list[TraceEvent] = []
-    with Enclave(trace=events.append) as enclave:
+    with Enclave(ALLOW_ALL, backend="sim", trace=events.append) as enclave:
         host = enclave._running().host
         number = BY_NAME["pread"].number
         host.entries[number].fn = lambda host, h, count, offset: b"x" * (count + 1)  # a lying host
@@ -274,7 +274,7 @@ def test_a_callback_that_makes_ocalls_is_not_traced_itself(tmp_path: Path) -> No
             os.write(1, b"seen open\n")  # an ocall inside the enclave, from inside the tracer
 
     code = f"open({str(tmp_path / 'x')!r}, 'w').close()\n"
-    with Enclave(trace=callback, trace_filter="files") as enclave:
+    with Enclave(ALLOW_ALL, backend="sim", trace=callback, trace_filter="files") as enclave:
         assert enclave.run_code(code) == 0
     assert [e.call for e in events if e.call == "open"] == ["open"]
     assert not [e for e in events if e.call == "write" and e.args[1] == b"seen open\n"]
@@ -285,7 +285,7 @@ def test_a_failing_callback_does_not_fail_the_program(tmp_path: Path, capfd: pyt
     def callback(ev: TraceEvent) -> None:
         raise RuntimeError("bug in the tool")
 
-    with Enclave(trace=callback) as enclave:
+    with Enclave(ALLOW_ALL, backend="sim", trace=callback) as enclave:
         assert enclave.run_code(f"open({str(tmp_path / 'x')!r}, 'w').write('ok')\n") == 0
     assert (tmp_path / "x").read_text() == "ok"
     assert capfd.readouterr().err.count("the trace callback raised RuntimeError: bug in the tool") == 1
@@ -347,8 +347,8 @@ def test_sendall_sends_everything_under_short_sends(tmp_path: Path) -> None:
     program = (
         "import hashlib, socket, threading\n"
         "a, b = socket.socketpair()\n"
-        "a.settimeout(20); b.settimeout(20)\n"
-        "data = bytes(range(256)) * 20000\n"
+        "a.settimeout(120); b.settimeout(120)\n"
+        "data = bytes(range(256)) * 4000\n"
         "got = []\n"
         "def reader():\n"
         "    while sum(map(len, got)) < len(data):\n"
@@ -358,11 +358,12 @@ def test_sendall_sends_everything_under_short_sends(tmp_path: Path) -> None:
         "        got.append(chunk)\n"
         "t = threading.Thread(target=reader); t.start()\n"
         "a.sendall(data)\n"
-        "t.join(20)\n"
+        "t.join(120)\n"
         "print(b''.join(got) == data)\n"
     )
-    proc = run_shim(["-c", program], cwd=tmp_path, options=["--inject", "send,sendto:short=1000", "--summary"])
+    proc = run_shim(["-c", program], cwd=tmp_path, options=["--inject", "send,sendto:short=1000", "--summary"],
+                    timeout=240)
     assert proc.returncode == 0, proc.stderr.decode()
     assert proc.stdout == b"True\n"
     rows = _summary_rows(proc.stderr.decode())
-    assert rows.get("send", (0, 0))[0] + rows.get("sendto", (0, 0))[0] >= 256 * 20000 // 1000
+    assert rows.get("send", (0, 0))[0] + rows.get("sendto", (0, 0))[0] >= 256 * 4000 // 1000
