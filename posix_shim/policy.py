@@ -47,7 +47,10 @@ ALL = "\x00all"  # the const of `--allow-read` given without a value: everything
 # fail inside where they work natively.  Nothing here is a secret: all are world-readable by design.
 LIBC_CONFIGURATION = ("/etc/nsswitch.conf", "/etc/passwd", "/etc/group", "/etc/localtime", "/usr/share/zoneinfo",
                       "/etc/ld.so.cache", "/etc/hosts", "/etc/host.conf", "/etc/gai.conf", "/etc/services",
-                      "/etc/protocols")
+                      "/etc/protocols", "/etc/ssl/openssl.cnf", "/usr/lib/ssl/openssl.cnf")
+# The shared libraries an extension module links against (libcrypto for hashlib, libsqlite3, libz, libffi ...):
+# the dynamic loader opens them natively when the module is imported.  Read-only, and public by nature.
+SYSTEM_LIBRARIES = ("/lib", "/lib64", "/usr/lib", "/usr/lib64", "/usr/local/lib")
 
 
 SAFE_ENV = ("LANG", "LANGUAGE", "LC_*", "TZ", "TERM", "COLORTERM", "NO_COLOR", "FORCE_COLOR", "COLUMNS", "LINES",
@@ -539,6 +542,9 @@ class Builder:
         for conf in LIBC_CONFIGURATION:
             if os.path.exists(conf):
                 self.add_path("read", True, conf, "default: the C library's configuration", cwd)
+        for lib in SYSTEM_LIBRARIES:
+            if os.path.isdir(lib):
+                self.add_path("read", True, lib, "default: shared libraries", cwd)
         self.add_path("write", True, "/dev/null", "default: devices", cwd)
         for name in SAFE_ENV:
             self.add_env(True, name, "default: the safe list")
