@@ -47,7 +47,9 @@ ALL = "\x00all"  # the const of `--allow-read` given without a value: everything
 # fail inside where they work natively.  Nothing here is a secret: all are world-readable by design.
 LIBC_CONFIGURATION = ("/etc/nsswitch.conf", "/etc/passwd", "/etc/group", "/etc/localtime", "/usr/share/zoneinfo",
                       "/etc/ld.so.cache", "/etc/hosts", "/etc/host.conf", "/etc/gai.conf", "/etc/services",
-                      "/etc/protocols", "/etc/ssl/openssl.cnf", "/usr/lib/ssl/openssl.cnf")
+                      "/etc/protocols", "/etc/ssl/openssl.cnf", "/usr/lib/ssl/openssl.cnf", "/usr/share/locale",
+                      # What platform.freedesktop_os_release() and pip's user agent read to name the system.
+                      "/etc/os-release", "/etc/debian_version", "/etc/lsb-release")
 # The shared libraries an extension module links against (libcrypto for hashlib, libsqlite3, libz, libffi ...):
 # the dynamic loader opens them natively when the module is imported.  Read-only, and public by nature.
 SYSTEM_LIBRARIES = ("/lib", "/lib64", "/usr/lib", "/usr/lib64", "/usr/local/lib")
