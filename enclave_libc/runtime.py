@@ -50,6 +50,17 @@ class EnclaveRuntime:
         self.access = access or ALLOW_ALL
         self.ocall = SimpleNamespace(**{c.name: self._guard(c, getattr(client.stubs, c.name))
                                         for c in CALLS if c.number is not None})
+        discard = getattr(native, "discard", None)
+        if discard is not None:
+            # A handle the runtime keeps to itself (a scandir's directory) never gets an fd, so the descriptor the
+            # host passed with it is dropped when the handle is closed, not leaked in the enclave process.
+            close = self.ocall.close
+
+            def close_handle(handle: int) -> Any:
+                discard(handle)
+                return close(handle)
+
+            self.ocall.close = close_handle
         self.fds = FdTable(self.ocall.close, native)
         self.cwd = _os.fsencode(_os.getcwd())
         self.umask = _host_umask()

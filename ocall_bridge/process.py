@@ -493,6 +493,13 @@ class EnclaveTransport:
             raise OSError(5, f"the host issued handle {handle} without passing its descriptor")
         return fd
 
+    def discard(self, handle: int) -> None:
+        """The handle is being closed without ever having become an enclave fd: drop its descriptor."""
+        with self._state:
+            fd = self._passed.pop(handle, None)
+        if fd is not None:
+            _close(fd)
+
     def reserved(self, fd: int) -> bool:
         return fd in self.runtime_fds
 
