@@ -153,13 +153,11 @@ def ne(arg: int, value: int) -> Cond:
     return Cond(arg, "ne", value & _U64)
 
 
-def one_of(arg: int, values: Iterable[int]) -> list[Cond]:
-    """``args[arg]`` is one of *values* (all 64 bits): one ``in`` condition per distinct high half, so a rule
-    with a set of small constants costs one load of each half and one compare per value."""
-    by_high: dict[int, list[int]] = {}
-    for v in values:
-        by_high.setdefault((v & _U64) >> 32, []).append(v & _U64)
-    return [Cond(arg, "in", 0, values=tuple(vs)) for vs in by_high.values()]
+def one_of(arg: int, values: Iterable[int]) -> Cond:
+    """``args[arg]`` is one of *values* (all 64 bits), which must share their high 32 bits: one load of each
+    half and one compare per value.  (Values with different high halves need one rule each: conditions of a
+    rule are ANDed.)"""
+    return Cond(arg, "in", 0, values=tuple(v & _U64 for v in values))
 
 
 def masked_eq(arg: int, mask: int, value: int) -> Cond:

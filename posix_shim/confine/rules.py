@@ -275,7 +275,7 @@ def resolve(cond: CondT, own_pid: int, channel_fds: tuple[int, ...]) -> list[Con
     if cond.op == "eq":
         return [eq(cond.arg, value)]
     if cond.op == "in":
-        return one_of(cond.arg, cond.values)
+        return [one_of(cond.arg, cond.values)]
     if cond.op == "low32":
         return [low32(cond.arg, value)]
     if cond.op == "masked_eq":
