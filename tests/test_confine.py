@@ -526,3 +526,31 @@ def test_forward_and_disable_are_checked() -> None:
     with pytest.raises(ValueError, match="unknown"):
         build_filter(disable=["selinux"], own_pid=1)
     assert build_filter(disable=["execve"], own_pid=1).run(NR["execve"]) == ALLOW
+
+
+def test_disable_is_never_passed_by_the_runtime() -> None:
+    """`disable` switches walls off for negative controls only: no runtime call site may pass it (so neither the
+    command line nor a policy can reach it)."""
+    import ast
+
+    confine_pkg = REPO / "posix_shim" / "confine"
+    for package in ("posix_shim", "enclave_libc", "ocall_bridge"):
+        for path in (REPO / package).rglob("*.py"):
+            if confine_pkg in path.parents:  # the mechanism itself (confine_process hands it to build_filter)
+                continue
+            tree = ast.parse(path.read_text(), str(path))
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Call):
+                    name = getattr(node.func, "attr", None) or getattr(node.func, "id", None)
+                    if name in ("confine_process", "build_filter"):
+                        assert not any(k.arg in ("disable", None) for k in node.keywords), \
+                            f"{path}:{node.lineno} passes disable (or **kwargs) to {name}"
+
+
+def test_docs_show_the_rule_table_of_the_code() -> None:
+    from posix_shim.confine.rules import render_markdown
+
+    doc = (REPO / "docs" / "confinement.md").read_text()
+    table = doc.split("<!-- rules:begin -->\n", 1)[1].split("<!-- rules:end -->", 1)[0]
+    assert table.strip() == render_markdown().strip(), \
+        "regenerate with: python -c 'from posix_shim.confine.rules import render_markdown; print(render_markdown())'"

@@ -7,9 +7,9 @@ time.  With ABI >= 4 it also handles ``BIND_TCP | CONNECT_TCP`` with no rule (no
 and with ABI >= 6 it is *scoped*: no signal to, and no connection to an abstract unix socket of, a process
 outside the domain (the host, the user's shell, ...).
 
-Landlock does not cover: ``stat``-like metadata reads, pathname unix socket ``connect`` (before ABI 8? not in
-this kernel), UDP, sockets of other families, or anything on already-open descriptors.  Those are the seccomp
-filter's job; the two walls overlap on purpose.
+Landlock (ABI 7) does not cover: ``stat``-like metadata reads, ``connect`` to a *pathname* unix socket, UDP,
+sockets of other families, rlimits and scheduling of other processes, or anything done on descriptors already
+open.  Those are the seccomp filter's job; where both walls apply they overlap on purpose.
 
 **Threads.** ``landlock_restrict_self`` confines the calling thread and the threads it creates *afterwards*
 only (there is no TSYNC before ABI 8).  Call :func:`restrict_self` while the process has a single thread;

@@ -70,6 +70,7 @@ class Row:
     rules: tuple[RuleT, ...]
     otherwise: int  # errno when no rule matched and the syscall is not forwarded
     always: bool = False  # unconditional ALLOW: forwarding it would mean nothing
+    note: str = ""  # why, for the rendered table
 
 
 def when(*conds: CondT) -> RuleT:
@@ -84,8 +85,8 @@ def to_fallback(*conds: CondT) -> RuleT:
     return RuleT("fallback", conds)
 
 
-def only(*rules: RuleT, otherwise: int = EPERM) -> Row:
-    return Row(tuple(rules), otherwise)
+def only(*rules: RuleT, otherwise: int = EPERM, note: str = "") -> Row:
+    return Row(tuple(rules), otherwise, note=note)
 
 
 def arg_eq(arg: int, value: int | Sym) -> CondT:
@@ -120,8 +121,8 @@ FORWARDABLE = Row((), ENOSYS)
 DENIED = Row((), ENOSYS)
 
 
-def DENIED_WITH(err: int) -> Row:  # noqa: N802 - reads like the constant it parametrises
-    return Row((), err)
+def DENIED_WITH(err: int, note: str) -> Row:  # noqa: N802 - reads like the constant it parametrises
+    return Row((), err, note=note)
 
 
 # --- constants used below (x86_64 uapi values) ------------------------------------------------------------------
@@ -135,6 +136,7 @@ SOCK_RAW, SOCK_PACKET = 3, 10
 SOCK_TYPE_MASK = 0xF
 FIONREAD, FIONBIO, FIOCLEX, FIONCLEX = 0x541B, 0x5421, 0x5451, 0x5450
 TCGETS, TIOCGWINSZ, TIOCGPGRP = 0x5401, 0x5413, 0x540F
+TCGETS2 = 0x802C542A  # newer glibc's tcgetattr
 PR_SET_PDEATHSIG, PR_GET_PDEATHSIG, PR_GET_DUMPABLE = 1, 2, 3
 PR_SET_NAME, PR_GET_NAME, PR_SET_NO_NEW_PRIVS, PR_GET_NO_NEW_PRIVS = 15, 16, 38, 39
 F_DUPFD, F_GETFD, F_SETFD, F_GETFL, F_SETFL, F_GETLK, F_SETLK, F_SETLKW = 0, 1, 2, 3, 4, 5, 6, 7
@@ -146,7 +148,7 @@ AT_FDCWD = -100
 
 _FCNTL_OK = (F_DUPFD, F_GETFD, F_SETFD, F_GETFL, F_SETFL, F_GETLK, F_SETLK, F_SETLKW, F_OFD_GETLK, F_OFD_SETLK,
              F_OFD_SETLKW, F_DUPFD_CLOEXEC, F_SETPIPE_SZ, F_GETPIPE_SZ, F_ADD_SEALS, F_GET_SEALS)
-_IOCTL_OK = (FIONREAD, FIONBIO, FIOCLEX, FIONCLEX, TCGETS, TIOCGWINSZ, TIOCGPGRP)
+_IOCTL_OK = (FIONREAD, FIONBIO, FIOCLEX, FIONCLEX, TCGETS, TCGETS2, TIOCGWINSZ, TIOCGPGRP)
 _PRCTL_OK = (PR_SET_NAME, PR_GET_NAME, PR_GET_DUMPABLE, PR_SET_PDEATHSIG, PR_GET_PDEATHSIG, PR_SET_NO_NEW_PRIVS,
              PR_GET_NO_NEW_PRIVS)
 _SELF = (when(arg_eq(0, 0)), when(arg_eq(0, OWN_PID)))  # pid argument 0 (= the caller) or its own pid
@@ -156,38 +158,48 @@ _SELF = (when(arg_eq(0, 0)), when(arg_eq(0, OWN_PID)))  # pid argument 0 (= the 
 # are the ones whose position costs time.
 # ----------------------------------------------------------------------------------------------------------------
 TABLE: dict[str, Row] = {
-    # --- argument-checked ------------------------------------------------------------------------------------
-    "close": only(refuse(EPERM, arg_low32(0, CHANNEL_FD)), when()),        # never the enclave's channel
-    "fcntl": only(when(arg_in(1, _FCNTL_OK))),               # no F_SETOWN/F_SETSIG/F_NOTIFY/leases: signals to others
-    "ioctl": only(when(arg_in(1, _IOCTL_OK))),               # never TIOCSTI (types into a terminal)
-    "madvise": only(refuse(EPERM, arg_low32(2, MADV_HWPOISON)),            # root could poison/offline a physical page
-                    refuse(EPERM, arg_low32(2, MADV_SOFT_OFFLINE)), when()),
-    "sendto": only(when(arg_eq(4, 0)), otherwise=ENOSYS),                  # no address; with one: the host's call
-    "sendmsg": only(when(arg_eq(0, CHANNEL_FD)), otherwise=ENOSYS),        # msghdr may name an address: channel only
-    "dup2": only(refuse(EPERM, arg_low32(1, CHANNEL_FD)), when()),         # cannot replace a channel descriptor
-    "dup3": only(refuse(EPERM, arg_low32(1, CHANNEL_FD)), when()),
-    "close_range": only(when(arg_gt32(0, MAX_CHANNEL_FD)),                 # a range that misses every channel fd
-                        when(arg_lt32(1, MIN_CHANNEL_FD))),                # (CPython falls back to close() per fd)
-    "clone": only(when(arg_masked(0, CLONE_THREAD | CLONE_NAMESPACES, CLONE_THREAD))),  # threads only: no fork
-    "kill": only(when(arg_eq(0, OWN_PID))),                                # itself only; 0 = its process group (host!)
-    "tkill": only(when(arg_eq(0, OWN_PID))),                               # tid of its main thread only
-    "tgkill": only(when(arg_eq(0, OWN_PID))),                              # its own thread group
-    "prlimit64": only(when(arg_eq(0, 0), arg_eq(2, 0)),                    # read its own limits, never set any
-                      when(arg_eq(0, OWN_PID), arg_eq(2, 0))),
-    "prctl": only(when(arg_in(0, _PRCTL_OK))),               # no PR_SET_SECCOMP, PR_SET_DUMPABLE, ...
-    "sched_getaffinity": only(*_SELF),
-    "sched_getparam": only(*_SELF),
-    "sched_getscheduler": only(*_SELF),
-    "socketpair": only(when(arg_eq(0, AF_UNIX))),
-    "socket": only(refuse(EPERM, arg_low32(0, AF_NETLINK)),                # kernel interfaces, raw frames: never,
-                   refuse(EPERM, arg_low32(0, AF_PACKET)),                 # even if the host serves socket()
+    # --- argument-checked (the note is the reason, and is what docs/confinement.md shows) -----------------------
+    "close": only(refuse(EPERM, arg_low32(0, CHANNEL_FD)), when(),
+                  note="never a channel descriptor"),
+    "fcntl": only(when(arg_in(1, _FCNTL_OK)),
+                  note="dup, flags, locks, pipe size, seals; no F_SETOWN/F_SETSIG/F_NOTIFY/leases (signals to others)"),
+    "ioctl": only(when(arg_in(1, _IOCTL_OK)),
+                  note="FIONREAD FIONBIO FIOCLEX FIONCLEX TCGETS TCGETS2 TIOCGWINSZ TIOCGPGRP; never TIOCSTI"),
+    "madvise": only(refuse(EPERM, arg_low32(2, MADV_HWPOISON)), refuse(EPERM, arg_low32(2, MADV_SOFT_OFFLINE)),
+                    when(), note="root could poison or offline a physical page of the machine"),
+    "sendto": only(when(arg_eq(4, 0)), otherwise=ENOSYS,
+                   note="no destination address; with one it is the host's call"),
+    "sendmsg": only(when(arg_eq(0, CHANNEL_FD)), otherwise=ENOSYS,
+                    note="a msghdr may name an address that BPF cannot read: natively on the channel only"),
+    "dup2": only(refuse(EPERM, arg_low32(1, CHANNEL_FD)), when(), note="cannot replace a channel descriptor"),
+    "dup3": only(refuse(EPERM, arg_low32(1, CHANNEL_FD)), when(), note="cannot replace a channel descriptor"),
+    "close_range": only(when(arg_gt32(0, MAX_CHANNEL_FD)), when(arg_lt32(1, MIN_CHANNEL_FD)),
+                        note="a range that misses every channel fd (CPython then falls back to close())"),
+    "clone": only(when(arg_masked(0, CLONE_THREAD | CLONE_NAMESPACES, CLONE_THREAD)),
+                  note="threads only (no fork, no new namespace)"),
+    "kill": only(when(arg_eq(0, OWN_PID)),
+                 note="itself only; pid 0 is its process group, which may hold the host"),
+    "tkill": only(when(arg_eq(0, OWN_PID)), note="its main thread only"),
+    "tgkill": only(when(arg_eq(0, OWN_PID)), note="its own thread group"),
+    "prlimit64": only(when(arg_eq(0, 0), arg_eq(2, 0)), when(arg_eq(0, OWN_PID), arg_eq(2, 0)),
+                      note="read its own limits; never set any, never another process's"),
+    "prctl": only(when(arg_in(0, _PRCTL_OK)),
+                  note="SET/GET_NAME, GET_DUMPABLE, SET/GET_PDEATHSIG, SET/GET_NO_NEW_PRIVS"),
+    "sched_getaffinity": only(*_SELF, note="itself only"),
+    "sched_getparam": only(*_SELF, note="itself only"),
+    "sched_getscheduler": only(*_SELF, note="itself only"),
+    "socketpair": only(when(arg_eq(0, AF_UNIX)), note="AF_UNIX only"),
+    "socket": only(refuse(EPERM, arg_low32(0, AF_NETLINK)), refuse(EPERM, arg_low32(0, AF_PACKET)),
                    refuse(EPERM, arg_masked(1, SOCK_TYPE_MASK, SOCK_RAW)),
-                   refuse(EPERM, arg_masked(1, SOCK_TYPE_MASK, SOCK_PACKET)), otherwise=ENOSYS),
-    "seccomp": only(when(arg_masked(1, SECCOMP_FILTER_FLAG_NEW_LISTENER, 0))),  # more filters, never its own listener:
-                                                                           # the newest USER_NOTIF filter would win
-    "newfstatat": only(to_fallback(arg_low32(0, AT_FDCWD)),                # NULL path+AT_EMPTY_PATH: fstat(fd) (6.11+);
-                       when(arg_eq(1, 0)), otherwise=ENOSYS),              # glibc passes "" though: that is a path
-    "statx": only(to_fallback(arg_low32(0, AT_FDCWD)), when(arg_eq(1, 0)), otherwise=ENOSYS),
+                   refuse(EPERM, arg_masked(1, SOCK_TYPE_MASK, SOCK_PACKET)), otherwise=ENOSYS,
+                   note="netlink, packet and raw sockets never, even if the host serves socket()"),
+    "seccomp": only(when(arg_masked(1, SECCOMP_FILTER_FLAG_NEW_LISTENER, 0)),
+                    note="more filters, never with its own listener (the newest USER_NOTIF filter wins a tie)"),
+    "newfstatat": only(to_fallback(arg_low32(0, AT_FDCWD)), when(arg_eq(1, 0)), otherwise=ENOSYS,
+                       note="NULL path + AT_EMPTY_PATH is fstat(fd) (Linux 6.11+); glibc's fstat passes \"\", "
+                            "a pointer BPF cannot read: forward it"),
+    "statx": only(to_fallback(arg_low32(0, AT_FDCWD)), when(arg_eq(1, 0)), otherwise=ENOSYS,
+                  note="as newfstatat"),
     # --- I/O on descriptors it holds -------------------------------------------------------------------------
     "read": ALLOWED, "write": ALLOWED, "readv": ALLOWED, "writev": ALLOWED, "pread64": ALLOWED,
     "pwrite64": ALLOWED, "preadv": ALLOWED, "pwritev": ALLOWED, "preadv2": ALLOWED, "pwritev2": ALLOWED,
@@ -230,8 +242,8 @@ TABLE: dict[str, Row] = {
     # --- adding restrictions to itself -----------------------------------------------------------------------
     "landlock_create_ruleset": ALLOWED, "landlock_add_rule": ALLOWED, "landlock_restrict_self": ALLOWED,
     # --- in the subset, but never on this path ---------------------------------------------------------------
-    "setrlimit": DENIED_WITH(EPERM),  # limits are read-only, like prlimit64
-    "clone3": DENIED,  # ENOSYS on purpose: glibc then falls back to clone(), whose flags BPF can read
+    "setrlimit": DENIED_WITH(EPERM, "limits are read-only, as with prlimit64"),
+    "clone3": DENIED_WITH(ENOSYS, "ENOSYS on purpose: glibc then falls back to clone(), whose flags BPF can read"),
     # --- path and socket calls: the host's (forward) or ENOSYS -----------------------------------------------
     "open": FORWARDABLE, "openat": FORWARDABLE, "openat2": FORWARDABLE, "creat": FORWARDABLE,
     "stat": FORWARDABLE, "lstat": FORWARDABLE, "access": FORWARDABLE, "faccessat": FORWARDABLE,
@@ -285,3 +297,65 @@ def resolve(cond: CondT, own_pid: int, channel_fds: tuple[int, ...]) -> list[Con
     if cond.op == "lt32":
         return [lt32(cond.arg, value)]
     raise ValueError(f"unknown condition {cond.op}")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Rendering (docs/confinement.md carries this output; a test keeps the two equal)
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _num(x: int) -> str:
+    return str(x) if x < 4096 else hex(x)
+
+
+def _cond_text(c: CondT) -> str:
+    v = str(c.value) if isinstance(c.value, Sym) else _num(c.value)
+    a = f"arg{c.arg}"
+    if c.op == "eq":
+        return f"{a} == {v}"
+    if c.op == "in":
+        return f"{a} in {{{', '.join(_num(x) for x in c.values)}}}"
+    if c.op == "low32":
+        return f"(int){a} == {v}"
+    if c.op == "masked_eq":
+        return f"{a} & {c.mask:#x} == {v}"
+    if c.op == "gt32":
+        return f"(u32){a} > {v}"
+    return f"(u32){a} < {v}"
+
+
+def _rule_text(r: RuleT) -> str:
+    return " and ".join(_cond_text(c) for c in r.conds) or "always"
+
+
+def render_markdown() -> str:
+    """The table as Markdown: argument-checked rows, then the always-allowed, forwardable and denied names."""
+    errname = errno.errorcode
+    lines = ["| syscall | refused first | runs natively when | otherwise | why |", "|---|---|---|---|---|"]
+    always, forwardable, denied = [], [], []
+    for name, row in TABLE.items():
+        if row.always:
+            always.append(name)
+        elif row is FORWARDABLE:
+            forwardable.append(name)
+        elif row is DENIED:
+            denied.append(name)
+        else:
+            refused = "; ".join(f"{_rule_text(r)} -> {errname[r.errno]}" for r in row.rules if r.kind == "refuse")
+            refused += "".join(f"{'; ' if refused else ''}{_rule_text(r)} -> otherwise" for r in row.rules
+                               if r.kind == "fallback")
+            native = " **or** ".join(_rule_text(r) for r in row.rules if r.kind == "allow") or "never"
+            moot = any(r.kind == "allow" and not r.conds for r in row.rules)  # an unconditional allow ends the row
+            otherwise = "-" if moot else errname[row.otherwise]
+            lines.append(f"| `{name}` | {refused or '-'} | {native} | {otherwise} | {row.note} |")
+    return "\n".join([
+        "Argument-checked (\"otherwise\" becomes SECCOMP_RET_USER_NOTIF when the caller forwards the syscall):",
+        "", *lines, "",
+        f"Always allowed ({len(always)}): " + ", ".join(f"`{n}`" for n in always) + ".", "",
+        f"Forwardable path and socket calls, ENOSYS unless forwarded ({len(forwardable)}): "
+        + ", ".join(f"`{n}`" for n in forwardable) + ".", "",
+        f"Named to say it: denied, ENOSYS ({len(denied)}): " + ", ".join(f"`{n}`" for n in denied) + ".", "",
+        "Every other syscall: ENOSYS (or forwarded). Wrong architecture (i386 `int 0x80`): the process is killed.",
+        "x32 ABI numbers: ENOSYS.",
+    ])
+

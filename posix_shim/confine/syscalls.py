@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import platform
 
-__all__ = ["AUDIT_ARCH_X86_64", "NR", "X32_SYSCALL_BIT", "UnsupportedArchitecture", "check_architecture", "nr"]
+__all__ = ["AUDIT_ARCH_X86_64", "NAME", "NR", "X32_SYSCALL_BIT", "UnsupportedArchitecture", "check_architecture", "nr"]
 
 
 class UnsupportedArchitecture(RuntimeError):
