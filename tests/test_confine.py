@@ -229,6 +229,12 @@ show("new_socket", lambda: socket.socket(socket.AF_INET, socket.SOCK_STREAM))
 show("netlink", lambda: socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0))
 show("packet", lambda: sc("socket", 17, 3, 0))
 show("raw_inet", lambda: sc("socket", 2, 3, 1))
+show("af_alg", lambda: sc("socket", 38, 5, 0))
+show("vsock", lambda: sc("socket", 40, 1, 0))
+pipefds = (ctypes.c_int * 2)()
+show("notification_pipe", lambda: sc("pipe2", pipefds, 0x80))
+ts = (ctypes.c_long * 2)(0, 1000)
+show("alarm_clock", lambda: sc("clock_nanosleep", 9, 0, ts, None))
 show("execve", lambda: os.execv("/sbin/ldconfig", ["ldconfig", "--version"]))
 show("fork", lambda: os.fork())
 show("vfork_clone", lambda: sc("clone", 0x4000 | 0x100 | 17, 0, 0, 0, 0))
@@ -265,7 +271,8 @@ show("stat_path", lambda: os.stat("/etc/hostname"))
     enosys = ["open", "open_raw", "connect", "new_socket", "execve", "ptrace", "process_vm_readv",
               "setpriority_parent", "sched_setaffinity", "io_uring", "mount", "unshare", "setns",
               "open_by_handle_at", "clone3", "bpf", "userfaultfd", "pidfd_open", "x32_getpid", "chdir", "stat_path"]
-    eperm = ["netlink", "packet", "raw_inet", "fork", "vfork_clone", "thread_in_new_netns", "kill_parent",
+    eperm = ["netlink", "packet", "raw_inet", "af_alg", "vsock", "notification_pipe", "alarm_clock",
+             "fork", "vfork_clone", "thread_in_new_netns", "kill_parent",
              "kill_group", "tkill_parent", "tgkill_parent", "prlimit_parent", "prlimit_set_own", "tiocsti",
              "fsetown", "hwpoison", "own_listener"]
     assert {k: res.get(k) for k in enosys} == dict.fromkeys(enosys, "ENOSYS"), proc.stderr
@@ -508,6 +515,16 @@ def test_table_decisions() -> None:
     assert run(NR["clone"], [0x003D0F00]) == ALLOW  # glibc's pthread_create flags
     assert run(NR["clone"], [0x01200011]) == err(errno.EPERM)  # glibc's fork
     assert run(NR["socket"], [16 | (1 << 32), 3, 0]) == err(errno.EPERM)  # netlink, high-half garbage
+    assert run(NR["socket"], [2, 1, 0]) == err(errno.ENOSYS)  # AF_INET: not forwarded here
+    fwd = build_filter(forward=["socket"], own_pid=own).run
+    assert fwd(NR["socket"], [2, 1 | 0o2000000, 0]) == bpf_mod.SECCOMP_RET_USER_NOTIF
+    assert fwd(NR["socket"], [10, 2, 0]) == bpf_mod.SECCOMP_RET_USER_NOTIF
+    assert fwd(NR["socket"], [38, 5, 0]) == err(errno.EPERM)  # AF_ALG: never, forwarded or not
+    assert fwd(NR["socket"], [2, 3, 1]) == err(errno.EPERM)  # SOCK_RAW
+    assert run(NR["pipe2"], [0, 0o2004000]) == ALLOW
+    assert run(NR["pipe2"], [0, 0x80]) == err(errno.EPERM)  # O_NOTIFICATION_PIPE
+    assert run(NR["clock_nanosleep"], [1, 0, 0, 0]) == ALLOW
+    assert run(NR["clock_nanosleep"], [8, 0, 0, 0]) == err(errno.EPERM)
     assert run(NR["madvise"], [0, 4096, 100 | (1 << 32)]) == err(errno.EPERM)
     assert run(NR["madvise"], [0, 4096, 4]) == ALLOW
     assert run(NR["ioctl"], [0, 0x5412, 0]) == err(errno.EPERM)  # TIOCSTI

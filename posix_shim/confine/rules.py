@@ -131,7 +131,7 @@ CLONE_THREAD = 0x00010000
 # CLONE_THREAD is accepted by the kernel). CLONE_NEWTIME (0x80) is left out: in clone() that byte is the exit
 # signal, and the kernel only accepts CLONE_NEWTIME through clone3/unshare, both refused.
 CLONE_NAMESPACES = 0x00020000 | 0x02000000 | 0x04000000 | 0x08000000 | 0x10000000 | 0x20000000 | 0x40000000
-AF_UNIX, AF_NETLINK, AF_PACKET = 1, 16, 17
+AF_UNIX, AF_INET, AF_INET6 = 1, 2, 10
 SOCK_RAW, SOCK_PACKET = 3, 10
 SOCK_TYPE_MASK = 0xF
 FIONREAD, FIONBIO, FIOCLEX, FIONCLEX = 0x541B, 0x5421, 0x5451, 0x5450
@@ -143,6 +143,9 @@ F_DUPFD, F_GETFD, F_SETFD, F_GETFL, F_SETFL, F_GETLK, F_SETLK, F_SETLKW = 0, 1, 
 F_OFD_GETLK, F_OFD_SETLK, F_OFD_SETLKW = 36, 37, 38
 F_DUPFD_CLOEXEC, F_SETPIPE_SZ, F_GETPIPE_SZ, F_ADD_SEALS, F_GET_SEALS = 1030, 1031, 1032, 1033, 1034
 MADV_HWPOISON, MADV_SOFT_OFFLINE = 100, 101
+O_NONBLOCK, O_DIRECT, O_CLOEXEC = 0o4000, 0o40000, 0o2000000
+PIPE2_OK = O_NONBLOCK | O_DIRECT | O_CLOEXEC
+CLOCK_REALTIME_ALARM, CLOCK_BOOTTIME_ALARM = 8, 9
 SECCOMP_FILTER_FLAG_NEW_LISTENER = 1 << 3
 AT_FDCWD = -100
 
@@ -189,10 +192,21 @@ TABLE: dict[str, Row] = {
     "sched_getparam": only(*_SELF, note="itself only"),
     "sched_getscheduler": only(*_SELF, note="itself only"),
     "socketpair": only(when(arg_eq(0, AF_UNIX)), note="AF_UNIX only"),
-    "socket": only(refuse(EPERM, arg_low32(0, AF_NETLINK)), refuse(EPERM, arg_low32(0, AF_PACKET)),
-                   refuse(EPERM, arg_masked(1, SOCK_TYPE_MASK, SOCK_RAW)),
-                   refuse(EPERM, arg_masked(1, SOCK_TYPE_MASK, SOCK_PACKET)), otherwise=ENOSYS,
-                   note="netlink, packet and raw sockets never, even if the host serves socket()"),
+    "socket": only(refuse(EPERM, arg_masked(1, SOCK_TYPE_MASK, SOCK_RAW)),
+                   refuse(EPERM, arg_masked(1, SOCK_TYPE_MASK, SOCK_PACKET)),
+                   to_fallback(arg_low32(0, AF_UNIX)), to_fallback(arg_low32(0, AF_INET)),
+                   to_fallback(arg_low32(0, AF_INET6)), refuse(EPERM), otherwise=ENOSYS,
+                   note="AF_UNIX/INET/INET6 go to the host (or ENOSYS); netlink, packet, raw, vsock, alg... "
+                        "never, even if the host serves socket()"),
+    "pipe2": only(when(arg_masked(1, 0xFFFFFFFF & ~PIPE2_OK, 0)),
+                  note="O_CLOEXEC, O_NONBLOCK, O_DIRECT; no O_NOTIFICATION_PIPE (kernel watch queues)"),
+    "clock_nanosleep": only(refuse(EPERM, arg_low32(0, CLOCK_REALTIME_ALARM)),
+                            refuse(EPERM, arg_low32(0, CLOCK_BOOTTIME_ALARM)), when(),
+                            note="no *_ALARM clocks: as root they would program the machine's wake-up alarm"),
+    "timer_create": only(refuse(EPERM, arg_low32(0, CLOCK_REALTIME_ALARM)),
+                         refuse(EPERM, arg_low32(0, CLOCK_BOOTTIME_ALARM)), when(), note="as clock_nanosleep"),
+    "timerfd_create": only(refuse(EPERM, arg_low32(0, CLOCK_REALTIME_ALARM)),
+                           refuse(EPERM, arg_low32(0, CLOCK_BOOTTIME_ALARM)), when(), note="as clock_nanosleep"),
     "seccomp": only(when(arg_masked(1, SECCOMP_FILTER_FLAG_NEW_LISTENER, 0)),
                     note="more filters, never with its own listener (the newest USER_NOTIF filter wins a tie)"),
     "newfstatat": only(to_fallback(arg_low32(0, AT_FDCWD)), when(arg_eq(1, 0)), otherwise=ENOSYS,
@@ -207,7 +221,7 @@ TABLE: dict[str, Row] = {
     "fallocate": ALLOWED, "fadvise64": ALLOWED, "readahead": ALLOWED, "fsync": ALLOWED, "fdatasync": ALLOWED,
     "sync_file_range": ALLOWED, "flock": ALLOWED, "getdents64": ALLOWED,
     "sendfile": ALLOWED, "copy_file_range": ALLOWED, "splice": ALLOWED, "tee": ALLOWED,  # between held fds
-    "pipe": ALLOWED, "pipe2": ALLOWED, "eventfd": ALLOWED, "eventfd2": ALLOWED, "memfd_create": ALLOWED,
+    "pipe": ALLOWED, "eventfd": ALLOWED, "eventfd2": ALLOWED, "memfd_create": ALLOWED,
     "poll": ALLOWED, "ppoll": ALLOWED, "select": ALLOWED, "pselect6": ALLOWED, "epoll_create": ALLOWED,
     "epoll_create1": ALLOWED, "epoll_ctl": ALLOWED, "epoll_wait": ALLOWED, "epoll_pwait": ALLOWED,
     "epoll_pwait2": ALLOWED,
@@ -230,11 +244,11 @@ TABLE: dict[str, Row] = {
     "rt_sigaction": ALLOWED, "rt_sigprocmask": ALLOWED, "rt_sigreturn": ALLOWED, "sigaltstack": ALLOWED,
     "rt_sigpending": ALLOWED, "rt_sigtimedwait": ALLOWED, "rt_sigsuspend": ALLOWED, "pause": ALLOWED,
     "signalfd": ALLOWED, "signalfd4": ALLOWED, "restart_syscall": ALLOWED,
-    "alarm": ALLOWED, "getitimer": ALLOWED, "setitimer": ALLOWED, "timer_create": ALLOWED,
+    "alarm": ALLOWED, "getitimer": ALLOWED, "setitimer": ALLOWED,
     "timer_settime": ALLOWED, "timer_gettime": ALLOWED, "timer_getoverrun": ALLOWED, "timer_delete": ALLOWED,
-    "timerfd_create": ALLOWED, "timerfd_settime": ALLOWED, "timerfd_gettime": ALLOWED,
+    "timerfd_settime": ALLOWED, "timerfd_gettime": ALLOWED,
     # --- clocks, identity, harmless facts --------------------------------------------------------------------
-    "clock_gettime": ALLOWED, "clock_getres": ALLOWED, "clock_nanosleep": ALLOWED, "nanosleep": ALLOWED,
+    "clock_gettime": ALLOWED, "clock_getres": ALLOWED, "nanosleep": ALLOWED,
     "gettimeofday": ALLOWED, "time": ALLOWED, "times": ALLOWED, "getrandom": ALLOWED,
     "getpid": ALLOWED, "gettid": ALLOWED, "getppid": ALLOWED, "getuid": ALLOWED, "geteuid": ALLOWED,
     "getgid": ALLOWED, "getegid": ALLOWED, "getgroups": ALLOWED, "getresuid": ALLOWED, "getresgid": ALLOWED,
