@@ -359,6 +359,56 @@ def test_control_tcp_connect(tcp_listener: socket.socket, baseline: tuple[str, .
     assert accepted(tcp_listener)
 
 
+ABSTRACT_SETUP = r"""
+uds = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)  # held before confinement
+"""
+ABSTRACT_ATTACK = r"""
+show("connect", lambda: uds.connect(b"\0" + ARGS["name"].encode()) or "ok")
+"""
+
+
+@pytest.mark.parametrize(("baseline", "mechanism", "refusal"), [
+    (("connect",), "landlock", "EPERM"),   # Landlock's abstract unix socket scope (ABI 6)
+    (("landlock",), "connect", "ENOSYS"),  # the seccomp connect row
+])
+def test_control_abstract_unix_connect(baseline: tuple[str, ...], mechanism: str, refusal: str) -> None:
+    """An abstract unix socket of another process (a D-Bus or X11-style service) is out of reach."""
+    name = f"posix-shim-test-{os.getpid()}-{mechanism}"
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(b"\0" + name.encode())
+    srv.listen(4)
+    srv.setblocking(False)
+    try:
+        res, _ = run_child(ABSTRACT_SETUP, ABSTRACT_ATTACK, disable=baseline, name=name)
+        assert res["connect"] == refusal
+        assert not accepted(srv)
+        res, _ = run_child(ABSTRACT_SETUP, ABSTRACT_ATTACK, disable=(*baseline, mechanism), name=name)
+        assert res["connect"] == "ok"
+        time.sleep(0.05)
+        assert accepted(srv)
+    finally:
+        srv.close()
+
+
+CREATE_ATTACK = r"""
+show("create", lambda: os.close(os.open(ARGS["path"], os.O_WRONLY | os.O_CREAT, 0o644)) or "ok")
+"""
+
+
+@pytest.mark.parametrize(("baseline", "mechanism", "refusal"), [
+    (("openat",), "landlock", "EACCES"),  # Landlock: no MAKE_REG / WRITE_FILE anywhere
+    (("landlock",), "openat", "ENOSYS"),  # the seccomp openat row
+])
+def test_control_create_file(tmp_path: Path, baseline: tuple[str, ...], mechanism: str, refusal: str) -> None:
+    target = tmp_path / "created-by-the-child"
+    res, _ = run_child("", CREATE_ATTACK, disable=baseline, path=str(target))
+    assert res["create"] == refusal
+    assert not target.exists()
+    res, _ = run_child("", CREATE_ATTACK, disable=(*baseline, mechanism), path=str(target))
+    assert res["create"] == "ok"
+    assert target.exists()
+
+
 KILL_ATTACK = r"""
 show("kill", lambda: os.kill(ARGS["target"], signal.SIGTERM) or "ok")
 """
@@ -542,6 +592,16 @@ def test_forward_and_disable_are_checked() -> None:
         build_filter(forward=["read"], own_pid=1)
     with pytest.raises(ValueError, match="unknown"):
         build_filter(disable=["selinux"], own_pid=1)
+    code = PRELUDE + r"""
+try:
+    confine_process(forward=(), channel_fds=(), disable=["seccomp", "selinux"])
+except ValueError as exc:
+    print("REFUSED", exc)
+show("nnp", lambda: __import__("posix_shim.confine._native").confine._native.prctl(39))  # still 0: no step taken
+"""
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.run([sys.executable, "-c", code, "{}"], capture_output=True, text=True, env=env, timeout=60)
+    assert "REFUSED disable: 'selinux'" in proc.stdout and "RESULT nnp 0" in proc.stdout, proc.stderr
     assert build_filter(disable=["execve"], own_pid=1).run(NR["execve"]) == ALLOW
 
 

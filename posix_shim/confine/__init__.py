@@ -191,6 +191,9 @@ def confine_process(*, forward: Iterable[str], channel_fds: Iterable[int], own_p
     forward = tuple(forward)
     channel_fds = tuple(channel_fds)
     disable = tuple(disable)
+    for name in disable:
+        if name not in MECHANISMS and name not in NR:
+            raise ValueError(f"disable: {name!r} is neither a mechanism {MECHANISMS} nor a syscall row")
     if own_pid is None:
         own_pid = _native.syscall("getpid")
     # Build everything that can fail for ordinary reasons before the first irreversible step.
