@@ -19,8 +19,15 @@ from __future__ import annotations
 import errno as _errno
 from collections.abc import Iterable
 
-from . import _native, bpf, landlock, rules
+from . import bpf, rules
 from .syscalls import NR, UnsupportedArchitecture, check_architecture
+
+try:
+    from . import _native, landlock
+except ImportError as _exc:  # cffi missing: probe() says so and confine_process() refuses, nothing runs unconfined
+    _NATIVE_MISSING = f"cffi, for raw syscalls ({_exc})"
+else:
+    _NATIVE_MISSING = ""
 
 __all__ = [
     "FILTER_FLAGS", "MECHANISMS", "ConfinementError", "build_filter", "confine_process", "probe",
@@ -84,6 +91,8 @@ def build_filter(*, forward: Iterable[str] = (), channel_fds: Iterable[int] = ()
 
 
 def _expand(row: rules.Row, fallback: bpf.Action, own_pid: int, chans: tuple[int, ...]) -> list[bpf.Rule]:
+    """Concrete rules for *row*: symbols resolved, a rule on CHANNEL_FD repeated per channel fd (and dropped
+    when there is none: "arg is a channel fd" cannot hold)."""
     out: list[bpf.Rule] = []
     for rule in row.rules:
         if rule.kind == "allow":
@@ -92,13 +101,13 @@ def _expand(row: rules.Row, fallback: bpf.Action, own_pid: int, chans: tuple[int
             action = bpf.ERRNO(rule.errno)
         else:
             action = fallback
-        uses_chan = any(c.value == rules.CHANNEL_FD for c in rule.conds)
-        for chan in chans if uses_chan else (None,):
+        per_chan = any(c.value == rules.CHANNEL_FD for c in rule.conds)
+        for chan in chans if per_chan else (0,):
             conds: list[bpf.Cond] = []
             for c in rule.conds:
                 if c.value == rules.CHANNEL_FD:
-                    c = rules.CondT(c.arg, c.op, chan if chan is not None else -1, c.mask)
-                conds.extend(rules.resolve(c, own_pid, chans) or [])
+                    c = rules.CondT(c.arg, c.op, chan, c.mask)
+                conds.extend(rules.resolve(c, own_pid, chans))
             out.append(bpf.Rule(action, tuple(conds)))
     return out
 
@@ -114,6 +123,8 @@ def probe() -> list[str]:
         check_architecture()
     except UnsupportedArchitecture as exc:
         return [str(exc)]
+    if _NATIVE_MISSING:
+        return [_NATIVE_MISSING]
     missing: list[str] = []
     try:
         _native.prctl(PR_GET_SECCOMP)
@@ -188,6 +199,8 @@ def confine_process(*, forward: Iterable[str], channel_fds: Iterable[int], own_p
     (:class:`ConfinementError` or ``OSError``) and the caller must exit: the process may be half-confined.
     """
     check_architecture()
+    if _NATIVE_MISSING:
+        raise ConfinementError(f"cannot confine without {_NATIVE_MISSING}")
     forward = tuple(forward)
     channel_fds = tuple(channel_fds)
     disable = tuple(disable)

@@ -285,9 +285,9 @@ TABLE: dict[str, Row] = {
 }
 
 
-def resolve(cond: CondT, own_pid: int, channel_fds: tuple[int, ...]) -> list[Cond] | None:
-    """The concrete conditions for *cond* (empty = always true), or None for "no such rule" (a per-channel-fd
-    rule when there are no channel fds)."""
+def resolve(cond: CondT, own_pid: int, channel_fds: tuple[int, ...]) -> list[Cond]:
+    """The concrete conditions for *cond* (empty = always true: a bound on channel fds when there are none).
+    CHANNEL_FD must already be replaced by one descriptor (the caller repeats the rule per descriptor)."""
     value = cond.value
     if isinstance(value, Sym):
         if value == OWN_PID:
