@@ -597,11 +597,16 @@ try:
     confine_process(forward=(), channel_fds=(), disable=["seccomp", "selinux"])
 except ValueError as exc:
     print("REFUSED", exc)
+try:
+    confine_process(forward=(), channel_fds=[987])
+except ValueError as exc:
+    print("REFUSED", exc)
 show("nnp", lambda: __import__("posix_shim.confine._native").confine._native.prctl(39))  # still 0: no step taken
 """
     env = dict(os.environ, PYTHONPATH=str(REPO))
     proc = subprocess.run([sys.executable, "-c", code, "{}"], capture_output=True, text=True, env=env, timeout=60)
     assert "REFUSED disable: 'selinux'" in proc.stdout and "RESULT nnp 0" in proc.stdout, proc.stderr
+    assert "REFUSED channel descriptor 987 is not open" in proc.stdout
     assert build_filter(disable=["execve"], own_pid=1).run(NR["execve"]) == ALLOW
 
 

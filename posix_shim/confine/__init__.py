@@ -207,6 +207,9 @@ def confine_process(*, forward: Iterable[str], channel_fds: Iterable[int], own_p
     for name in disable:
         if name not in MECHANISMS and name not in NR:
             raise ValueError(f"disable: {name!r} is neither a mechanism {MECHANISMS} nor a syscall row")
+    for fd in channel_fds:  # a closed number could be handed to the listener and then be uncloseable
+        if _native.syscall_errno("fcntl", fd, 1) < 0:  # F_GETFD
+            raise ValueError(f"channel descriptor {fd} is not open")
     if own_pid is None:
         own_pid = _native.syscall("getpid")
     # Build everything that can fail for ordinary reasons before the first irreversible step.
@@ -229,6 +232,7 @@ def confine_process(*, forward: Iterable[str], channel_fds: Iterable[int], own_p
             landlock.restrict_self()
         except (OSError, RuntimeError) as exc:
             raise ConfinementError(f"Landlock: {exc}") from exc
+        _check_landlock_holds()
     if program is None:
         return -1
     data = _native.from_bytes(program.to_bytes())
@@ -236,6 +240,23 @@ def confine_process(*, forward: Iterable[str], channel_fds: Iterable[int], own_p
     fprog.len = len(program)
     fprog.filter = data
     try:
-        return _native.syscall("seccomp", SECCOMP_SET_MODE_FILTER, FILTER_FLAGS, fprog)
+        listener = _native.syscall("seccomp", SECCOMP_SET_MODE_FILTER, FILTER_FLAGS, fprog)
     except OSError as exc:
         raise ConfinementError(f"seccomp filter: {exc}") from exc
+    if "getpriority" not in forward and "getpriority" not in disable:
+        # Trust, then verify: a call outside the table must now fail with ENOSYS (unconfined, it succeeds).
+        result = _native.syscall_errno("getpriority", 0, 0)
+        if result != -_errno.ENOSYS:
+            raise ConfinementError(f"seccomp filter installed but getpriority answered {result}, not ENOSYS")
+    return listener
+
+
+def _check_landlock_holds() -> None:
+    """After restrict_self, opening "/" must be refused (EACCES): else the ruleset is not in force."""
+    path = _native.from_bytes(b"/")
+    o_rdonly_directory_cloexec = 0o200000 | 0o2000000
+    result = _native.syscall_errno("openat", -100, path, o_rdonly_directory_cloexec)
+    if result >= 0:
+        _native.syscall("close", result)
+    if result != -_errno.EACCES:
+        raise ConfinementError(f"Landlock enforced but opening / answered {result}, not EACCES")
