@@ -636,3 +636,28 @@ def test_docs_show_the_rule_table_of_the_code() -> None:
     table = doc.split("<!-- rules:begin -->\n", 1)[1].split("<!-- rules:end -->", 1)[0]
     assert table.strip() == render_markdown().strip(), \
         "regenerate with: python -c 'from posix_shim.confine.rules import render_markdown; print(render_markdown())'"
+
+
+def test_control_no_core_dumps(tmp_path: Path) -> None:
+    """A crash must not write the enclave's memory to the host's disk.  RLIMIT_CORE=1 alone (Landlock, which
+    would also refuse to create the file, is off in both runs): no core file; without it, the kernel writes one."""
+    if Path("/proc/sys/kernel/core_pattern").read_text().startswith("|"):
+        pytest.skip("core dumps are piped to a helper here: no file to look for")
+    setup = r"""
+resource.setrlimit(resource.RLIMIT_CORE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+os.chdir(ARGS["cwd"])
+"""
+    attack = r"""
+show("core_limit", lambda: resource.getrlimit(resource.RLIMIT_CORE))
+os.abort()
+"""
+    res, proc = run_child(setup, attack, disable=("landlock",), cwd=str(tmp_path))
+    assert proc.returncode == -signal.SIGABRT
+    assert res["core_limit"] == "(1, 1)"
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith("core")]
+    res, proc = run_child(setup, attack, disable=("landlock", "no_core_dumps"), cwd=str(tmp_path))
+    assert proc.returncode == -signal.SIGABRT
+    cores = [p for p in tmp_path.iterdir() if p.name.startswith("core")]
+    assert cores and cores[0].stat().st_size > 4096
+    for core in cores:
+        core.unlink()

@@ -48,7 +48,8 @@ SECCOMP_FILTER_FLAG_TSYNC_ESRCH = 1 << 4
 FILTER_FLAGS = SECCOMP_FILTER_FLAG_TSYNC | SECCOMP_FILTER_FLAG_NEW_LISTENER | SECCOMP_FILTER_FLAG_TSYNC_ESRCH
 
 #: Whole mechanisms that ``disable`` may name (besides single syscall rules).
-MECHANISMS = ("no_new_privs", "landlock", "seccomp")
+MECHANISMS = ("no_core_dumps", "no_new_privs", "landlock", "seccomp")
+RLIMIT_CORE = 4
 
 
 class ConfinementError(RuntimeError):
@@ -180,8 +181,9 @@ def confine_process(*, forward: Iterable[str], channel_fds: Iterable[int], own_p
                     disable: Iterable[str] = ()) -> int:
     """Confine the calling process for good; returns the seccomp listener descriptor.
 
-    In this order: ``PR_SET_NO_NEW_PRIVS``; Landlock (no filesystem rights, no TCP bind/connect, scoped signals
-    and abstract unix sockets); the seccomp filter with ``TSYNC | NEW_LISTENER | TSYNC_ESRCH``.
+    In this order: no core dumps (``RLIMIT_CORE`` = 1); ``PR_SET_NO_NEW_PRIVS``; Landlock (no filesystem
+    rights, no TCP bind/connect, scoped signals and abstract unix sockets); the seccomp filter with
+    ``TSYNC | NEW_LISTENER | TSYNC_ESRCH``.
 
     Call it while the process has exactly **one thread**: Landlock binds only the calling thread and threads
     created later (no TSYNC before Landlock ABI 8), so a thread started earlier would escape it.  This function
@@ -223,6 +225,12 @@ def confine_process(*, forward: Iterable[str], channel_fds: Iterable[int], own_p
                 f"confine_process needs a single-threaded process (Landlock binds only the calling thread and "
                 f"its later children); this one has {threads} threads"
             )
+    if "no_core_dumps" not in disable:
+        # A core dump is the enclave's memory written to the host's disk (or piped to a root helper such as
+        # systemd-coredump).  RLIMIT_CORE = 1 stops both: a file dump needs at least a page, and 1 is the
+        # kernel's "never pipe" value.  Hard limit too: after the filter, no limit can be set again anyway.
+        limit = _native.new("uint64_t[2]", [1, 1])
+        _native.syscall("prlimit64", 0, RLIMIT_CORE, limit, _native.NULL)
     if "no_new_privs" not in disable:
         _native.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
         if _native.prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) != 1:
