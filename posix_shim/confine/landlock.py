@@ -46,8 +46,8 @@ SCOPE_SIGNAL = 1 << 1  # ABI 6
 
 CREATE_RULESET_VERSION = 1 << 0
 
-#: The newest ABI whose rights this module knows.  A newer kernel may know rights we cannot name; they stay
-#: unhandled (allowed), which :func:`posix_shim.confine.probe` does not treat as missing, but say so here.
+#: The newest ABI whose rights this module knows.  On a newer kernel, :func:`discover` finds the rights we
+#: cannot name, and they are handled too.
 KNOWN_ABI = 7
 
 _FS_BY_ABI = {
@@ -81,6 +81,29 @@ def scopes(abi: int) -> int:
     return SCOPE_ABSTRACT_UNIX_SOCKET | SCOPE_SIGNAL if abi >= 6 else 0
 
 
+def _attr_size(abi: int) -> int:
+    # The struct grew with the ABI: older kernels reject a size that includes fields they do not know.
+    return 24 if abi >= 6 else 16 if abi >= 4 else 8
+
+
+def discover(field: str, abi: int) -> int:
+    """Every bit of *field* ("handled_access_fs", "handled_access_net" or "scoped") the running kernel accepts,
+    found by creating (and closing) a one-bit ruleset per bit: the kernel refuses unknown bits with EINVAL.
+
+    Used for kernels newer than :data:`KNOWN_ABI`, whose extra rights we cannot name but must still handle
+    (a right left unhandled is a right granted).
+    """
+    bits = 0
+    for bit in range(64):
+        attr = _native.new("struct landlock_ruleset_attr *")
+        setattr(attr, field, 1 << bit)
+        fd = _native.syscall_errno("landlock_create_ruleset", attr, _attr_size(abi), 0)
+        if fd >= 0:
+            _native.syscall("close", fd)
+            bits |= 1 << bit
+    return bits
+
+
 def restrict_self(abi: int | None = None) -> int:
     """Create a ruleset with no rules that handles everything *abi* (default: the running one) knows, and
     enforce it on the calling thread (and threads it creates later).  Returns the ABI used.
@@ -96,9 +119,11 @@ def restrict_self(abi: int | None = None) -> int:
     attr.handled_access_fs = fs_rights(abi)
     attr.handled_access_net = net_rights(abi)
     attr.scoped = scopes(abi)
-    # The struct grew with the ABI: older kernels reject a size that includes fields they do not know.
-    size = 24 if abi >= 6 else 16 if abi >= 4 else 8
-    fd = _native.syscall("landlock_create_ruleset", attr, size, 0)
+    if abi > KNOWN_ABI:  # a newer kernel: handle whatever else it knows, too
+        attr.handled_access_fs |= discover("handled_access_fs", abi)
+        attr.handled_access_net |= discover("handled_access_net", abi)
+        attr.scoped |= discover("scoped", abi)
+    fd = _native.syscall("landlock_create_ruleset", attr, _attr_size(abi), 0)
     try:
         _native.syscall("landlock_restrict_self", fd, 0)
     finally:
