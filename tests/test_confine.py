@@ -674,3 +674,17 @@ def test_landlock_rights_known_are_the_kernels() -> None:
     assert landlock.discover("handled_access_fs", abi) == landlock.fs_rights(abi)
     assert landlock.discover("handled_access_net", abi) == landlock.net_rights(abi)
     assert landlock.discover("scoped", abi) == landlock.scopes(abi)
+
+
+def test_a_child_that_kept_its_listener_still_cannot_answer_itself() -> None:
+    """The child must close the listener; if it did not, the ioctl allowlist still refuses every
+    SECCOMP_IOCTL_NOTIF_* request, so it cannot receive or answer its own forwarded calls."""
+    code = PRELUDE + r"""
+listener = confine_process(forward=["mkdir"], channel_fds=())
+buf = bytearray(80)
+show("notif_recv", lambda: fcntl.ioctl(listener, 0xC0502100, buf))
+show("notif_id_valid", lambda: fcntl.ioctl(listener, 0x40082102, bytes(8)))
+"""
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.run([sys.executable, "-c", code, "{}"], capture_output=True, text=True, env=env, timeout=60)
+    assert "RESULT notif_recv EPERM" in proc.stdout and "RESULT notif_id_valid EPERM" in proc.stdout, proc.stderr
