@@ -39,6 +39,7 @@ CHILD = r"""
 import ctypes, errno, fcntl, json, os, socket, stat, statistics, struct, sys, time
 chan_fd = int(sys.argv[1])
 forward = [int(n) for n in sys.argv[3].split(",")]
+confine = sys.argv[4:] == ["confine"]
 NOTIF, ALLOW, KILL = 0x7FC00000, 0x7FFF0000, 0x80000000
 def ins(code, jt, jf, k):
     return struct.pack("<HBBI", code, jt, jf, k)
@@ -59,10 +60,15 @@ buf = ctypes.create_string_buffer(code, len(code))
 fprog = struct.pack("<HxxxxxxQ", len(prog), ctypes.addressof(buf))
 libc = ctypes.CDLL(None, use_errno=True)
 libc.syscall.restype = ctypes.c_long
-assert libc.prctl(38, 1, 0, 0, 0) == 0  # PR_SET_NO_NEW_PRIVS
-fprog_buf = ctypes.create_string_buffer(fprog, len(fprog))
-listener = libc.syscall(317, 1, 8, fprog_buf)  # seccomp(SET_MODE_FILTER, NEW_LISTENER)
-assert listener >= 0, ctypes.get_errno()
+if confine:  # the process backend's real confinement: its filter, Landlock, no_new_privs
+    from ocall_bridge.native import FORWARDED
+    from posix_shim.confine import confine_process
+    listener = confine_process(forward=FORWARDED, channel_fds=[chan_fd])
+else:
+    assert libc.prctl(38, 1, 0, 0, 0) == 0  # PR_SET_NO_NEW_PRIVS
+    fprog_buf = ctypes.create_string_buffer(fprog, len(fprog))
+    listener = libc.syscall(317, 1, 8, fprog_buf)  # seccomp(SET_MODE_FILTER, NEW_LISTENER)
+    assert listener >= 0, ctypes.get_errno()
 chan = socket.socket(fileno=chan_fd)
 socket.send_fds(chan, [b"L"], [listener])
 os.close(listener)
@@ -83,6 +89,7 @@ def build(flags: list[str], cwd: Path) -> policy.Policy:
     return policy.build(parser.parse_args(flags), "code", None, cwd=str(cwd))
 
 
+REPO = Path(__file__).resolve().parent.parent
 ALL = ",".join(str(n.nr) for n in N.NATIVE)
 
 
@@ -92,17 +99,20 @@ class Run:
 
 
 def run(body: str, access: Access, cwd: bytes = b"/", *, forward: str = ALL, host: Host | None = None,
-        timeout: float = 30) -> Run:
+        timeout: float = 30, confine: bool = False) -> Run:
     a, b = socket.socketpair()
-    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
-    proc = subprocess.Popen([sys.executable, "-S", "-c", CHILD, str(b.fileno()), body, forward],
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", PYTHONPATH=str(REPO))
+    proc = subprocess.Popen([sys.executable, *([] if confine else ["-S"]), "-c", CHILD, str(b.fileno()), body, forward,
+                             *(["confine"] if confine else [])],
                             pass_fds=[b.fileno()], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     b.close()
     sup = None
     try:
         a.settimeout(timeout)
         _, fds, _, _ = socket.recv_fds(a, 16, 1)
-        assert len(fds) == 1, "the child did not send its listener"
+        if len(fds) != 1:
+            proc.kill()
+            raise AssertionError(f"the child did not send its listener: {proc.communicate()[1].decode()}")
         host = host or Host(access)
         sup = Supervisor(host, fds[0], proc.pid, lambda: cwd)
         sup.start()
@@ -461,3 +471,35 @@ def test_round_trip_of_a_forwarded_call(grant: tuple, capsys: pytest.CaptureFixt
         print(f"\nforwarded open+close {forwarded['open_close_us']:.1f} us, stat {forwarded['stat_us']:.1f} us; "
               f"native {native['open_close_us']:.1f} / {native['stat_us']:.1f} us")
     assert forwarded["stat_us"] < 2000  # sanity only; the budget is reported by benchmarks
+
+
+# ------------------------------------------------------------------------------------------------------------
+# End to end under the process backend's real confinement (posix_shim.confine)
+# ------------------------------------------------------------------------------------------------------------
+
+confine = pytest.importorskip("posix_shim.confine")
+
+
+def test_under_the_real_filter_native_calls_are_forwarded_and_checked(grant: tuple, listener: socket.socket,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    if confine.probe():
+        pytest.skip(f"kernel lacks: {confine.probe()}")
+    granted, denied, access = grant
+    port = listener.getsockname()[1]
+    body = f"""
+g = {str(granted)!r}
+fd = os.open(g + "/data", os.O_RDWR | os.O_CREAT, 0o600)
+os.write(fd, b"under the real filter")
+os.close(fd)
+res["size"] = os.stat(g + "/data").st_size
+res["denied"] = err(os.open, {str(denied)!r} + "/secret", os.O_RDONLY)
+s = socket.socket()
+res["connect"] = err(s.connect, ("127.0.0.1", {port}))
+s.close()
+""" + ROUND_TRIP.format(path=str(granted / "data"))
+    res = run(body, access, confine=True).result
+    assert (granted / "data").read_bytes() == b"under the real filter"
+    assert res["size"] == 21 and res["denied"] == -errno.EACCES and res["connect"] == -errno.EACCES
+    with capsys.disabled():
+        print(f"\nunder posix_shim.confine: forwarded open+close {res['open_close_us']:.1f} us, "
+              f"stat {res['stat_us']:.1f} us")

@@ -122,20 +122,28 @@ class ChildMemory:
     def __init__(self, pid: int) -> None:
         self.ffi, self.lib = _bind()
         self._voidp = self.ffi.typeof("void *")
-        self.mem = os.open(b"/proc/%d/mem" % pid, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            self.mem = os.open(b"/proc/%d/mem" % pid, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            self.mem = -1  # the child already exited (or its leader did): per-thread opens below
         self._local = threading.local()
 
     def close(self) -> None:
-        try:
+        if self.mem >= 0:
             os.close(self.mem)
-        except OSError:
-            pass
+            self.mem = -1
 
-    def _pread(self, addr: int, n: int) -> bytes:
+    def _pread(self, addr: int, n: int, tid: int) -> bytes:
         if not 0 < addr < _ADDR_END:
             raise OSError(errno.EFAULT, "bad address in the child")
         try:
-            return os.pread(self.mem, n, addr)
+            if self.mem >= 0:
+                return os.pread(self.mem, n, addr)
+            fd = os.open(b"/proc/%d/mem" % tid, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                return os.pread(fd, n, addr)
+            finally:
+                os.close(fd)
         except OSError:
             raise OSError(errno.EFAULT, "bad address in the child") from None
 
@@ -143,7 +151,7 @@ class ChildMemory:
         """Exactly n bytes at addr, or EFAULT."""
         if n == 0:
             return b""
-        data = self._pread(addr, n)
+        data = self._pread(addr, n, tid)
         if len(data) != n:
             raise OSError(errno.EFAULT, "bad address in the child")
         return data
@@ -154,12 +162,12 @@ class ChildMemory:
         A short first read (most paths are short); a read that reaches an unmapped page stops there, so a
         string ending just before one reads as the kernel's strncpy_from_user would read it.
         """
-        data = self._pread(addr, _FIRST_READ)
+        data = self._pread(addr, _FIRST_READ, tid)
         end = data.find(b"\0")
         if end >= 0:
             return data[:end]
         if len(data) == _FIRST_READ:
-            data += self._pread(addr + _FIRST_READ, MAX_PATH - _FIRST_READ)
+            data += self._pread(addr + _FIRST_READ, MAX_PATH - _FIRST_READ, tid)
             end = data.find(b"\0")
             if end >= 0:
                 return data[:end]
