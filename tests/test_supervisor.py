@@ -503,3 +503,26 @@ s.close()
     with capsys.disabled():
         print(f"\nunder posix_shim.confine: forwarded open+close {res['open_close_us']:.1f} us, "
               f"stat {res['stat_us']:.1f} us")
+
+
+def test_forwarded_calls_show_in_the_trace_marked_native(grant: tuple) -> None:
+    from posix_shim import wiring
+
+    granted, denied, access = grant
+    (granted / "f").write_bytes(b"x")
+    events: list = []
+    host = wiring.make_host(access, {"trace": events.append})
+    body = f"""
+os.close(os.open({str(granted / "f")!r}, os.O_RDONLY))
+res["denied"] = err(os.stat, {str(denied / "secret")!r})
+res["pid"] = os.getpid()
+"""
+    r = run(body, access, host=host)
+    opened = [e for e in events if e.call == "open"]
+    stat = [e for e in events if e.call == "stat"]
+    assert len(opened) == 1 and opened[0].marks == ("native openat",) and opened[0].thread == r.result["pid"]
+    assert opened[0].args == (os.fsencode(granted / "f"), os.O_RDONLY | os.O_CLOEXEC, 0)
+    line = opened[0].line()
+    assert f'open("{granted}/f", O_RDONLY|O_CLOEXEC, 0) = ' in line and "(native openat)" in line
+    assert stat[0].errno == errno.EACCES and stat[0].marks[0] == "native newfstatat"
+    assert f"denied by host: no read access to {denied}/secret (allow with --allow-read=" in stat[0].marks[1]
