@@ -86,9 +86,8 @@ assert _STAT.size == 144 and _STATX.size == 256
 # ---------------------------------------------------------------------------------------------------------
 
 _CDEF = """
-struct iovec { void *iov_base; size_t iov_len; };
-ssize_t process_vm_writev(int pid, const struct iovec *local, unsigned long liovcnt,
-                          const struct iovec *remote, unsigned long riovcnt, unsigned long flags);
+ssize_t process_vm_writev(int pid, const uint64_t *local, unsigned long liovcnt,
+                          const uint64_t *remote, unsigned long riovcnt, unsigned long flags);
 long syscall(long number, int pidfd, int fd, unsigned int flags);
 """
 SYS_PIDFD_GETFD = 438
@@ -121,7 +120,6 @@ class ChildMemory:
 
     def __init__(self, pid: int) -> None:
         self.ffi, self.lib = _bind()
-        self._voidp = self.ffi.typeof("void *")
         try:
             self.mem = os.open(b"/proc/%d/mem" % pid, os.O_RDONLY | os.O_CLOEXEC)
         except OSError:
@@ -174,19 +172,24 @@ class ChildMemory:
         raise OSError(errno.ENAMETOOLONG if len(data) >= MAX_PATH else errno.EFAULT, "unterminated path")
 
     def write(self, tid: int, addr: int, data: bytes) -> None:
+        # The two iovecs live in one uint64_t[4] (base, len, base, len): setting integers is much cheaper
+        # through cffi than casting pointers into struct fields (7 us -> 3 us here).
         n = len(data)
         if n == 0:
             return
         t = self._local
         buf = getattr(t, "buf", None)
         if buf is None or len(buf) < n:
-            t.buf = buf = self.ffi.new("char[]", max(n, _PAGE))
-            t.local, t.remote = self.ffi.new("struct iovec *"), self.ffi.new("struct iovec *")
-        local, remote = t.local, t.remote
+            ffi = self.ffi
+            t.buf = buf = ffi.new("char[]", max(n, _PAGE))
+            t.vec = vec = ffi.new("uint64_t[4]")
+            vec[0] = int(ffi.cast("uintptr_t", buf))
+            t.remote = vec + 2
+        vec = t.vec
         self.ffi.memmove(buf, data, n)
-        local.iov_base, local.iov_len = buf, n
-        remote.iov_base, remote.iov_len = self.ffi.cast(self._voidp, addr), n
-        if self.lib.process_vm_writev(tid, local, 1, remote, 1, 0) != n:
+        vec[1] = vec[3] = n
+        vec[2] = addr
+        if self.lib.process_vm_writev(tid, vec, 1, t.remote, 1, 0) != n:
             raise OSError(errno.EFAULT, "bad buffer address in the child")
 
     def getfd(self, pidfd: int, fd: int) -> int:
@@ -706,20 +709,16 @@ _ANSWERS: dict[type, Callable[..., None]] = {
 }
 
 
-def _split_ns(ns: int) -> tuple[int, int]:
-    s, rem = divmod(ns, 1_000_000_000)
-    return s, rem
-
-
 def _pack_stat(st: tuple) -> bytes:
     mode, ino, dev, nlink, uid, gid, size, atime, mtime, ctime, blksize, blocks, rdev = st
+    a, m, c = divmod(atime, 1_000_000_000), divmod(mtime, 1_000_000_000), divmod(ctime, 1_000_000_000)
     return _STAT.pack(dev, ino, nlink, mode, uid, gid, 0, rdev, size, blksize, blocks,
-                      *_split_ns(atime), *_split_ns(mtime), *_split_ns(ctime))
+                      a[0], a[1], m[0], m[1], c[0], c[1])
 
 
 def _pack_statx(st: tuple) -> bytes:
     mode, ino, dev, nlink, uid, gid, size, atime, mtime, ctime, blksize, blocks, rdev = st
-    a, m, c = _split_ns(atime), _split_ns(mtime), _split_ns(ctime)
+    a, m, c = divmod(atime, 1_000_000_000), divmod(mtime, 1_000_000_000), divmod(ctime, 1_000_000_000)
     return _STATX.pack(STATX_BASIC_STATS, blksize, 0, nlink, uid, gid, mode & 0xFFFF, ino, size, blocks, 0,
                        a[0], a[1], 0, 0, 0, 0, c[0], c[1], 0, m[0], m[1], 0,
                        os.major(rdev), os.minor(rdev), os.major(dev), os.minor(dev))
