@@ -293,6 +293,48 @@ res["statx"] = [rc, struct.unpack_from("<I", buf, 0)[0], struct.unpack_from("<Q"
     assert res["statx"] == [0, 0x7FF, 5]
 
 
+def test_at_variants_omit_times_and_unix_sockets(grant: tuple) -> None:
+    granted, denied, access = grant
+    (granted / "t").write_bytes(b"t")
+    os.utime(granted / "t", ns=(5_000_000_000, 6_000_000_000))
+    body = f"""
+g = {str(granted)!r}
+d = os.open(g, os.O_RDONLY | os.O_DIRECTORY)
+os.mkdir("sub", dir_fd=d)
+fd = os.open("sub/f", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=d)
+os.close(fd)
+os.rename("sub/f", "sub/g", src_dir_fd=d, dst_dir_fd=d)
+os.symlink("g", "sub/l", dir_fd=d)
+res["readlinkat"] = os.readlink("sub/l", dir_fd=d)
+res["lstat_is_link"] = stat.S_ISLNK(os.stat("sub/l", dir_fd=d, follow_symlinks=False).st_mode)
+os.unlink("sub/l", dir_fd=d)
+os.unlink("sub/g", dir_fd=d)
+os.rmdir("sub", dir_fd=d)                      # unlinkat(AT_REMOVEDIR)
+res["gone"] = err(os.stat, g + "/sub")
+# utimensat with UTIME_OMIT for atime: the host keeps it, as the kernel would.
+libc = ctypes.CDLL(None, use_errno=True)
+times = struct.pack("<qqqq", 0, (1 << 30) - 2, 9, 0)
+res["omit"] = libc.utimensat(-100, (g + "/t").encode(), times, 0)
+st = os.stat(g + "/t")
+res["times"] = [st.st_atime_ns, st.st_mtime_ns]
+u = socket.socket(socket.AF_UNIX)
+res["bind_in"] = err(u.bind, g + "/sock")
+v = socket.socket(socket.AF_UNIX)
+res["bind_out"] = err(v.bind, {str(denied)!r} + "/sock")
+w = socket.socket(socket.AF_UNIX)
+res["connect_unix"] = err(w.connect, g + "/sock")
+rc = libc.connect(w.fileno(), b"\\x02\\x00", 1)
+res["bad_len"] = -ctypes.get_errno() if rc < 0 else rc
+"""
+    res = run(body, access).result
+    assert res["readlinkat"] == "g" and res["lstat_is_link"] is True and res["gone"] == -errno.ENOENT
+    assert res["omit"] == 0 and res["times"] == [5_000_000_000, 9_000_000_000]
+    assert res["bind_in"] is None and res["bind_out"] == -errno.EACCES
+    assert res["connect_unix"] == -errno.ECONNREFUSED  # the socket exists but nobody listens
+    assert res["bad_len"] == -errno.EINVAL
+    assert (granted / "sock").is_socket() and not (denied / "sock").exists()
+
+
 # ------------------------------------------------------------------------------------------------------------
 # Sockets
 # ------------------------------------------------------------------------------------------------------------
