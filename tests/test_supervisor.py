@@ -15,11 +15,12 @@ import json
 import logging
 import os
 import socket
+import struct
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ import pytest
 
 from ocall_bridge import native as N
 from ocall_bridge.access import ALLOW_ALL, Access
+from ocall_bridge.host import supervisor as S
 from ocall_bridge.host.runtime import Host
 from ocall_bridge.host.supervisor import Supervisor
 from posix_shim import policy
@@ -99,7 +101,8 @@ class Run:
 
 
 def run(body: str, access: Access, cwd: bytes = b"/", *, forward: str = ALL, host: Host | None = None,
-        timeout: float = 30, confine: bool = False) -> Run:
+        timeout: float = 30, confine: bool = False,
+        started: Callable[[socket.socket, Supervisor], None] | None = None) -> Run:
     a, b = socket.socketpair()
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", PYTHONPATH=str(REPO))
     proc = subprocess.Popen([sys.executable, *([] if confine else ["-S"]), "-c", CHILD, str(b.fileno()), body, forward,
@@ -115,6 +118,8 @@ def run(body: str, access: Access, cwd: bytes = b"/", *, forward: str = ALL, hos
             raise AssertionError(f"the child did not send its listener: {proc.communicate()[1].decode()}")
         host = host or Host(access)
         sup = Supervisor(host, fds[0], proc.pid, lambda: cwd)
+        if started is not None:
+            started(a, sup)
         sup.start()
         out, errs = proc.communicate(timeout=timeout)
     finally:
@@ -262,6 +267,63 @@ os.mkdir("made")
     assert res["escape"] == -errno.EACCES and res["not_dir"] == -errno.ENOTDIR and res["bad_fd"] == -errno.EBADF
     assert res["empty"] == -errno.ENOENT and res["too_long"] == -errno.ENAMETOOLONG
     assert (granted / "made").is_dir()
+
+
+SWAP = """
+buf = ctypes.create_string_buffer(512)
+buf.value = {granted!r}
+chan.send(struct.pack("<Q", ctypes.addressof(buf)))
+libc = ctypes.CDLL(None, use_errno=True)
+fd = libc.open(buf, os.O_RDONLY)
+res["read"] = os.read(fd, 100).decode() if fd >= 0 else -ctypes.get_errno()
+"""
+
+
+def _swap_after_check(host: Host, denied: bytes) -> Callable[[socket.socket, Supervisor], None]:
+    """After the host checked the granted path, the child's memory is made to name the denied file: what a
+    second thread of the child would do, made deterministic by doing it from the host at the worst moment."""
+    state: dict[str, Any] = {}
+
+    def started(chan: socket.socket, sup: Supervisor) -> None:
+        state["chan"], state["sup"] = chan, sup
+
+    def swap(entry: Any, args: tuple) -> None:
+        if entry.name == "open" and "done" not in state:
+            state["done"] = True
+            (addr,) = struct.unpack("<Q", state["chan"].recv(8))
+            sup = state["sup"]
+            sup.memory.write(sup.pid, addr, denied + b"\0")
+        return None
+
+    host.before.append(swap)
+    return started
+
+
+def test_the_path_is_read_once_a_change_after_the_check_has_no_effect(grant: tuple) -> None:
+    granted, denied, access = grant
+    (granted / "f").write_bytes(b"granted")
+    host = Host(access)
+    started = _swap_after_check(host, os.fsencode(denied / "secret"))
+    res = run(SWAP.format(granted=os.fsencode(granted / "f")), access, host=host, started=started).result
+    assert res == {"read": "granted"}  # the host opened what it checked, whatever the memory says now
+
+
+def test_negative_control_continue_after_the_check_lets_the_swap_through(grant: tuple,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The classic bug the supervisor avoids: check, then let the child's own syscall run (FLAG_CONTINUE); the
+    kernel reads the path again, after the swap, and opens the denied file."""
+    granted, denied, access = grant
+    (granted / "f").write_bytes(b"granted")
+
+    def continue_instead(self: Supervisor, call: Any, answer: Any, handle: int) -> None:
+        os.close(self.host.handles.pop(handle).fd)
+        S.fcntl.ioctl(self.listener, S.IOCTL_SEND, bytearray(S._RESP.pack(call.id, 0, 0, 1)))  # FLAG_CONTINUE
+
+    monkeypatch.setitem(S._ANSWERS, N.NewFd, continue_instead)
+    host = Host(access)
+    started = _swap_after_check(host, os.fsencode(denied / "secret"))
+    res = run(SWAP.format(granted=os.fsencode(granted / "f")), access, host=host, started=started).result
+    assert res == {"read": "top secret"}
 
 
 def test_o_path_open_is_served_as_a_read_only_open(grant: tuple) -> None:
