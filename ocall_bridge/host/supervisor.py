@@ -267,7 +267,7 @@ class _Call:
             if length:
                 parts.append(mem.read(self.tid, base, length))
                 total += length
-        addr_rec = self._sockaddr(name, namelen) if name else None
+        addr_rec = self._sockaddr(name, namelen) if name and namelen else None  # as the kernel: no name
         return b"".join(parts), addr_rec
 
     def _sockaddr(self, addr: int, length: int) -> tuple:
@@ -480,6 +480,9 @@ class Supervisor:
         self._thread: threading.Thread | None = None
         self._stop = False
         self._fds_closed = False
+        self._fd_lock = threading.Lock()
+        self._closing = False
+        self._workers = 0  # calls being served on threads of their own (_OFF_THREAD)
         self.served = 0  # notifications answered (any answer)
         self.sync_wakeup = self._set_sync_wakeup()
         by_name = {e.name: e for e in host.entries.values()}
@@ -508,10 +511,12 @@ class Supervisor:
     def close(self, timeout: float = 2.0) -> None:
         """Stop the thread (promptly: it is woken through a pipe) and release the listener and pidfd."""
         self._stop = True
-        try:
-            os.write(self._wake_w, b"x")
-        except OSError:
-            pass
+        with self._fd_lock:  # never write to a number the thread already closed (it may be another file now)
+            if not self._fds_closed:
+                try:
+                    os.write(self._wake_w, b"x")
+                except OSError:
+                    pass
         t = self._thread
         if t is not None and t is not threading.current_thread():
             t.join(timeout)
@@ -524,15 +529,17 @@ class Supervisor:
             self._close_fds()
 
     def _close_fds(self) -> None:
-        if self._fds_closed:
-            return
-        self._fds_closed = True
-        self.memory.close()
-        for fd in (self.listener, self.pidfd, self._wake_r, self._wake_w):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        with self._fd_lock:
+            self._closing = True
+            if self._fds_closed or self._workers:
+                return  # a worker still answers through the listener: the last one closes
+            self._fds_closed = True
+            self.memory.close()
+            for fd in (self.listener, self.pidfd, self._wake_r, self._wake_w):
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
 
     @property
     def alive(self) -> bool:
@@ -588,7 +595,14 @@ class Supervisor:
                 if c.when is None or c.when(call, c.form.when):
                     break
             if c.off_thread:
-                threading.Thread(target=self._finish, args=(call, c), daemon=True, name="posix_shim-native").start()
+                with self._fd_lock:
+                    self._workers += 1
+                try:
+                    threading.Thread(target=self._finish_worker, args=(call, c), daemon=True,
+                                     name="posix_shim-native").start()
+                except BaseException:
+                    self._worker_done()
+                    raise
                 return  # that thread answers and releases
         except OSError as exc:
             self._fail(nid, exc)
@@ -600,6 +614,19 @@ class Supervisor:
             call.release()
             return
         self._finish(call, c)
+
+    def _finish_worker(self, call: _Call, c: _Compiled) -> None:
+        try:
+            self._finish(call, c)
+        finally:
+            self._worker_done()
+
+    def _worker_done(self) -> None:
+        with self._fd_lock:
+            self._workers -= 1
+            last = self._closing and self._workers == 0
+        if last:
+            self._close_fds()
 
     def _finish(self, call: _Call, c: _Compiled) -> None:
         nid = call.id
