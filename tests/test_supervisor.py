@@ -38,7 +38,7 @@ pytestmark = pytest.mark.skipif(sys.platform != "linux" or os.uname().machine !=
 
 # The child: a filter, the listener to the parent, then the snippet (argv[2]) with helpers `res` and `err`.
 CHILD = r"""
-import ctypes, errno, fcntl, json, os, socket, stat, statistics, struct, sys, time
+import ctypes, errno, fcntl, json, os, socket, stat, statistics, struct, sys, threading, time
 chan_fd = int(sys.argv[1])
 forward = [int(n) for n in sys.argv[3].split(",")]
 confine = sys.argv[4:] == ["confine"]
@@ -630,3 +630,44 @@ res["pid"] = os.getpid()
     assert f'open("{granted}/f", O_RDONLY|O_CLOEXEC, 0) = ' in line and "(native openat)" in line
     assert stat[0].errno == errno.EACCES and stat[0].marks[0] == "native newfstatat"
     assert f"denied by host: no read access to {denied}/secret (allow with --allow-read=" in stat[0].marks[1]
+
+
+@pytest.mark.parametrize("off_thread", [True, False], ids=["served-off-thread", "negative-control-inline"])
+def test_a_blocked_connect_does_not_stall_other_native_calls(grant: tuple, listener: socket.socket,
+                                                             monkeypatch: pytest.MonkeyPatch, off_thread: bool) -> None:
+    granted, _, _ = grant
+    if not off_thread:  # the defence switched off: connect served on the supervisor's own thread
+        monkeypatch.setattr(S, "_OFF_THREAD", frozenset())
+    port = listener.getsockname()[1]
+    access = build([f"--allow-net=127.0.0.1:{port}", f"--allow-read={granted}"], granted)
+    host = Host(access)
+    release, waiting = threading.Event(), threading.Event()
+    seen: list[str] = []
+
+    def hook(entry: Any, args: tuple) -> None:
+        if entry.name == "connect":
+            seen.append("connect waits")
+            waiting.set()
+            release.wait(3)  # a connect to a silent peer, as far as the supervisor can tell
+            waiting.clear()
+        elif entry.name == "stat" and args[0] == os.fsencode(granted):
+            seen.append("stat served" + (" while connect waits" if waiting.is_set() else ""))
+            release.set()
+        return None
+
+    host.before.append(hook)
+    body = f"""
+s = socket.socket()
+t = threading.Thread(target=lambda: res.__setitem__("connect", err(s.connect, ("127.0.0.1", {port}))))
+t.start()
+time.sleep(0.3)
+res["stat"] = os.stat({str(granted)!r}).st_mode != 0
+t.join()
+"""
+    t0 = time.monotonic()
+    res = run(body, access, host=host).result
+    assert res == {"connect": None, "stat": True}
+    if off_thread:
+        assert seen == ["connect waits", "stat served while connect waits"] and time.monotonic() - t0 < 2.5
+    else:  # the stat waited for the connect to give up
+        assert seen == ["connect waits", "stat served"] and time.monotonic() - t0 >= 3
