@@ -671,3 +671,12 @@ t.join()
         assert seen == ["connect waits", "stat served while connect waits"] and time.monotonic() - t0 < 2.5
     else:  # the stat waited for the connect to give up
         assert seen == ["connect waits", "stat served"] and time.monotonic() - t0 >= 3
+
+
+def test_the_forwarded_call_benchmark_runs() -> None:
+    if confine.probe():
+        pytest.skip(f"kernel lacks: {confine.probe()}")
+    from benchmarks import forwarded
+
+    r = forwarded.measure(50)
+    assert set(r) == {"native", "forwarded"} and all(v > 0 for f in r.values() for v in f.values())
