@@ -302,7 +302,8 @@ class _Call:
         return self.args[c.arg] == 0
 
     def if_empty(self, c: N.IfEmpty) -> bool:
-        return bool(self.args[c.flags] & N.AT_EMPTY_PATH) and self.raw_path(c.path) == b""
+        # A NULL path with AT_EMPTY_PATH means the same since Linux 6.11.
+        return bool(self.args[c.flags] & N.AT_EMPTY_PATH) and (self.args[c.path] == 0 or self.raw_path(c.path) == b"")
 
     def if_no_name(self, c: N.IfNoName) -> bool:
         return self.msghdr(c.arg)[1] is None
@@ -642,13 +643,13 @@ class Supervisor:
                 fcntl.ioctl(self.listener, IOCTL_ID_VALID, _ID.pack(nid))
             except OSError:
                 return
-            if None in values:
-                values = self._omit(call, form, values)
-                if values is None:
-                    self._reply(nid, 0, 0)
-                    return
             NATIVE.syscall, NATIVE.tid = c.syscall, call.tid
             try:
+                if None in values:
+                    values = self._omit(form, values)
+                    if values is None:
+                        self._reply(nid, 0, 0)
+                        return
                 result = self.host.perform(c.entry, tuple(values))
             finally:
                 NATIVE.syscall = None
@@ -662,7 +663,7 @@ class Supervisor:
             call.release()
             self.served += 1
 
-    def _omit(self, call: _Call, form: N.Form, values: list) -> list | None:
+    def _omit(self, form: N.Form, values: list) -> list | None:
         """UTIME_OMIT for one of the two times: keep that time as it is, read with a stat through the policy."""
         atime, mtime = values[1], values[2]
         if atime is None and mtime is None:
