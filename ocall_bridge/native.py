@@ -47,7 +47,9 @@ class Path:
 @dataclass(frozen=True)
 class Int:
     """An integer argument.  kind: "i32" (int), "i64" (off_t), "u32", "id" (uid_t/gid_t: -1 stays -1),
-    "mode" (permission bits), "cmode" (a creation mode: the enclave's umask applies, as the kernel would)."""
+    "mode" (permission bits), "cmode" (a creation mode: the enclave's umask applies, as the kernel would),
+    "oflags" (open flags; O_PATH becomes a read-only O_NONBLOCK open, since ADDFD cannot install an O_PATH
+    descriptor)."""
 
     arg: int
     kind: str = "i32"
