@@ -673,13 +673,12 @@ time.sleep(0.3)
 res["stat"] = os.stat({str(granted)!r}).st_mode != 0
 t.join()
 """
-    t0 = time.monotonic()
     res = run(body, access, host=host).result
     assert res == {"connect": None, "stat": True}
     if off_thread:
-        assert seen == ["connect waits", "stat served while connect waits"] and time.monotonic() - t0 < 2.5
+        assert seen == ["connect waits", "stat served while connect waits"]
     else:  # the stat waited for the connect to give up
-        assert seen == ["connect waits", "stat served"] and time.monotonic() - t0 >= 3
+        assert seen == ["connect waits", "stat served"]
 
 
 def test_the_forwarded_call_benchmark_runs() -> None:
