@@ -31,7 +31,7 @@ from ocall_bridge.access import Access
 from ocall_bridge.calls import BY_NAME
 from ocall_bridge.client import OcallClient, Transport
 from ocall_bridge.host.real import time as real_time
-from ocall_bridge.host.runtime import Entry, Host
+from ocall_bridge.host.runtime import NATIVE, Entry, Host
 
 from . import trace as _trace
 
@@ -85,6 +85,11 @@ def _traced_perform(perform: Any, tracer: _trace.Tracer, marks: threading.local)
         if not tracer.wants(c.name):
             return perform(entry, args)
         marks.list = pending = []
+        tid = get_tid()
+        native = getattr(NATIVE, "syscall", None)
+        if native:  # a syscall of the child's native code, forwarded by the supervisor: its thread, its name
+            pending.append(f"native {native}")
+            tid = NATIVE.tid
         t0 = perf()
         try:
             result = perform(entry, args)
@@ -97,11 +102,11 @@ def _traced_perform(perform: Any, tracer: _trace.Tracer, marks: threading.local)
                 # Not the kernel's answer but the host's own decision (its copy of the policy, a request it
                 # found malformed): the host says why.
                 pending.append(f"{'denied' if err in (errno.EACCES, errno.ENOSYS) else 'refused'} by host: {why}")
-            emit(Event(get_tid(), c.name, args, None, err, elapsed, tuple(pending), c.family))
+            emit(Event(tid, c.name, args, None, err, elapsed, tuple(pending), c.family))
             raise
         elapsed = perf() - t0
         marks.list = None
-        emit(Event(get_tid(), c.name, args, result, 0, elapsed, tuple(pending), c.family))
+        emit(Event(tid, c.name, args, result, 0, elapsed, tuple(pending), c.family))
         return result
 
     return perform_traced

@@ -65,6 +65,10 @@ IN_PLACE_MIN = 64 << 10
 # answer is never changed under whoever still has it.
 _frames = threading.local()
 _getrefcount = sys.getrefcount
+# Set by the native-call supervisor (supervisor.py) around each forwarded syscall it performs: `syscall` (e.g.
+# "openat") and `tid` (the child thread that made it), None otherwise.  The tracer reads it to mark the call
+# as native; nothing on the dispatch path looks at it.
+NATIVE = threading.local()
 
 
 class Entry:
