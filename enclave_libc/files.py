@@ -535,7 +535,7 @@ def _follow_cwd(rt: runtime.EnclaveRuntime) -> None:
     """On a backend whose process is the enclave's own (process), keep the process's real cwd equal to the
     enclave's: native code's relative paths are forwarded to the host, which resolves them against it.  Never on
     sim, whose process is the host's.  A folder the policy lets the program stat but not open keeps the old one."""
-    if not rt.follow_cwd:
+    if not rt.owns_process:
         return
     try:
         fd = open(rt.cwd, _os.O_RDONLY | _os.O_DIRECTORY)
@@ -582,9 +582,14 @@ def _canonical(path: bytes) -> bytes:
     return posixpath.normpath(b"/" + b"/".join(parts))
 
 
+_real_umask = posix.umask
+
+
 def umask(mask: int) -> int:
     rt = runtime.RT
     previous, rt.umask = rt.umask, mask & 0o777
+    if rt.owns_process:
+        _real_umask(rt.umask)  # what the host applies to native code's creations (it reads the process's)
     return previous
 
 

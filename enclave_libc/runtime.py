@@ -65,8 +65,9 @@ class EnclaveRuntime:
         self.cwd = _os.fsencode(_os.getcwd())
         self.umask = _host_umask()
         self.ids: tuple[int, ...] | None = None
-        # The process's real cwd follows the enclave's (files._follow_cwd): only where the process is the enclave's.
-        self.follow_cwd = False
+        # The process is the enclave's own (process backend): its real cwd and umask follow the enclave's, so
+        # native code's forwarded paths and modes mean what the program's do.  Never on sim (the host's process).
+        self.owns_process = False
         self.extra: dict[str, Any] = {}  # per-enclave state of other families (time, environment)
 
     def _guard(self, c: Call, stub: Callable[..., Any]) -> Callable[..., Any]:

@@ -293,6 +293,7 @@ NATIVE: tuple[Native, ...] = (
     native("socket", 41, form("socket", Int(0), Int(1), Int(2), answer=NewFd(1, socket.SOCK_CLOEXEC))),
     native("connect", 42, form("connect", Fd(0), Sockaddr(1, 2))),
     native("bind", 49, form("bind", Fd(0), Sockaddr(1, 2))),
+    native("listen", 50, form("listen", Fd(0), Int(1))),
     native("sendto", 44,
            form("send", Fd(0), Buffer(1, 2), Int(3), answer=Value(), when=IfNull(4)),
            form("sendto", Fd(0), Buffer(1, 2), Int(3), Sockaddr(4, 5), answer=Value())),

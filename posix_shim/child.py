@@ -234,7 +234,7 @@ class Child:
         access = _policy_from_data(request["policy"])
         client = make_client(self.transport, access, request.get("options") or {})
         rt = EnclaveRuntime(client, access, native=self.transport)
-        rt.follow_cwd = True
+        rt.owns_process = True
         runtime.activate(rt)
         rt.attach_stdio()
         # The program's sys.path[0] replaces this placeholder, as CPython's own does (we started with -P).

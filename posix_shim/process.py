@@ -232,7 +232,7 @@ class ProcessBackend:
         start_timeout = float(options.pop("start_timeout", 30.0))
         # Kernel confinement (seccomp, Landlock, no_new_privs) is the process backend's promise; False exists for
         # development and for the tests that show what each wall stops (docs/threat-model.md).
-        self.confined = bool(options.pop("confine", False))  # TEMP
+        self.confined = bool(options.pop("confine", True))
         self.supervisor: Any = None
         self.access = access
         self.host = make_host(access, options)
@@ -283,7 +283,19 @@ class ProcessBackend:
             if status == EXIT_UNCONFINED:
                 raise EnclaveUnavailable(f"the process backend cannot confine its enclave here: {exc}") from None
             raise RuntimeError(f"the enclave process could not start: {exc} (status {status})") from None
-        self.supervisor = Supervisor(self.host, listener, self.pid, lambda: os.readlink(f"/proc/{self.pid}/cwd"))
+        # The child's real cwd and umask follow the enclave's (enclave_libc keeps them in step with an fchdir and a
+        # umask of its own), so the kernel's view of the child answers both; a child lying here gains nothing,
+        # since the policy judges the final absolute path and mode.
+        cwd_link, status = b"/proc/%d/cwd" % self.pid, f"/proc/{self.pid}/status"
+
+        def umask() -> int:
+            with open(status) as f:
+                for line in f:
+                    if line.startswith("Umask:"):
+                        return int(line.split()[1], 8)
+            return 0o022
+
+        self.supervisor = Supervisor(self.host, listener, self.pid, lambda: os.readlink(cwd_link), umask=umask)
         self.supervisor.start()
 
     def _start(self, access: Access, options: dict[str, Any], timeout: float) -> None:

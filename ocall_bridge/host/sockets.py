@@ -161,7 +161,17 @@ def bind(host: Host, h: Handle, addr: tuple) -> None:
 
 
 def listen(host: Host, h: Handle, backlog: int) -> None:
-    _sock(h).listen(max(backlog, 0))
+    sock = _sock(h)
+    if sock.family in (_AF_INET, _AF_INET6):
+        # listen(2) on a socket that was never bound binds it first, to a random port on every address: a bind
+        # the enclave never asked for, so the policy is asked about it as about an explicit one.
+        name = sock.getsockname()
+        if name[1] == 0:
+            wildcard = record(sock.family, ("0.0.0.0", 0) if sock.family == _AF_INET else ("::", 0, 0, 0))
+            denial = host.access.check("listen", "bind", wildcard)
+            if denial:
+                raise OSError(errno.EACCES, f"listen on an unbound socket would bind a random port: {denial}")
+    sock.listen(max(backlog, 0))
 
 
 def accept(host: Host, h: Handle, flags: int) -> tuple[int, tuple]:
