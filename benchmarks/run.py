@@ -92,9 +92,12 @@ QUICK = Plan(rounds=3, micro_n={"pread_16B": 2000, "stat": 1000, "write_16B": 20
 
 MICRO = ("pread_16B", "stat", "write_16B", "time", "monotonic", "echo_16B")
 RAW = ("ocall_pread_16B", "ocall_stat")
+# Native syscalls made by C code in the confined process child, forwarded through seccomp to the host's
+# supervisor (benchmarks/forwarded.py): figures of the process backend only.
+FORWARDED = ("native_stat", "native_open_close")
 BULK = ("read_1MiB", "write_1MiB")
 PROGRAMS = ("copytree", "asyncio_echo", "http")  # reported as copytree_<files>, asyncio_echo_<messages>, ...
-ALL = (*RAW, *MICRO, *BULK, "startup", *PROGRAMS)
+ALL = (*RAW, *MICRO, *FORWARDED, *BULK, "startup", *PROGRAMS)
 
 
 def program_name(name: str, plan: Plan) -> str:
@@ -159,6 +162,7 @@ class Bench:
         self.workdir = workdir
         self.out = out
         self.enclaves: dict[str, Enclave] = {}
+        self._forwarded: dict[str, tuple[float, float]] | None = None
 
     # -- shared fixtures -------------------------------------------------------------------------------------
     def enclave(self, backend: str) -> Enclave:
@@ -194,6 +198,8 @@ class Bench:
     def figure(self, name: str, backend: str) -> Figure:
         if name in RAW:
             return self.raw(name)
+        if name in FORWARDED:
+            return self.forwarded(name)
         if name in MICRO:
             return self.micro(name, backend)
         if name in BULK:
@@ -212,6 +218,16 @@ class Bench:
             nat.append(a / n / 1000)
             enc.append(b / n / 1000)
         return Figure(name, "sim", statistics.median(nat), statistics.median(enc), "us")
+
+    def forwarded(self, name: str) -> Figure:
+        from benchmarks import forwarded
+
+        if self._forwarded is None:
+            runs = [forwarded.measure(max(self.plan.micro_n["stat"] // 5, 200)) for _ in range(self.plan.rounds)]
+            self._forwarded = {k: (statistics.median(r["native"][k] for r in runs),
+                                   statistics.median(r["forwarded"][k] for r in runs)) for k in ("stat", "open_close")}
+        native, inside = self._forwarded[name.removeprefix("native_")]
+        return Figure(name, "process", native, inside, "us")
 
     def micro(self, name: str, backend: str) -> Figure:
         n = self.plan.micro_n[name]
@@ -346,6 +362,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for name in names:
                     if name in RAW and backend != "sim":
                         continue  # the bare stub cost is a figure of the sim backend only
+                    if name in FORWARDED and backend != "process":
+                        continue  # only the confined process child forwards native syscalls
                     shown = program_name(name, plan) if name in PROGRAMS else name
                     reason = missing(name, backend)
                     if reason is not None:
