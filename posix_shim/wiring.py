@@ -29,6 +29,7 @@ import os
 import threading
 from typing import Any
 
+from enclave_libc import trusted as trusted_files
 from ocall_bridge import inject
 from ocall_bridge.access import Access
 from ocall_bridge.calls import BY_NAME
@@ -119,6 +120,8 @@ def _traced_perform(perform: Any, tracer: _trace.Tracer, marks: threading.local)
 def make_client(transport: Transport, access: Access, options: dict[str, Any]) -> OcallClient:
     # The command line (--on-violation) wins over the policy's `violation` key.
     client = OcallClient(transport, violation=options.get("violation") or getattr(access, "violation", "raise"))
+    if options.get("trusted") is not None:  # a signed manifest's run: its trusted files are checked inside
+        client.stubs = trusted_files.guard(client, options["trusted"])
     if not options.get("trace") and not options.get("summary"):
         return client
     host = getattr(transport, "host", None)
