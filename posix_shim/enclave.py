@@ -80,8 +80,8 @@ class Backend(Protocol):
 
 
 def make_backend(name: str, access: Access, options: dict[str, Any]) -> Backend:
-    if options.get("identity") is not None:  # the platform states which backend it launched (attestation.py)
-        options = {**options, "identity": {**options["identity"], "backend": name}}
+    # The platform states which backend it launched in every quote (attestation.py).
+    options = {**options, "identity": {**(options.get("identity") or {}), "backend": name}}
     if name == "sim":
         from .sim import SimBackend
 

@@ -43,7 +43,7 @@ from . import trace as _trace
 
 def make_host(access: Access, options: dict[str, Any]) -> Host:
     host = Host(_attest.HidePlatformKey(access, options.get("platform_key") or _attest.default_key_path(),
-                                        confine_all="identity" in options))
+                                        confine_all="measurement" in (options.get("identity") or {})))
     # The platform (attest.report) signs for the enclave this host launched: the identity comes from the manifest
     # the runner verified (integrity.py), never from the enclave.
     host.identity = _attest.Identity.from_data(options.get("identity") or {})  # type: ignore[attr-defined]
