@@ -293,7 +293,8 @@ def _find(name: str, cache: dict[str, str | None], search: list[str]) -> str | N
     return cache[name]
 
 
-_FROM = re.compile(rb"^[ \t]*from[ \t]+(\.*)([\w.]*)[ \t]+import[ \t]+\(?([^#\n]*)", re.M)
+_FROM = re.compile(rb"^[ \t]*from[ \t]+(\.*)([\w.]*)[ \t]+import[ \t]+(\([^)]*\)|[^#\n]*)", re.M)
+_COMMENT = re.compile(rb"#[^\n]*")
 _IMPORT = re.compile(rb"^[ \t]*import[ \t]+([^#\n;]+)", re.M)
 
 
@@ -316,7 +317,7 @@ def _imported_names(source: bytes, package: str) -> list[str]:
         if not base:
             continue
         names.append(base)
-        for part in m.group(3).decode("utf-8", "replace").split(","):
+        for part in _COMMENT.sub(b"", m.group(3)).decode("utf-8", "replace").split(","):
             name = part.split(" as ")[0].strip().strip("()\\ ")
             if name.isidentifier():
                 names.append(f"{base}.{name}")
@@ -362,6 +363,31 @@ def loaded_sources() -> list[str]:
     return out
 
 
+def package_trees(files: Iterable[str], search: list[str]) -> list[str]:
+    """Every source file of each top-level package some file belongs to.
+
+    Packages import their own modules in ways no scan sees: lazily inside functions that a learning run did not
+    reach, by computed names (encodings, codecs), or from native code (cryptography's Rust core imports its
+    Python key classes).  Trusting the whole tree of a package the program uses costs hashes, not safety.
+    """
+    roots = sorted({os.path.abspath(p) for p in search if p and os.path.isdir(p)}, key=len, reverse=True)
+    tops: dict[str, None] = {}
+    for f in files:
+        for root in roots:
+            if f.startswith(root + os.sep):
+                first = f[len(root) + 1:].split(os.sep)[0]
+                top = os.path.join(root, first)
+                if first != f[len(root) + 1:] and os.path.isfile(os.path.join(top, "__init__.py")):
+                    tops[top] = None
+                break
+    out = []
+    for top in tops:
+        for folder, dirs, names in os.walk(top):
+            dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+            out += [os.path.join(folder, n) for n in sorted(names) if n.endswith(".py")]
+    return out
+
+
 def build(script: str, *, key: Ed25519PrivateKey, access: Access | None = None, args: Iterable[str] = (),
           data_files: Iterable[str] = (), learn_run: bool = True, debug: bool = False) -> Manifest:
     """A signed manifest for `python script args`."""
@@ -370,13 +396,13 @@ def build(script: str, *, key: Ed25519PrivateKey, access: Access | None = None, 
         raise ManifestError(f"{script}: no such script")
     policy = access if access is not None else _policy.build_default("path", script)
     files: dict[str, None] = {script: None}
-    for f in scan_imports(script):
-        files[f] = None
+    # Loaded for real (a learning run, or this process): these packages' whole trees are trusted; the static scan
+    # (which may also match an import in a docstring) adds single files only.
+    loaded = loaded_sources()
     if learn_run:
-        for f in learn(script, list(args), policy):
-            if f.endswith(".py"):
-                files[f] = None
-    for f in loaded_sources():
+        loaded += [f for f in learn(script, list(args), policy) if f.endswith(".py")]
+    search = [os.path.dirname(os.path.realpath(script))] + [p for p in sys.path[1:] if p]
+    for f in [*scan_imports(script), *loaded, *package_trees(loaded, search)]:
         files[f] = None
     for f in data_files:
         files[os.path.abspath(f)] = None

@@ -223,10 +223,86 @@ def connect(address: tuple[str, int], timeout: float | None = 30, **expect: Any)
         raise
 
 
+class BIOStream:
+    """TLS over any blocking socket-like object (send/recv), through `ssl.MemoryBIO`: the handshake, and so the
+    attestation check, run in Python around the socket's own send and recv.
+
+    Inside an enclave this is the way to speak RA-TLS over an enclave socket whatever the ssl module can reach
+    (the socket's fileno is an enclave fd, which OpenSSL's own socket I/O cannot use); outside, it is ordinary
+    TLS.  `context` must be an RA-TLS context (server_context / client_context).
+    """
+
+    def __init__(self, sock: Any, context: ssl.SSLContext, *, server_side: bool = False) -> None:
+        self.sock = sock
+        self._in, self._out = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.obj = context.wrap_bio(self._in, self._out, server_side=server_side)
+        self._run(self.obj.do_handshake)
+
+    def _flush(self) -> None:
+        data = self._out.read()
+        if data:
+            self.sock.sendall(data)
+
+    def _run(self, fn: Any, *args: Any) -> Any:
+        while True:
+            try:
+                result = fn(*args)
+            except ssl.SSLWantReadError:
+                self._flush()
+                data = self.sock.recv(65536)
+                if data:
+                    self._in.write(data)
+                else:
+                    self._in.write_eof()
+                continue
+            except BaseException:
+                try:
+                    self._flush()  # the alert, if OpenSSL made one
+                except OSError:
+                    pass
+                raise
+            self._flush()
+            return result
+
+    @property
+    def ratls_peer(self) -> attestation.QuoteFields | None:
+        return getattr(self.obj, "ratls_peer", None)
+
+    def sendall(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[self._run(self.obj.write, view):]
+
+    def recv(self, size: int = 65536) -> bytes:
+        try:
+            return self._run(self.obj.read, size)
+        except ssl.SSLZeroReturnError:
+            return b""
+
+    def close(self) -> None:
+        """Send close_notify (without waiting for the peer's) and close the socket."""
+        try:
+            try:
+                self.obj.unwrap()
+            except ssl.SSLWantReadError:
+                pass
+            self._flush()
+        except (OSError, ssl.SSLError):
+            pass
+        finally:
+            self.sock.close()
+
+    def __enter__(self) -> BIOStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def peer(conn: Any) -> attestation.QuoteFields | None:
     """What the peer's verified quote says (None for an unverified client of a non-mutual server)."""
     return getattr(conn, "ratls_peer", None)
 
 
-__all__ = ["QUOTE_OID", "ROOT_PEM", "RATLSContext", "RATLSError", "client_context", "connect", "key_binding",
-           "make_certificate", "peer", "server_context", "verify_certificate"]
+__all__ = ["BIOStream", "QUOTE_OID", "ROOT_PEM", "RATLSContext", "RATLSError", "client_context", "connect",
+           "key_binding", "make_certificate", "peer", "server_context", "verify_certificate"]
