@@ -228,3 +228,18 @@ def test_reads_after_the_check_are_served_from_the_verified_bytes() -> None:
         stubs.open(b"/app/__pycache__/m.cpython-311.pyc", os.O_RDONLY, 0)
     # Control: the unguarded stubs hand the program whatever the host serves now.
     assert client.stubs.read(7, 100) == evil
+
+
+def test_a_host_that_changes_bytes_in_transit_is_caught(tree: SimpleNamespace, backend: str) -> None:
+    """The files on disk are intact; the host flips one byte of every pread it answers (--inject lie=flip)."""
+    r = run_shim(["--inject", "pread:lie=flip", "--manifest", tree.manifest], backend=backend, cwd=tree.app,
+                 env=tree.env)
+    err = r.stderr.decode()
+    assert r.returncode == 1 and r.stdout == b"", err
+    assert re.search(r"host violation in open: trusted file \S+ does not match the manifest", err), err
+    assert "PermissionError: [Errno 13]" in err
+    # Control: unsigned, the program's reads take the same lie (read is the call FileIO uses) and nothing notices.
+    honest = run_shim(["app.py"], backend=backend, cwd=tree.app)
+    lied = run_shim(["--inject", "read:lie=flip", "app.py"], backend=backend, cwd=tree.app)
+    assert b"host violation" not in lied.stderr
+    assert (lied.returncode, lied.stdout) != (honest.returncode, honest.stdout)
