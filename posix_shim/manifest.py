@@ -284,7 +284,7 @@ def _find(name: str, cache: dict[str, str | None], search: list[str]) -> str | N
     else:
         path = search
     try:
-        spec = PathFinder.find_spec(name if not parent else name, path)
+        spec = PathFinder.find_spec(name, path)
     except (ImportError, ValueError):
         spec = None
     origin = getattr(spec, "origin", None) if spec is not None else None
