@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+pytest.importorskip("cryptography")
 from conftest import REPO, run_shim
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -233,3 +235,15 @@ def test_cli_quote_verify(tmp_path: Path, gen: A.PlatformQuoteGenerator, key_pat
     right = subprocess.run([*cmd, "verify", "q.bin", "--platform-key", "pub.pem", "--user-data", NONCE.hex()],
                            cwd=tmp_path, env=env, capture_output=True, text=True)
     assert right.returncode == 0, right.stderr
+
+
+def test_a_host_that_alters_the_quote_it_returns_is_caught(backend: str, tmp_path: Path, key_path: str) -> None:
+    """The enclave checks the platform's answer carries its own user data (here the host flips a byte of it)."""
+    (tmp_path / "app.py").write_text(
+        "from posix_shim import attestation\n"
+        "try:\n    attestation.report(b'n' * 64)\nexcept OSError as exc:\n    print('refused', exc.errno)\n"
+        "else:\n    print('accepted')\n")
+    r = run_shim(["--inject", "report:lie=flip", "app.py"], backend=backend, cwd=tmp_path)
+    assert r.stdout == b"refused 5\n", r.stderr.decode()
+    assert b"host violation in report: the quote does not carry the user data the enclave asked for" in r.stderr
+    assert run_shim(["app.py"], backend=backend, cwd=tmp_path).stdout == b"accepted\n"  # control: honest host

@@ -16,6 +16,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+
+pytest.importorskip("cryptography")
 from conftest import REPO, run_shim
 
 from enclave_libc import trusted

@@ -23,9 +23,12 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+try:  # imported now, while no enclave runs (sim backend); without it the platform cannot sign (report: EIO)
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+except ImportError:  # pragma: no cover - cryptography is a dependency; an interpreter without it still runs
+    InvalidSignature = serialization = Ed25519PrivateKey = Ed25519PublicKey = None  # type: ignore[assignment,misc]
 
 from .. import quote as Q
 from ..access import Access
@@ -37,7 +40,7 @@ log = logging.getLogger("posix_shim.host")
 ENV_KEY = "POSIX_SHIM_PLATFORM_KEY"
 ZERO = b"\0" * 32
 
-_RAW = (serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+_RAW = (serialization.Encoding.Raw, serialization.PublicFormat.Raw) if serialization is not None else ()
 # Referenced here so that every class the signing path needs is loaded before any enclave runs (sim backend).
 _PRELOADED = (InvalidSignature, Ed25519PublicKey)
 
@@ -237,6 +240,9 @@ def report(host: Host, user_data: bytes) -> bytes:
     identity: Identity = getattr(host, "identity", None) or Identity()
     generator = getattr(host, "quote_generator", None)
     if generator is None:
+        if serialization is None:
+            log.error("cannot sign a quote: the cryptography package is not installed on the host")
+            raise OSError(errno.EIO, "the platform cannot sign: cryptography is not installed")
         try:
             key = PlatformKey.load(getattr(host, "platform_key_path", None))
         except OSError as exc:
