@@ -178,6 +178,8 @@ def test_signed_enclave_attests_its_measurement(tree: SimpleNamespace, backend: 
     assert fields.backend == backend and not fields.debug
     ok = cli(["quote", "verify", "quote.bin", "--measurement", measurement], tree.app, tree.env)
     assert ok.returncode == 0, ok.stderr
+    shown = cli(["measure", str(manifest)], tree.app, tree.env)
+    assert shown.stdout.startswith(f"measurement {measurement}\nsigner {tree.signer}\n"), shown.stderr
     bad = cli(["quote", "verify", "quote.bin", "--measurement", tree.measurement], tree.app, tree.env)
     assert bad.returncode == 1 and f"expected {tree.measurement}, the quote has {measurement}" in bad.stderr
 
