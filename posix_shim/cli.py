@@ -24,8 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
         usage=f"{PROG} [OPTIONS] (SCRIPT | -m MODULE | -c CODE) [ARGS...]",
         description="Run a Python program inside an enclave: its POSIX calls become validated ocalls to an "
                     "untrusted host, under an allowlist policy.",
-        epilog="Subcommands: 'policy check FILE', 'compat', 'keygen', 'sign', 'quote verify'.  Everything after the "
-               "program is passed to it.",
+        epilog="Subcommands: 'policy check FILE', 'compat', 'keygen', 'sign', 'measure', 'quote verify'.  "
+               "Everything after the program is passed to it.",
     )
     parser.add_argument("--backend", choices=BACKENDS, default="sim",
                         help="where the enclave runs: sim (in-process) or process (a child process)")
