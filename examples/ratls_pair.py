@@ -30,7 +30,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 
 
-def shim(*args: str, cwd: str, **kw: object) -> list[str]:
+def shim(*args: str) -> list[str]:
     return [sys.executable, "-m", "posix_shim", *args]
 
 
@@ -53,7 +53,7 @@ def free_port() -> int:
 def start_server(manifest: str, backend: str, count: int, pub: str, cwd: str) -> tuple[subprocess.Popen, int]:
     port = free_port()
     proc = subprocess.Popen(shim("--backend", backend, "--manifest", manifest, "--", "server", str(port), str(count),
-                                 pub, cwd=cwd), cwd=cwd, env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                 pub), cwd=cwd, env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
     line = proc.stdout.readline()
     print("  " + line.rstrip())
@@ -78,12 +78,12 @@ def main() -> int:
         with open(pub, "wb") as f:
             f.write(attestation.platform_public_pem())
         print("1. signing")
-        r = run(shim("keygen", "-o", "signer.pem", cwd=work), work)
+        r = run(shim("keygen", "-o", "signer.pem"), work)
         if r.returncode:
             raise SystemExit(r.stderr)
         for name in ("pair", "rogue"):
             r = run(shim("sign", f"{name}.py", "--no-learn", "--allow-net=127.0.0.1", "--trusted", pub,
-                         "--key", "signer.pem", "-o", f"{name}.toml", cwd=work), work)
+                         "--key", "signer.pem", "-o", f"{name}.toml"), work)
             if r.returncode:
                 raise SystemExit(r.stderr)
             print(f"  {name}.py: " + " ".join(r.stderr.split()[3:6]))
@@ -91,14 +91,13 @@ def main() -> int:
 
         print("2./3. server enclave (sim) and client enclave (process)")
         server, port = start_server("pair.toml", "sim", 2, pub, work)
-        client = run(shim("--backend", "process", "--manifest", "pair.toml", "--", "client", str(port), pub,
-                          cwd=work), work)
+        client = run(shim("--backend", "process", "--manifest", "pair.toml", "--", "client", str(port), pub), work)
         print("  " + (client.stdout.strip() or client.stderr.strip()))
         ok &= client.returncode == 0 and "got the secret" in client.stdout
 
         print("4a. rogue enclave as a client (process)")
-        rogue_client = run(shim("--backend", "process", "--manifest", "rogue.toml", "--", "client", str(port), pub,
-                                cwd=work), work)
+        rogue_client = run(shim("--backend", "process", "--manifest", "rogue.toml", "--", "client", str(port), pub),
+                           work)
         print("  " + (rogue_client.stdout.strip() or rogue_client.stderr.strip()))
         out, _ = server.communicate(timeout=60)
         print("  " + out.strip().replace("\n", "\n  "))
@@ -108,8 +107,7 @@ def main() -> int:
 
         print("4b. rogue enclave as a server (sim), the genuine client (process) connects")
         rogue_server, port = start_server("rogue.toml", "sim", 1, pub, work)
-        client = run(shim("--backend", "process", "--manifest", "pair.toml", "--", "client", str(port), pub,
-                          cwd=work), work)
+        client = run(shim("--backend", "process", "--manifest", "pair.toml", "--", "client", str(port), pub), work)
         print("  " + (client.stdout.strip() or client.stderr.strip()))
         rogue_out, _ = rogue_server.communicate(timeout=60)
         ok &= client.returncode == 3 and "wrong measurement: expected" in client.stdout
