@@ -22,6 +22,7 @@ import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from .quote import SIZE as QUOTE_SIZE
 from .types import (
     MAX_NAME,
     MAX_PATH,
@@ -401,6 +402,11 @@ CALLS: tuple[Call, ...] = (
     inside("getegid", "process", "from getids"),
     inside("kill", "process", "only the enclave itself, through the local signal machinery; another pid: ENOSYS"),
     inside("wait", "process", "an enclave never has children: ECHILD, as natively for a childless process"),
+    # -- attestation --------------------------------------------------------------------------------------
+    call("report", 500, "attest", [data("user_data", max=64)], [data("quote", max=QUOTE_SIZE)],
+         ANY_CALL | errnos(E.EINVAL),
+         doc="a quote over the enclave's user data, signed by the platform key the host holds; the host fills "
+             "in the measurement and signer of the enclave it launched, never what the enclave claims"),
 )
 
 BY_NAME: dict[str, Call] = {c.name: c for c in CALLS}

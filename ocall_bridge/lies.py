@@ -18,6 +18,8 @@ Kinds:
     garbage    the body is random bytes
     hugelen    a variable-size field claims a huge length
     backwards  a monotonic clock runs backwards (clock_gettime)
+    flip       one byte of the answer's data changes: a well-formed answer with other content, which only a
+               content check (a signed manifest's trusted files, enclave_libc/trusted.py) can catch
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from .calls import BY_NUMBER, Call
 from .wire import HEADER, HEADER_SIZE, CallCodec, WireError, decode_answer, encode_error
 
 KINDS: tuple[str, ...] = ("oversize", "negative", "badfd", "seq", "call", "errno", "truncated", "garbage",
-                          "hugelen", "backwards")
+                          "hugelen", "backwards", "flip")
 
 # Clocks that may never run backwards (the enclave holds them to it: enclave_libc/time.py).
 MONOTONIC_CLOCKS = frozenset(getattr(_time, n) for n in (
@@ -68,6 +70,10 @@ def _bounded(c: Call) -> int | None:
     return None
 
 
+def _data(c: Call) -> int | None:
+    return next((i for i, f in enumerate(c.results) if isinstance(f.type, T.Bytes)), None)
+
+
 def _handles(c: Call) -> tuple[int, ...]:
     return tuple(i for i, f in enumerate(c.results) if isinstance(f.type, T.Int) and f.type.role == "handle")
 
@@ -90,6 +96,8 @@ def applies(kind: str, c: Call) -> bool:
         return any(not f.type.fixed for f in c.results)
     if kind == "backwards":
         return c.name == "clock_gettime"
+    if kind == "flip":
+        return _data(c) is not None
     raise ValueError(f"unknown lie {kind!r} (one of {', '.join(KINDS)})")
 
 
@@ -204,6 +212,13 @@ def tell(kind: str, codec: CallCodec, args: Sequence[Any], answer: bytes | memor
             results[idx[1]] = results[idx[0]]
     elif kind == "backwards":
         results[0] = results[0] - 3_600_000_000_000  # an hour before what the host just read
+    elif kind == "flip":
+        i = _data(c)
+        data = bytearray(results[i])
+        if not data:
+            return None  # nothing to change in an empty answer (end of file)
+        data[len(data) // 2] ^= 1
+        results[i] = bytes(data)
     else:
         raise ValueError(f"unknown lie {kind!r}")
     try:

@@ -1,7 +1,8 @@
 """The command line: `python -m posix_shim [OPTIONS] (SCRIPT | -m MODULE | -c CODE) [ARGS...]`.
 
 Options come first; the program and its own arguments come after and are passed through untouched, exactly as
-`python` takes them.  Subcommands: `policy check FILE`, `compat`.
+`python` takes them.  Subcommands: `policy check FILE`, `compat`, and
+`keygen`, `sign`, `quote` (integrity_cli.py).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from . import policy, trace
+from . import integrity_cli, policy, trace
 from .enclave import BACKENDS, DEFAULT_BACKEND, Enclave, EnclaveUnavailable
 
 PROG = "posix-shim"
@@ -23,7 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
         usage=f"{PROG} [OPTIONS] (SCRIPT | -m MODULE | -c CODE) [ARGS...]",
         description="Run a Python program inside an enclave: its POSIX calls become validated ocalls to an "
                     "untrusted host, under an allowlist policy.",
-        epilog="Subcommands: 'policy check FILE', 'compat'.  Everything after the program is passed to it.",
+        epilog="Subcommands: 'policy check FILE', 'compat', 'keygen', 'sign', 'measure', 'quote verify'.  "
+               "Everything after the program is passed to it.",
     )
     parser.add_argument("--backend", choices=BACKENDS, default=DEFAULT_BACKEND,
                         help="where the enclave runs: process (default: a child process confined by the kernel - "
@@ -32,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "and tests)")
     policy.add_arguments(parser)
     trace.add_arguments(parser)
+    integrity_cli.add_arguments(parser)
     parser.add_argument("--version", action="version", version="posix_shim 0.1.0")
     return parser
 
@@ -78,9 +81,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .compat import main as compat_main
 
         return compat_main(argv[1:])
+    if argv and argv[0] in integrity_cli.SUBCOMMANDS:
+        return integrity_cli.SUBCOMMANDS[argv[0]](argv[1:])
     parser = build_parser()
     options, kind, target, args = split_argv(argv, parser)
     ns = parser.parse_args(options)
+    if ns.manifest:
+        return integrity_cli.manifest_run(ns, kind, target, args, trace.backend_options(ns))
     if kind is None:
         parser.error("nothing to run: give a SCRIPT, -m MODULE or -c CODE")
     try:

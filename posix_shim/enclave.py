@@ -86,6 +86,8 @@ class Backend(Protocol):
 
 
 def make_backend(name: str, access: Access, options: dict[str, Any]) -> Backend:
+    # The platform states which backend it launched in every quote (attestation.py).
+    options = {**options, "identity": {**(options.get("identity") or {}), "backend": name}}
     if name == "sim":
         from .sim import SimBackend
 

@@ -11,6 +11,9 @@ Options understood here (all plain data except `trace`, which may also be a call
     summary        True: a `strace -c` table on the host's stderr when the host closes
     inject         a list of fault-injection specs (ocall_bridge.inject.parse)
     violation      "raise" (default) or "abort"
+    identity       {"measurement", "signer", "backend", "debug"}: what the host's platform signs for (manifest runs)
+    platform_key   the simulated platform key file (default: attest.default_key_path())
+    trusted        {path: sha256 hex}: the manifest's trusted files, checked inside the enclave (integrity.py)
 
 With none of them, the host and client are exactly the plain ones: tracing off costs nothing.  Where the
 enclave lives in another process, the backend passes the plain-data options to that process's `make_client`
@@ -26,10 +29,12 @@ import os
 import threading
 from typing import Any
 
+from enclave_libc import trusted as trusted_files
 from ocall_bridge import inject
 from ocall_bridge.access import Access
 from ocall_bridge.calls import BY_NAME
 from ocall_bridge.client import OcallClient, Transport
+from ocall_bridge.host import attest as _attest
 from ocall_bridge.host.real import time as real_time
 from ocall_bridge.host.runtime import NATIVE, Entry, Host
 
@@ -37,7 +42,12 @@ from . import trace as _trace
 
 
 def make_host(access: Access, options: dict[str, Any]) -> Host:
-    host = Host(access)
+    host = Host(_attest.HidePlatformKey(access, options.get("platform_key") or _attest.default_key_path(),
+                                        confine_all="measurement" in (options.get("identity") or {})))
+    # The platform (attest.report) signs for the enclave this host launched: the identity comes from the manifest
+    # the runner verified (integrity.py), never from the enclave.
+    host.identity = _attest.Identity.from_data(options.get("identity") or {})  # type: ignore[attr-defined]
+    host.platform_key_path = options.get("platform_key")  # type: ignore[attr-defined]
     tracer = _trace.tracer_from_options(options)
     specs = options.get("inject") or []
     if tracer is None and not specs:
@@ -115,6 +125,8 @@ def _traced_perform(perform: Any, tracer: _trace.Tracer, marks: threading.local)
 def make_client(transport: Transport, access: Access, options: dict[str, Any]) -> OcallClient:
     # The command line (--on-violation) wins over the policy's `violation` key.
     client = OcallClient(transport, violation=options.get("violation") or getattr(access, "violation", "raise"))
+    if options.get("trusted") is not None:  # a signed manifest's run: its trusted files are checked inside
+        client.stubs = trusted_files.guard(client, options["trusted"])
     if not options.get("trace") and not options.get("summary"):
         return client
     host = getattr(transport, "host", None)
