@@ -35,7 +35,6 @@ import sys
 import tempfile
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -173,8 +172,10 @@ class _Plain:
         self._cache: dict[tuple[str, ...], policy_mod.Policy] = {}
 
     def harness_flags(self) -> list[str]:
-        """What pytest itself needs inside: the project (tests, conftest, sources) and its temporary folders."""
-        flags = [f"--allow-read={self.config.rootpath}"]
+        """What pytest itself needs inside: the project (tests, conftest, sources), this runtime's own packages
+        (an editable install is not on sys.path, so the defaults do not cover it, and the plugin is imported
+        inside) and its temporary folders."""
+        flags = [f"--allow-read={self.config.rootpath}", *(f"--allow-read={d}" for d in _INTERNAL_DIRS)]
         factory = getattr(self.config, "_tmp_path_factory", None)
         if factory is not None:
             base = factory.getbasetemp()
@@ -441,7 +442,8 @@ class _OuterProcess:
         try:
             extra_args, base = self._basetemp()
             file = _policy_file(self.config)
-            harness = [f"--allow-read={self.config.rootpath}", f"--allow-read={base}", f"--allow-write={base}",
+            harness = [f"--allow-read={self.config.rootpath}", *(f"--allow-read={d}" for d in _INTERNAL_DIRS),
+                       f"--allow-read={base}", f"--allow-write={base}",
                        f"--allow-read={self.dir}", f"--allow-write={self.needs}"]
             trace_dir = self.config.getoption("enclave_trace")
             if trace_dir:
@@ -454,6 +456,10 @@ class _OuterProcess:
                 self._write_spec(marks, trace_dir)
                 cmd = [sys.executable, "-m", "posix_shim.pytest_plugin", self.spec, "--",
                        *_inner_args(self.args), *extra_args, f"--enclave-inner={self.spec}"]
+                # pytest would rewrite an installed plugin's packages, which the enclave runtime imported first
+                for package in ("posix_shim", "enclave_libc", "ocall_bridge"):
+                    cmd += ["-W", f"ignore:Module already imported so cannot be rewritten; {package}:"
+                                  f"pytest.PytestAssertRewriteWarning"]
                 status = subprocess.call(cmd)
                 if status != RESTART_STATUS or attempt == 2 or not os.path.exists(self.needs):
                     return status
@@ -564,7 +570,7 @@ def enclave(request: pytest.FixtureRequest) -> Iterator[Enclave]:
     """A started `posix_shim.Enclave` with this test's policy (the session's, plus its @pytest.mark.enclave
     grants) and backend (the mark's, else --enclave's, else sim): `enclave.run_path(...)`, `enclave.call(...)`.
     Closed after the test."""
-    state: _Plain = request.config.stash[_STATE]
+    state = request.config.stash.get(_STATE, None) or _Plain(request.config)
     with state.fixture_enclave(request.node) as started:
         yield started
 
