@@ -10,8 +10,8 @@ Why two shapes.  A test body is a closure over fixtures (tmp_path, capsys, monke
 project), and none of that is plain data, so it cannot be sent as an ecall to another process.
 
 * **sim**: the enclave lives in the pytest process, so each test's call phase runs inside a fresh sim enclave
-  (`session.inside` with interposition installed, the standard streams left to pytest's capture), with that
-  test's policy.  Collection, fixtures and reporting stay outside, exactly as without the plugin: assertion
+  (`session.inside`: interposition installed; the standard streams are given back to pytest's capture), with
+  that test's policy.  Collection, fixtures and reporting stay outside, exactly as without the plugin: assertion
   rewriting, tracebacks, capsys and monkeypatch are pytest's own.
 * **process**: the pytest process re-runs itself *inside* one process enclave (this module's `__main__` is the
   host; the child runs `pytest` with the same arguments plus `--enclave-inner=SPEC`).  Collection, fixtures and
@@ -371,8 +371,13 @@ class _SimSession(_Plain):
         record = item.stash.setdefault(_RECORD, _Record())
         backend = SimBackend(self.policy_for(flags))
         undo = _watch(backend.rt, record, bool(self.trace_dir()))
+        streams = (sys.stdin, sys.stdout, sys.stderr)
         try:
-            with inside(backend.rt, stdio=False):
+            with inside(backend.rt):
+                # The standard streams stay pytest's (its capture: capsys, capfd, -s), as outside; everything else
+                # - files, sockets, time, the environment - is the enclave's.  `inside` restores them on the way
+                # out as it found them.
+                sys.stdin, sys.stdout, sys.stderr = streams
                 yield
         finally:
             undo()
@@ -436,6 +441,18 @@ class _OuterProcess:
         base = TempPathFactory.from_config(self.config, _ispytest=True).getbasetemp()
         return [f"--basetemp={base / 'enclave'}"], str(base)
 
+    def _setup_args(self) -> list[str]:
+        """The rootdir and configuration file this (outer) session found, fixed for the inner one.  Left to
+        itself, the inner session would look for them again in every folder above the tests, and the policy
+        hides files there (a stat of /home/pytest.ini is refused, not "missing")."""
+        config = self.config
+        inifile = str(config.inipath) if config.inipath else os.devnull  # /dev/null: no configuration file
+        out = [f"--rootdir={config.rootpath}", "-c", inifile]
+        if config.inipath is None and not any(a == "--confcutdir" or a.startswith("--confcutdir=")
+                                              for a in self.args):
+            out.append(f"--confcutdir={config.rootpath}")  # conftest.py files are not looked for above it
+        return out
+
     def run(self) -> int:
         import shutil
 
@@ -455,7 +472,7 @@ class _OuterProcess:
             for attempt in (1, 2):
                 self._write_spec(marks, trace_dir)
                 cmd = [sys.executable, "-m", "posix_shim.pytest_plugin", self.spec, "--",
-                       *_inner_args(self.args), *extra_args, f"--enclave-inner={self.spec}"]
+                       *_inner_args(self.args), *extra_args, *self._setup_args(), f"--enclave-inner={self.spec}"]
                 # pytest would rewrite an installed plugin's packages, which the enclave runtime imported first
                 for package in ("posix_shim", "enclave_libc", "ocall_bridge"):
                     cmd += ["-W", f"ignore:Module already imported so cannot be rewritten; {package}:"

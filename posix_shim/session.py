@@ -26,30 +26,21 @@ def _flush(streams: tuple) -> None:
 
 
 @contextmanager
-def inside(rt: runtime.EnclaveRuntime, interposer: Interposer | None = None, *, stdio: bool = True
-           ) -> Iterator[Interposer]:
-    """Enter the enclave `rt` on this thread's process for the duration of the block.
-
-    With `stdio=False` the standard streams are left as they are: a test harness (the pytest plugin) keeps its
-    own capture objects for sys.stdout/sys.stderr, as it would outside, while every file, socket and time call
-    goes through the enclave.
-    """
+def inside(rt: runtime.EnclaveRuntime, interposer: Interposer | None = None) -> Iterator[Interposer]:
     interposer = interposer or Interposer()
     tripwires.install()  # dormant until an enclave is active; idempotent
     saved = tuple(getattr(sys, name) for name in _STREAMS)
     _flush(saved[:3])  # what the host printed before must come out before what the enclave prints
     previous = runtime.activate(rt)
     try:
-        streams: tuple = ()
-        if stdio:
-            streams = stdio_streams()
-            for name, stream in zip(_STREAMS, streams * 2, strict=True):
-                setattr(sys, name, stream)
+        stdin, stdout, stderr = stdio_streams()
+        for name, stream in zip(_STREAMS, (stdin, stdout, stderr) * 2, strict=True):
+            setattr(sys, name, stream)
         interposer.install()
         try:
             yield interposer
         finally:
-            _flush((sys.stdout, sys.stderr, *streams[1:]))
+            _flush((sys.stdout, sys.stderr, stdout, stderr))
             interposer.uninstall()
     finally:
         for name, stream in zip(_STREAMS, saved, strict=True):
