@@ -257,6 +257,7 @@ class _Record:
     denials: list[tuple[str, str, int]] = dataclasses.field(default_factory=list)
     events: list[Any] | None = None
     failed: bool = False
+    recording: bool = False  # the trace keeps the test's own phases only, not pytest's reporting in between
 
     def denial_text(self) -> str:
         lines = []
@@ -333,6 +334,8 @@ def _trace_ocalls(rt: Any, record: _Record) -> Callable[[], None]:
         family = BY_NAME[name].family if name in BY_NAME else ""
 
         def call(*args: Any) -> Any:
+            if not record.recording:
+                return fn(*args)
             t0 = perf()
             try:
                 result = fn(*args)
@@ -378,7 +381,11 @@ class _SimSession(_Plain):
                 # - files, sockets, time, the environment - is the enclave's.  `inside` restores them on the way
                 # out as it found them.
                 sys.stdin, sys.stdout, sys.stderr = streams
-                yield
+                record.recording = True
+                try:
+                    yield
+                finally:
+                    record.recording = False
         finally:
             undo()
             backend.close()
@@ -507,6 +514,18 @@ class _OuterProcess:
             json.dump(spec, f)
 
 
+def _recording(item: pytest.Item) -> Iterator[None]:
+    record: _Record | None = item.stash.get(_RECORD, None)
+    if record is None:
+        yield
+        return
+    record.recording = True
+    try:
+        yield
+    finally:
+        record.recording = False
+
+
 def serve(spec_path: str, args: list[str]) -> int:
     """The host of an --enclave=process session (`python -m posix_shim.pytest_plugin SPEC -- ARGS`): a process
     enclave whose policy is the spec's bound, running `pytest ARGS` inside."""
@@ -558,6 +577,20 @@ class _InnerProcess(_Plain):
 
     def trace_dir(self) -> str | None:
         return self.spec_trace
+
+    # The test's own phases, innermost (trylast): what the fixtures and the body did, not pytest's capture and
+    # reporting around them.
+    @pytest.hookimpl(hookwrapper=True, trylast=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> Iterator[None]:
+        yield from _recording(item)
+
+    @pytest.hookimpl(hookwrapper=True, trylast=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> Iterator[None]:
+        yield from _recording(item)
+
+    @pytest.hookimpl(hookwrapper=True, trylast=True)
+    def pytest_runtest_teardown(self, item: pytest.Item) -> Iterator[None]:
+        yield from _recording(item)
 
     @pytest.hookimpl(hookwrapper=True, tryfirst=True)
     def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:

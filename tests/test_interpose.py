@@ -111,14 +111,12 @@ def test_everything_is_swapped_while_inside_and_restored_after(tmp_path: Path,
     assert captured_module.bopen is io.open
 
 
-def test_restored_after_a_program_that_fails(tmp_path: Path) -> None:
+def test_restored_after_a_program_that_fails(enclave: Enclave) -> None:
     before = _snapshot()
-    with Enclave(backend="sim") as enclave:
-        assert enclave.run_code("raise RuntimeError('boom')") == 1
-        assert enclave.run_code("import sys; sys.exit(4)") == 4
-        with pytest.raises(Exception):  # noqa: B017 - any error: the point is what is left behind
-            enclave.call("os:stat", "/definitely/not/here")
-        _assert_restored(before)
+    assert enclave.run_code("raise RuntimeError('boom')") == 1
+    assert enclave.run_code("import sys; sys.exit(4)") == 4
+    with pytest.raises(Exception):  # noqa: B017 - any error: the point is what is left behind
+        enclave.call("os:stat", "/definitely/not/here")
     _assert_restored(before)
 
 
@@ -241,30 +239,29 @@ def test_modules_first_imported_inside_are_restored_too(tmp_path: Path) -> None:
     assert done.stdout == b"['late.py'] ['late.tar', 'posix_shim_late.py']\n"
 
 
-def test_stdio_inside_is_rebuilt_over_enclave_fds(capfd: pytest.CaptureFixture[str]) -> None:
-    with Enclave(backend="sim") as enclave:
-        code = ("import sys, io\n"
-                "raw = getattr(sys.stdout.buffer, 'raw', sys.stdout.buffer)  # no buffer under PYTHONUNBUFFERED\n"
-                "print('out', type(raw).__module__, sys.stdout.fileno())\n"
-                "print('err', file=sys.stderr)\n"
-                "sys.stdout.buffer.write(b'raw bytes\\n')\n")
-        assert enclave.run_code(code) == 0
+def test_stdio_inside_is_rebuilt_over_enclave_fds(capfd: pytest.CaptureFixture[str], enclave: Enclave) -> None:
+    # capfd first: the enclave takes the host's standard streams as they are when it starts.
+    code = ("import sys, io\n"
+            "raw = getattr(sys.stdout.buffer, 'raw', sys.stdout.buffer)  # no buffer under PYTHONUNBUFFERED\n"
+            "print('out', type(raw).__module__, sys.stdout.fileno())\n"
+            "print('err', file=sys.stderr)\n"
+            "sys.stdout.buffer.write(b'raw bytes\\n')\n")
+    assert enclave.run_code(code) == 0
     out, err = capfd.readouterr()
     assert out == "out enclave_libc.io 1\nraw bytes\n"
     assert err == "err\n"
 
 
-def test_shutil_uses_the_fd_based_rmtree_inside(tmp_path: Path) -> None:
+def test_shutil_uses_the_fd_based_rmtree_inside(enclave: Enclave, tmp_path: Path) -> None:
     """shutil decides at import whether its symlink-attack-safe rmtree can run (os.open, os.stat ... in
     os.supports_dir_fd); the enclave's functions support dir_fd, so the safe variant is used inside too."""
     tree = tmp_path / "t"
     (tree / "a" / "b").mkdir(parents=True)
     (tree / "a" / "b" / "f").write_text("x")
     os.symlink(tmp_path, tree / "a" / "loop")
-    with Enclave(backend="sim") as enclave:
-        code = (f"import shutil, os\nassert shutil.rmtree.avoids_symlink_attacks\n"
-                f"shutil.rmtree({str(tree)!r})\nassert not os.path.exists({str(tree)!r})\n")
-        assert enclave.run_code(code) == 0
+    code = (f"import shutil, os\nassert shutil.rmtree.avoids_symlink_attacks\n"
+            f"shutil.rmtree({str(tree)!r})\nassert not os.path.exists({str(tree)!r})\n")
+    assert enclave.run_code(code) == 0  # the `enclave` fixture: a sim enclave, closed after the test
     assert not tree.exists() and tmp_path.exists()
 
 

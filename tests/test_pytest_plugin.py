@@ -139,7 +139,7 @@ def run_pytest(proj: Path, *args: str, timeout: float = 180) -> subprocess.Compl
     # -p: the plugin whether or not the pytest11 entry point is installed (its name is the module's, so an
     # installed one is not registered twice).
     cmd = [sys.executable, "-m", "pytest", "-p", "posix_shim.pytest_plugin", "-p", "no:cacheprovider",
-           "-p", "no:benchmark", "-o", "console_output_style=classic", *args]
+           "-p", "no:fakefs", "-p", "no:benchmark", "-o", "console_output_style=classic", *args]
     return subprocess.run(cmd, cwd=proj, capture_output=True, text=True, env=env, timeout=timeout)
 
 
