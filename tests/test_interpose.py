@@ -144,19 +144,18 @@ def test_an_interposer_installs_and_uninstalls_once() -> None:
     _assert_restored(before)
 
 
-def test_the_host_keeps_its_own_real_functions() -> None:
+def test_the_host_keeps_its_own_real_functions(enclave: Enclave) -> None:
     """The runtime's own modules are never rewritten: the sim host must call the real OS."""
     from ocall_bridge.host import real
 
     real_open, real_stat = posix.open, posix.stat
-    with Enclave(backend="sim") as enclave:
-        module = types.ModuleType("posix_shim_test_host")
-        module.check = lambda: [real.os.open is real_open, real.os.stat is real_stat, os.open is real_open]
-        sys.modules[module.__name__] = module
-        try:
-            assert enclave.call("posix_shim_test_host:check") == [True, True, False]
-        finally:
-            del sys.modules[module.__name__]
+    module = types.ModuleType("posix_shim_test_host")
+    module.check = lambda: [real.os.open is real_open, real.os.stat is real_stat, os.open is real_open]
+    sys.modules[module.__name__] = module
+    try:
+        assert enclave.call("posix_shim_test_host:check") == [True, True, False]
+    finally:
+        del sys.modules[module.__name__]
 
 
 class Recording(Access):
@@ -239,14 +238,14 @@ def test_modules_first_imported_inside_are_restored_too(tmp_path: Path) -> None:
     assert done.stdout == b"['late.py'] ['late.tar', 'posix_shim_late.py']\n"
 
 
-def test_stdio_inside_is_rebuilt_over_enclave_fds(capfd: pytest.CaptureFixture[str], enclave: Enclave) -> None:
-    # capfd first: the enclave takes the host's standard streams as they are when it starts.
-    code = ("import sys, io\n"
-            "raw = getattr(sys.stdout.buffer, 'raw', sys.stdout.buffer)  # no buffer under PYTHONUNBUFFERED\n"
-            "print('out', type(raw).__module__, sys.stdout.fileno())\n"
-            "print('err', file=sys.stderr)\n"
-            "sys.stdout.buffer.write(b'raw bytes\\n')\n")
-    assert enclave.run_code(code) == 0
+def test_stdio_inside_is_rebuilt_over_enclave_fds(capfd: pytest.CaptureFixture[str]) -> None:
+    with Enclave(backend="sim") as enclave:
+        code = ("import sys, io\n"
+                "raw = getattr(sys.stdout.buffer, 'raw', sys.stdout.buffer)  # no buffer under PYTHONUNBUFFERED\n"
+                "print('out', type(raw).__module__, sys.stdout.fileno())\n"
+                "print('err', file=sys.stderr)\n"
+                "sys.stdout.buffer.write(b'raw bytes\\n')\n")
+        assert enclave.run_code(code) == 0
     out, err = capfd.readouterr()
     assert out == "out enclave_libc.io 1\nraw bytes\n"
     assert err == "err\n"
