@@ -112,8 +112,11 @@ def _policy_file(config: pytest.Config) -> str | None:
     if given:
         return os.path.abspath(given)
     found = policy_mod.find_pyproject(str(config.rootpath))
-    if found and policy_mod.load_toml(found, ("tool", "posix_shim")) is not None:
-        return found
+    try:
+        if found and policy_mod.load_toml(found, ("tool", "posix_shim")) is not None:
+            return found
+    except policy_mod.PolicyError as exc:
+        raise pytest.UsageError(f"posix_shim: {exc}") from None
     return None
 
 
@@ -360,6 +363,9 @@ def _trace_ocalls(rt: Any, record: _Record) -> Callable[[], None]:
 class _SimSession(_Plain):
     backend = "sim"
 
+    def pytest_sessionstart(self) -> None:
+        self.policy_for(())  # a policy that cannot be used stops the session before any test, as a usage error
+
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
         _skip_other_backend(items, "sim")
 
@@ -423,6 +429,17 @@ def _inner_args(args: Sequence[str]) -> list[str]:
     return out
 
 
+def _wait_for(cmd: list[str]) -> int:
+    """Run the inner session and return its status.  A Ctrl-C reaches it too (same process group; the runner
+    forwards it to the enclave), so this process waits for it to report the interruption as pytest does."""
+    proc = subprocess.Popen(cmd)
+    while True:
+        try:
+            return proc.wait()
+        except KeyboardInterrupt:
+            continue
+
+
 def _user_basetemp(args: Sequence[str]) -> bool:
     return any(a == "--basetemp" or a.startswith("--basetemp=") for a in args)
 
@@ -484,7 +501,7 @@ class _OuterProcess:
                 for package in ("posix_shim", "enclave_libc", "ocall_bridge"):
                     cmd += ["-W", f"ignore:Module already imported so cannot be rewritten; {package}:"
                                   f"pytest.PytestAssertRewriteWarning"]
-                status = subprocess.call(cmd)
+                status = _wait_for(cmd)
                 if status != RESTART_STATUS or attempt == 2 or not os.path.exists(self.needs):
                     return status
                 with open(self.needs, encoding="utf-8") as f:

@@ -243,5 +243,13 @@ def test_marks_are_validated(tmp_path: Path) -> None:
     assert "unknown argument 'allow_reed' (known: allow_read," in proc.stdout + proc.stderr
 
 
+def test_an_unusable_policy_stops_the_session_as_a_usage_error(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text('[tool.posix_shim]\nread.alow = ["data"]\n')
+    (tmp_path / "test_a.py").write_text("def test_a():\n    pass\n")
+    proc = run_pytest(tmp_path, "--enclave")
+    assert proc.returncode == pytest.ExitCode.USAGE_ERROR, proc.stdout + proc.stderr
+    assert "tool.posix_shim.read: unknown key 'alow' (did you mean 'allow'?)" in proc.stderr
+
+
 def test_restart_status_is_not_one_of_pytests_own() -> None:
     assert pytest_plugin.RESTART_STATUS not in {int(code) for code in pytest.ExitCode}
