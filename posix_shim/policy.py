@@ -51,7 +51,7 @@ _USER_FAMILIES = tuple(f for f in FAMILIES if f != "control")
 _CACHE_MAX = 8192
 
 # What -A / --allow-all means, in one place: --help, docs/cli.md, docs/getting-started.md and docs/policy.md
-# quote it (tests/test_docs.py compares them), so no page can promise more than the flag does.
+# quote it (tests/test_usage.py compares them), so no page can promise more than the flag does.
 ALLOW_ALL_MEANING = ("allows every file, network address, environment variable and POSIX call; --deny-* rules "
                      "still apply, and loading native libraries (ctypes, cffi) or starting processes (subprocess, "
                      "fork/exec) stays refused unless --allow-ffi or --allow-run is given too")
