@@ -505,12 +505,14 @@ class _OuterProcess:
                 if status != RESTART_STATUS or attempt == 2 or not os.path.exists(self.needs):
                     return status
                 with open(self.needs, encoding="utf-8") as f:
-                    wanted = json.load(f)
+                    wanted = json.load(f)  # written inside the enclave: plain JSON, checked before use
                 os.unlink(self.needs)
-                marks = sorted({*marks, *(tuple(str(x) for x in m) for m in wanted)})
-                for m in marks:  # only policy flags of the kinds a mark makes can come back
-                    if not all(f.split("=", 1)[0] in (*MARK_LISTS.values(), *MARK_BOOLS.values()) for f in m):
-                        raise pytest.UsageError(f"posix_shim: the inner session asked for {m!r}")
+                kinds = (*MARK_LISTS.values(), *MARK_BOOLS.values())
+                if not isinstance(wanted, list) or not all(
+                        isinstance(m, list) and all(isinstance(f, str) and f.split("=", 1)[0] in kinds for f in m)
+                        for m in wanted):  # only policy flags of the kinds a mark makes can come back
+                    raise pytest.UsageError(f"posix_shim: the inner session asked for {wanted!r}")
+                marks = sorted({*marks, *(tuple(m) for m in wanted)})
                 print(f"posix_shim: restarting the session with the grants of {len(marks)} "
                       f"@pytest.mark.enclave mark(s) in the process enclave's bound", file=sys.stderr)
             return status  # pragma: no cover - the loop returns
