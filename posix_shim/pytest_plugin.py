@@ -376,25 +376,37 @@ class _SimSession(_Plain):
         from .session import inside
         from .sim import SimBackend
 
+        if "enclave" in getattr(item, "fixturenames", ()):
+            # The test drives an enclave of its own (the fixture).  Two sim enclaves cannot nest in one process
+            # (leaving the inner one takes the interposition away from the outer), so its body is not wrapped.
+            yield
+            return
         flags, _ = mark_settings(item)
         record = item.stash.setdefault(_RECORD, _Record())
         backend = SimBackend(self.policy_for(flags))
         undo = _watch(backend.rt, record, bool(self.trace_dir()))
         streams = (sys.stdin, sys.stdout, sys.stderr)
+        intact = True
         try:
-            with inside(backend.rt):
+            with inside(backend.rt) as interposer:
                 # The standard streams stay pytest's (its capture: capsys, capfd, -s), as outside; everything else
                 # - files, sockets, time, the environment - is the enclave's.  `inside` restores them on the way
                 # out as it found them.
                 sys.stdin, sys.stdout, sys.stderr = streams
                 record.recording = True
                 try:
-                    yield
+                    outcome = yield
                 finally:
                     record.recording = False
+                    intact = all(namespace.get(key) is not original for namespace, key, original in interposer._undo)
         finally:
             undo()
             backend.close()
+        if not intact:  # a pass would be a lie: the rest of the body was not checked
+            outcome.force_exception(pytest.fail.Exception(
+                "this test ran a sim enclave of its own inside the --enclave=sim test body; leaving it took the "
+                "interposition away from the session's enclave, so the rest of the body ran unconfined. Use the "
+                "`enclave` fixture (a test that uses it is not wrapped) or backend='process'", pytrace=False))
 
 
 def _skip_other_backend(items: list[pytest.Item], backend: str) -> None:

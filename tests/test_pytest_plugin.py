@@ -146,7 +146,7 @@ def run_pytest(proj: Path, *args: str, timeout: float = 180) -> subprocess.Compl
 def outcomes(proc: subprocess.CompletedProcess) -> dict[str, str]:
     """test name -> PASSED/FAILED/SKIPPED/ERROR, from `-rA`'s short summary."""
     found = {}
-    for m in re.finditer(r"^(PASSED|FAILED|SKIPPED|ERROR) (?:\[\d+\] )?(?:tests/test_lib\.py(?::\d+)?(?:::)?)?"
+    for m in re.finditer(r"^(PASSED|FAILED|SKIPPED|ERROR) (?:\[\d+\] )?(?:(?:tests/)?test_\w+\.py(?::\d+)?(?:::)?)?"
                          r"(\w*)", proc.stdout, re.M):
         found[m.group(2) or m.group(0)] = m.group(1)
     return found
@@ -222,6 +222,33 @@ def test_enclave_policy_file_replaces_the_pyproject_table(tmp_path: Path) -> Non
     assert got["test_reads_the_secret"] == "PASSED", proc.stdout
     assert got["test_shared_folder_granted_by_pyproject"] == "FAILED", proc.stdout  # the pyproject table is not used
     assert "no read access to" in proc.stdout and "shared/greeting.txt" in proc.stdout
+
+
+def test_a_sim_enclave_nested_in_a_sim_test_body_is_reported_not_passed(tmp_path: Path) -> None:
+    """Leaving a nested sim enclave undoes the interposition of the session's: the rest of the body would run
+    unconfined, so such a test fails saying so.  A test using the `enclave` fixture is not wrapped at all."""
+    (tmp_path / "test_nest.py").write_text(textwrap.dedent("""\
+        import pytest
+        from posix_shim import Enclave
+
+        def test_fixture(enclave):
+            assert enclave.run_code("pass") == 0
+
+        def test_direct_nested():
+            with Enclave(backend="sim") as e:
+                assert e.run_code("pass") == 0
+            open(__file__).close()
+
+        def test_plain():
+            assert open(__file__).read()
+        """))
+    proc = run_pytest(tmp_path, "--enclave=sim", "-rA")
+    got = outcomes(proc)
+    assert got == {"test_fixture": "PASSED", "test_direct_nested": "FAILED", "test_plain": "PASSED"}, proc.stdout
+    assert "leaving it took the interposition away from the session's enclave, so the rest of the body ran " \
+           "unconfined" in proc.stdout
+    # The control: the same test passes when no session enclave wraps it.
+    assert outcomes(run_pytest(tmp_path, "-rA"))["test_direct_nested"] == "PASSED"
 
 
 def test_inner_arguments_drop_only_the_outer_options() -> None:
