@@ -224,31 +224,54 @@ def test_enclave_policy_file_replaces_the_pyproject_table(tmp_path: Path) -> Non
     assert "no read access to" in proc.stdout and "shared/greeting.txt" in proc.stdout
 
 
-def test_a_sim_enclave_nested_in_a_sim_test_body_is_reported_not_passed(tmp_path: Path) -> None:
-    """Leaving a nested sim enclave undoes the interposition of the session's: the rest of the body would run
-    unconfined, so such a test fails saying so.  A test using the `enclave` fixture is not wrapped at all."""
+@pytest.mark.parametrize("backend", ["sim", "process"])
+def test_a_test_body_cannot_start_a_sim_enclave_inside_the_session(tmp_path: Path, backend: str) -> None:
+    """A sim enclave started inside another would run its host inside it, and leaving it would take the
+    interposition away from the session's enclave (every later test unconfined): it is refused, the test says why,
+    and the session goes on confined.  A test using the `enclave` fixture is not wrapped on sim."""
     (tmp_path / "test_nest.py").write_text(textwrap.dedent("""\
         import pytest
         from posix_shim import Enclave
 
+        @pytest.mark.enclave(backend="sim")
         def test_fixture(enclave):
             assert enclave.run_code("pass") == 0
 
         def test_direct_nested():
             with Enclave(backend="sim") as e:
                 assert e.run_code("pass") == 0
-            open(__file__).close()
 
-        def test_plain():
-            assert open(__file__).read()
+        def test_still_confined_after():
+            with pytest.raises(PermissionError):
+                open("/etc/passwd")
         """))
-    proc = run_pytest(tmp_path, "--enclave=sim", "-rA")
+    proc = run_pytest(tmp_path, f"--enclave={backend}", "-rA")
     got = outcomes(proc)
-    assert got == {"test_fixture": "PASSED", "test_direct_nested": "FAILED", "test_plain": "PASSED"}, proc.stdout
-    assert "leaving it took the interposition away from the session's enclave, so the rest of the body ran " \
-           "unconfined" in proc.stdout
-    # The control: the same test passes when no session enclave wraps it.
-    assert outcomes(run_pytest(tmp_path, "-rA"))["test_direct_nested"] == "PASSED"
+    assert got["test_direct_nested"] == "FAILED" and got["test_still_confined_after"] == "PASSED", proc.stdout
+    assert got.get("test_fixture", "SKIPPED") == ("PASSED" if backend == "sim" else "SKIPPED"), proc.stdout
+    assert "EnclaveStateError: a sim enclave cannot be started by code running inside an enclave" in proc.stdout
+
+
+def test_a_sim_enclave_starts_outside_and_not_inside_another() -> None:
+    import types
+
+    from posix_shim import Enclave, EnclaveCallError
+
+    module = types.ModuleType("posix_shim_test_nested")
+
+    def start() -> str:
+        with Enclave(backend="sim") as inner:
+            return inner.state
+
+    module.start = start  # type: ignore[attr-defined]
+    sys.modules[module.__name__] = module
+    try:
+        assert start() == "running"  # the control: outside any enclave it starts
+        with Enclave(backend="sim") as outer, pytest.raises(EnclaveCallError) as info:
+            outer.call("posix_shim_test_nested:start")
+        assert info.value.type_name == "EnclaveStateError" and "inside an enclave" in info.value.message
+    finally:
+        del sys.modules[module.__name__]
 
 
 def test_inner_arguments_drop_only_the_outer_options() -> None:
