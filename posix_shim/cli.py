@@ -1,8 +1,12 @@
-"""The command line: `python -m posix_shim [OPTIONS] (SCRIPT | -m MODULE | -c CODE) [ARGS...]`.
+"""The command line: `python -m posix_shim [OPTIONS] (SCRIPT | -m MODULE | -c CODE | -) [ARGS...]`.
 
 Options come first; the program and its own arguments come after and are passed through untouched, exactly as
-`python` takes them.  Subcommands: `policy check FILE`, `compat`, and
-`keygen`, `sign`, `quote` (integrity_cli.py).
+`python` takes them.  Subcommands: `policy check [FILE]`, `compat`, and `keygen`, `sign`, `measure`, `quote`
+(integrity_cli.py).
+
+Options with an optional value (`--allow-read[=PATHS]`, `--trace[=FILE]`) take it only after `=`, because the
+next word may be the program.  `--allow-read /etc/hostname app.py` would therefore grant every read and run
+/etc/hostname; that is refused (`bare_flag_error`) unless the program is plainly a Python program.
 """
 
 from __future__ import annotations
@@ -16,16 +20,18 @@ from . import integrity_cli, policy, trace
 from .enclave import BACKENDS, DEFAULT_BACKEND, Enclave, EnclaveUnavailable
 
 PROG = "posix-shim"
+USAGE = f"{PROG} [OPTIONS] (SCRIPT | -m MODULE | -c CODE | -) [ARGS...]"
+SUBCOMMANDS = "Subcommands: 'policy check [FILE]', 'compat', 'keygen', 'sign', 'measure', 'quote verify'."
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
-        usage=f"{PROG} [OPTIONS] (SCRIPT | -m MODULE | -c CODE) [ARGS...]",
+        usage=USAGE,
         description="Run a Python program inside an enclave: its POSIX calls become validated ocalls to an "
                     "untrusted host, under an allowlist policy.",
-        epilog="Subcommands: 'policy check FILE', 'compat', 'keygen', 'sign', 'measure', 'quote verify'.  "
-               "Everything after the program is passed to it.",
+        epilog=f"{SUBCOMMANDS}  '-' reads the program from standard input.  Everything after the program is "
+               f"passed to it.  Options with an optional value take it only after '=' (--allow-read=PATHS).",
     )
     parser.add_argument("--backend", choices=BACKENDS, default=DEFAULT_BACKEND,
                         help="where the enclave runs: process (default: a child process confined by the kernel - "
@@ -50,10 +56,47 @@ def _takes_value(parser: argparse.ArgumentParser) -> set[str]:
     return out
 
 
+def _optional_value(parser: argparse.ArgumentParser) -> set[str]:
+    """Option strings whose value is optional (nargs '?'): they take it only as `--opt=value`."""
+    return {o for action in parser._actions if action.nargs == "?" for o in action.option_strings}
+
+
+def looks_like_python(path: str) -> bool:
+    """Whether `path` is plainly a Python program: a .py/.pyw/.pyz file, a folder or zip with __main__.py, or a
+    file whose first line is a python shebang."""
+    if path.endswith((".py", ".pyw", ".pyz")):
+        return True
+    if os.path.isdir(path):
+        return os.path.isfile(os.path.join(path, "__main__.py"))
+    try:
+        with open(path, "rb") as f:
+            head = f.read(256)
+    except OSError:
+        return False
+    if head.startswith(b"PK"):
+        import zipfile
+
+        try:
+            with zipfile.ZipFile(path) as z:
+                return "__main__.py" in z.namelist()
+        except (OSError, zipfile.BadZipFile):
+            return False
+    return head.startswith(b"#!") and b"python" in head.split(b"\n", 1)[0]
+
+
+def bare_flag_error(flag: str, program: str) -> str:
+    """Why `FLAG PROGRAM` is refused: the user almost certainly meant `FLAG=PROGRAM` (the next word was a value,
+    not the program).  Running it would grant everything the bare flag grants and run that value as Python."""
+    return (f"{flag} takes a value only after '=' ({flag}={program}), so {program!r} would run as the program, "
+            f"and it does not look like a Python program. Write {flag}={program}, or put '--' before the program "
+            f"if it is one ({flag} -- {program} ...)")
+
+
 def split_argv(argv: Sequence[str], parser: argparse.ArgumentParser) -> tuple[list[str], str | None, str | None,
                                                                                   list[str]]:
     """(runner options, kind, target, program args).  kind is 'path', 'module', 'code' or None."""
     takes = _takes_value(parser)
+    optional = _optional_value(parser)
     i = 0
     while i < len(argv):
         word = argv[i]
@@ -66,6 +109,8 @@ def split_argv(argv: Sequence[str], parser: argparse.ArgumentParser) -> tuple[li
                 return list(argv[:i]), None, None, []
             return list(argv[:i]), "path", argv[i + 1], list(argv[i + 2:])
         if not word.startswith("-") or word == "-":
+            if i and argv[i - 1] in optional and word != "-" and not looks_like_python(word):
+                parser.error(bare_flag_error(argv[i - 1], word))
             return list(argv[:i]), "path", word, list(argv[i + 1:])
         i += 2 if word in takes else 1
     return list(argv), None, None, []

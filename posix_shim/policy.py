@@ -65,6 +65,12 @@ _USER_FAMILIES = tuple(f for f in FAMILIES if f != "control")
 
 _CACHE_MAX = 8192
 
+# What -A / --allow-all means, in one place: --help, docs/cli.md, docs/getting-started.md and docs/policy.md
+# quote it (tests/test_usage.py compares them), so no page can promise more than the flag does.
+ALLOW_ALL_MEANING = ("allows every file, network address, environment variable and POSIX call; --deny-* rules "
+                     "still apply, and loading native libraries (ctypes, cffi) or starting processes (subprocess, "
+                     "fork/exec) stays refused unless --allow-ffi or --allow-run is given too")
+
 
 class PolicyError(ValueError):
     """A policy that cannot be used: the message names the file, key and problem."""
@@ -745,13 +751,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="a policy TOML file (default: [tool.posix_shim] of the nearest pyproject.toml)")
     g.add_argument("--learn", metavar="FILE",
                    help="run with everything allowed and write the smallest policy for this run to FILE")
-    g.add_argument("-A", "--allow-all", action="store_true", help="allow every call and resource")
+    g.add_argument("-A", "--allow-all", action="store_true", help=f"{ALLOW_ALL_MEANING.replace('%', '%%')}")
     for kind, what in (("read", "PATHS"), ("write", "PATHS"), ("net", "HOST:PORT"), ("env", "NAMES")):
         # nargs="?" with values only after '=': `--allow-read app.py` grants everything and runs app.py.
-        g.add_argument(f"--allow-{kind}", action="append", nargs="?", const=ALL, metavar=what,
-                       help=f"allow {kind}: --allow-{kind}={what},... (alone: everything)")
-        g.add_argument(f"--deny-{kind}", action="append", nargs="?", const=ALL, metavar=what,
-                       help=f"deny {kind}: --deny-{kind}={what},... (wins over every grant)")
+        # The metavar shows the '=': in the runner a value is only ever taken after it (cli.py).
+        g.add_argument(f"--allow-{kind}", action="append", nargs="?", const=ALL, metavar=f"={what}",
+                       help=f"allow {kind}: --allow-{kind}={what},... (the value only after '='; alone: everything)")
+        g.add_argument(f"--deny-{kind}", action="append", nargs="?", const=ALL, metavar=f"={what}",
+                       help=f"deny {kind}: --deny-{kind}={what},... (the value only after '='; wins over every "
+                            f"grant)")
     g.add_argument("--allow-ffi", action="store_true", help="let the program load native libraries (ctypes/cffi)")
     g.add_argument("--allow-run", action="store_true", help="let the program start processes (subprocess/fork)")
 
@@ -968,6 +976,7 @@ def finish(access: Access, command: str = "") -> str | None:
     return None
 
 
-__all__ = ["ALL", "Policy", "Learner", "finish", "parse", "PolicyError", "Builder", "add_arguments", "apply_flags",
+__all__ = ["ALL", "ALLOW_ALL_MEANING",
+           "Policy", "Learner", "finish", "parse", "PolicyError", "Builder", "add_arguments", "apply_flags",
            "apply_table", "build", "from_args", "from_data", "load_file", "normalize", "covers", "parse_net",
            "SAFE_ENV"]

@@ -17,13 +17,19 @@ from ocall_bridge.access import Access
 from ocall_bridge.transport import SimTransport
 
 from . import program
-from .enclave import EnclaveCallError, check_plain, resolve_target
+from .enclave import EnclaveCallError, EnclaveStateError, check_plain, resolve_target
 from .session import inside
 from .wiring import make_client, make_host
+
+NESTED = ("a sim enclave cannot be started by code running inside an enclave: its host would run inside that "
+          "enclave with the real OS, and leaving it would take the interposition away from the enclave around it. "
+          "Start it from outside (the pytest plugin's `enclave` fixture does)")
 
 
 class SimBackend:
     def __init__(self, access: Access, **options: Any) -> None:
+        if runtime.RT is not None:
+            raise EnclaveStateError(NESTED)
         self.host = make_host(access, options)
         transport = SimTransport(self.host)
         self.client = make_client(transport, access, options)

@@ -12,6 +12,10 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
+# The project's own plugin, for its `enclave` fixture (docs/pytest.md); named like its pytest11 entry point, so an
+# installed copy is not loaded twice.
+pytest_plugins = ["posix_shim.pytest_plugin"]
+
 # Backends are discovered, not listed: once posix_shim/process.py exists, every backend-parametrized test
 # runs on it too.
 BACKENDS = ["sim"] + (["process"] if importlib.util.find_spec("posix_shim.process") else [])

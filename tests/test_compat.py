@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import errno
+import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -13,7 +15,7 @@ import pytest
 from enclave_libc import runtime
 from enclave_libc.errors import Unsupported
 from posix_shim import compat
-from posix_shim.compat import Program, RunResult
+from posix_shim.compat import Program, RunResult, Verdict
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -45,6 +47,88 @@ def test_docs_has_every_section_and_every_program() -> None:
     matrix = compat.extract_section(text, "matrix") or ""
     for program in compat.load_corpus(compat.DEFAULT_CORPUS):
         assert f"[{program.name}](" in matrix, f"{program.name} is missing from the matrix in docs/compat.md"
+
+
+# -- the matrix in docs/compat.md is current ---------------------------------------------------------------------
+# The matrix comes from running programs, so it has a date and timings no test can reproduce.  What is checked:
+# every deterministic line (summary counts, table rows with the committed verdicts and ratios, what the grants
+# mean) against a re-render from the corpus and the committed verdicts; that a program the docs call failing still
+# fails (a fix without a regenerated page is caught, fast: nothing runs while the page lists no failure); and, when
+# POSIX_SHIM_COMPAT_MATRIX=1 (.ci/run sets it), every verdict against a fresh run of the whole corpus.
+
+_CELL = re.compile(r"^(pass|refused as promised|\*\*FAIL\*\*|\*\*BROKEN\*\*)(?: x([0-9.]+))?(?: \[\d+\])?$")
+_STATUS = {"pass": "pass", "refused as promised": "refused", "**FAIL**": "fail", "**BROKEN**": "broken"}
+REGENERATE = "regenerate it with `python -m posix_shim compat --sections matrix`"
+
+
+def _committed_matrix() -> tuple[str, list[str], dict[str, dict[str, Verdict]]]:
+    """(the matrix section, its backends, program -> backend -> the committed verdict)."""
+    matrix = compat.extract_section(DOC.read_text(), "matrix")
+    assert matrix is not None, f"docs/compat.md has no matrix section: {REGENERATE}"
+    lines = matrix.splitlines()
+    header = next(line for line in lines if line.startswith("| program |"))
+    backends = re.findall(r"`(\w+)`", header)
+    verdicts: dict[str, dict[str, Verdict]] = {}
+    notes = [m.group(1) for m in re.finditer(r"^\d+\. `\w+` on `\w+`: (.*)$", matrix, re.M)]
+    for line in lines:
+        name = re.match(r"^\| (?:\[(\w+)\]\(|`(\w+)`)", line)
+        if not name:
+            continue
+        cells = [c.strip() for c in line.strip().strip("|").split(" | ")][4:]
+        row = {}
+        for backend, cell in zip(backends, cells, strict=True):
+            m = _CELL.match(cell)
+            assert m, f"docs/compat.md: cannot read the cell {cell!r}"
+            status = _STATUS[m.group(1)]
+            reason = notes.pop(0) if status in ("fail", "broken") else ""
+            row[backend] = Verdict(status, reason, float(m.group(2)) if m.group(2) else None)
+        verdicts[name.group(1) or name.group(2)] = row
+    return matrix, backends, verdicts
+
+
+def _deterministic(matrix: str) -> list[str]:
+    """The lines of a matrix section that depend neither on when or how fast it ran nor on refusal texts: the
+    table, the summary counts and what the grants mean."""
+    return [line for line in matrix.splitlines() if line.startswith(("| ", "* `")) and "` on `" not in line]
+
+
+def test_matrix_in_docs_matches_the_corpus_and_its_own_counts() -> None:
+    matrix, backends, committed = _committed_matrix()
+    programs = compat.load_corpus(compat.DEFAULT_CORPUS)
+    assert sorted(committed) == sorted(p.name for p in programs), f"programs differ from the corpus: {REGENERATE}"
+    dummy = compat.RunResult(0, "", "", 1.0)
+    rows = [compat.Row(p, dummy, [], committed[p.name]) for p in programs]
+    fresh = compat.render_matrix(rows, backends, 60)
+    want, got = _deterministic(fresh), _deterministic(matrix)
+    if want != got:
+        import difflib
+
+        diff = "\n".join(list(difflib.unified_diff(got, want, "docs/compat.md", "re-rendered", lineterm=""))[:40])
+        pytest.fail(f"docs/compat.md's matrix disagrees with the corpus or with its own counts; {REGENERATE}:\n{diff}")
+
+
+def test_programs_the_docs_call_failing_still_fail() -> None:
+    _, _, committed = _committed_matrix()
+    failing = [(name, b) for name, row in committed.items() for b, v in row.items() if not v.ok]
+    available = set(compat.available_backends())
+    programs = {p.name: p for p in compat.load_corpus(compat.DEFAULT_CORPUS)}
+    for name, backend in failing:
+        if backend not in available:
+            continue
+        verdict = compat.run_matrix([programs[name]], [backend], timeout=60)[0].verdicts[backend]
+        assert not verdict.ok, f"docs/compat.md says {name} fails on {backend}, but it now passes: {REGENERATE}"
+
+
+@pytest.mark.skipif(os.environ.get("POSIX_SHIM_COMPAT_MATRIX") != "1",
+                    reason="runs the whole corpus on every backend (minutes): POSIX_SHIM_COMPAT_MATRIX=1 (.ci/run)")
+def test_matrix_verdicts_in_docs_are_current() -> None:
+    _, backends, committed = _committed_matrix()
+    backends = [b for b in backends if b in compat.available_backends()]
+    rows = compat.run_matrix(compat.load_corpus(compat.DEFAULT_CORPUS), backends, timeout=60)
+    stale = [f"{r.program.name} on {b}: docs say {committed[r.program.name][b].status}, a fresh run gives "
+             f"{r.verdicts[b].status} {r.verdicts[b].reason}".rstrip()
+             for r in rows for b in backends if r.verdicts[b].status != committed[r.program.name][b].status]
+    assert not stale, f"docs/compat.md is stale; {REGENERATE}:\n" + "\n".join(stale)
 
 
 # -- the support table ------------------------------------------------------------------------------------------

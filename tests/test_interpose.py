@@ -111,14 +111,12 @@ def test_everything_is_swapped_while_inside_and_restored_after(tmp_path: Path,
     assert captured_module.bopen is io.open
 
 
-def test_restored_after_a_program_that_fails(tmp_path: Path) -> None:
+def test_restored_after_a_program_that_fails(enclave: Enclave) -> None:
     before = _snapshot()
-    with Enclave(ALLOW_ALL, backend="sim") as enclave:
-        assert enclave.run_code("raise RuntimeError('boom')") == 1
-        assert enclave.run_code("import sys; sys.exit(4)") == 4
-        with pytest.raises(Exception):  # noqa: B017 - any error: the point is what is left behind
-            enclave.call("os:stat", "/definitely/not/here")
-        _assert_restored(before)
+    assert enclave.run_code("raise RuntimeError('boom')") == 1
+    assert enclave.run_code("import sys; sys.exit(4)") == 4
+    with pytest.raises(Exception):  # noqa: B017 - any error: the point is what is left behind
+        enclave.call("os:stat", "/definitely/not/here")
     _assert_restored(before)
 
 
@@ -146,19 +144,18 @@ def test_an_interposer_installs_and_uninstalls_once() -> None:
     _assert_restored(before)
 
 
-def test_the_host_keeps_its_own_real_functions() -> None:
+def test_the_host_keeps_its_own_real_functions(enclave: Enclave) -> None:
     """The runtime's own modules are never rewritten: the sim host must call the real OS."""
     from ocall_bridge.host import real
 
     real_open, real_stat = posix.open, posix.stat
-    with Enclave(ALLOW_ALL, backend="sim") as enclave:
-        module = types.ModuleType("posix_shim_test_host")
-        module.check = lambda: [real.os.open is real_open, real.os.stat is real_stat, os.open is real_open]
-        sys.modules[module.__name__] = module
-        try:
-            assert enclave.call("posix_shim_test_host:check") == [True, True, False]
-        finally:
-            del sys.modules[module.__name__]
+    module = types.ModuleType("posix_shim_test_host")
+    module.check = lambda: [real.os.open is real_open, real.os.stat is real_stat, os.open is real_open]
+    sys.modules[module.__name__] = module
+    try:
+        assert enclave.call("posix_shim_test_host:check") == [True, True, False]
+    finally:
+        del sys.modules[module.__name__]
 
 
 class Recording(Access):
@@ -254,17 +251,16 @@ def test_stdio_inside_is_rebuilt_over_enclave_fds(capfd: pytest.CaptureFixture[s
     assert err == "err\n"
 
 
-def test_shutil_uses_the_fd_based_rmtree_inside(tmp_path: Path) -> None:
+def test_shutil_uses_the_fd_based_rmtree_inside(enclave: Enclave, tmp_path: Path) -> None:
     """shutil decides at import whether its symlink-attack-safe rmtree can run (os.open, os.stat ... in
     os.supports_dir_fd); the enclave's functions support dir_fd, so the safe variant is used inside too."""
     tree = tmp_path / "t"
     (tree / "a" / "b").mkdir(parents=True)
     (tree / "a" / "b" / "f").write_text("x")
     os.symlink(tmp_path, tree / "a" / "loop")
-    with Enclave(ALLOW_ALL, backend="sim") as enclave:
-        code = (f"import shutil, os\nassert shutil.rmtree.avoids_symlink_attacks\n"
-                f"shutil.rmtree({str(tree)!r})\nassert not os.path.exists({str(tree)!r})\n")
-        assert enclave.run_code(code) == 0
+    code = (f"import shutil, os\nassert shutil.rmtree.avoids_symlink_attacks\n"
+            f"shutil.rmtree({str(tree)!r})\nassert not os.path.exists({str(tree)!r})\n")
+    assert enclave.run_code(code) == 0  # the `enclave` fixture: a sim enclave, closed after the test
     assert not tree.exists() and tmp_path.exists()
 
 
