@@ -221,6 +221,7 @@ def test_modules_first_imported_inside_are_restored_too(tmp_path: Path) -> None:
         sys.path.insert(1, {str(tmp_path)!r})
         open({str(tmp_path / 'posix_shim_late.py')!r}, "w").write("from os import stat, listdir\\n")
         from posix_shim import Enclave
+        from ocall_bridge.access import ALLOW_ALL
         assert "tarfile" not in sys.modules and "posix_shim_late" not in sys.modules
         with Enclave(ALLOW_ALL, backend="sim") as e:
             assert e.run_code("import tarfile, posix_shim_late") == 0

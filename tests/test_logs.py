@@ -27,6 +27,7 @@ def test_a_refused_host_answer_is_logged_on_the_host_stderr_not_in_the_program(t
     """)
     script = textwrap.dedent(f"""
         from posix_shim import Enclave
+        from ocall_bridge.access import ALLOW_ALL
         from ocall_bridge.host import files
         from ocall_bridge.host.real import os as real_os
         # A lying host: one byte more than asked.
