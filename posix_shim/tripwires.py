@@ -12,15 +12,30 @@ be used from inside either), `subprocess.Popen`, `os.system`, `os.exec`, `os.spa
 `os.forkpty`.  cffi raises no audit event, so `_cffi_backend.load_library` (behind `cffi.FFI.dlopen`) is
 wrapped.
 
-Audit hooks cannot be removed, so the hook is armed only while an enclave is active (`enclave_libc.runtime.RT`)
-and its policy does not grant the escape (`--allow-ffi`, `--allow-run`).  The host side of the sim backend never
-uses these, and Python's own imports of extension modules raise "import", not "ctypes.dlopen".
+The same hook is the fail-closed wall behind the interposer (issue 13): the C functions that touch the host raise
+audit events (`open`, `os.remove`, `socket.__new__`, `mmap.__new__`, `resource.prlimit`, ... GUARDED), and while an
+enclave is entered each of those is refused unless the Python frame making the call is the runtime's own host side
+(a (code object, module globals) pair of a trusted module).  So a real function reached around the interposer - a
+freshly built `posix` or `_io`, `_io.FileIO` found through `__subclasses__()`, `_socket.socket` through an MRO, an
+original captured in a default argument or found in a registry - is refused with ENOSYS naming the event.
+Introspection that would reach the hook's own state (gc.get_objects/referrers/referents, sys._current_frames,
+settrace/setprofile) is refused while sealed.
+
+Audit hooks cannot be removed, so the hook is *sealed* by `enter()` and unsealed by `leave(key)`: its state lives
+in the hook's closure, not in `enclave_libc.runtime.RT` or any module global a program could rebind; the
+policy's grants (`--allow-ffi`, `--allow-run`) are still read from the active enclave, and no enclave object
+grants nothing.  What Python cannot hide (docs/threat-model.md, "sim"): a C call that raises no audit event
+(read/write on a descriptor number, stat) made with an original taken from the runtime's own modules, and a
+program that rewrites the runtime's Python objects (its policy object, its module globals).  On sim that is the
+limit of a Python-level wall; on the process backend the kernel's filter is the wall.
 """
 
 from __future__ import annotations
 
 import sys
 import threading
+import types
+from collections.abc import Callable
 from typing import Any
 
 from enclave_libc import runtime
@@ -32,6 +47,7 @@ EVENTS: dict[str, tuple[str, str]] = {
     "ctypes.dlsym": ("ffi", "ctypes.dlsym"),
     "ctypes.dlsym/handle": ("ffi", "ctypes.dlsym"),
     "ctypes.call_function": ("ffi", "ctypes.call_function"),
+    "ctypes.cdata": ("ffi", "ctypes.from_address"),
     "subprocess.Popen": ("run", "subprocess.Popen"),
     "os.system": ("run", "os.system"),
     "os.exec": ("run", "os.exec*"),
@@ -49,10 +65,46 @@ WHY = {
            "policy)",
 }
 
+# What the hook refuses while an enclave is entered, whoever calls it (introspection that would reach the runtime's
+# private state, or rewrite its frames' locals): refused with the call named.
+INTROSPECTION: dict[str, str] = {
+    "gc.get_objects": "gc.get_objects",
+    "gc.get_referrers": "gc.get_referrers",
+    "gc.get_referents": "gc.get_referents",
+    "sys._current_frames": "sys._current_frames",
+    "sys.settrace": "sys.settrace",
+    "sys.setprofile": "sys.setprofile",
+}
+
+# Events raised by the C functions that touch the host (files, sockets, processes, limits, signals): while an
+# enclave is entered they are refused unless the Python frame that made the call is the runtime's own host side.
+# The enclave's replacements never raise them (they make ocalls), so whoever raises one holds a real function:
+# a freshly built module, a C type reached through __subclasses__()/__mro__, a default argument, an original
+# found in a registry.  These are the events CPython raises for those calls (docs: "Audit events table").
+GUARDED = frozenset({
+    "open", "os.remove", "os.rename", "os.mkdir", "os.rmdir", "os.link", "os.symlink", "os.truncate",
+    "os.chmod", "os.chown", "os.utime", "os.chdir", "os.chflags", "os.lchflags", "os.listdir", "os.scandir",
+    "os.listxattr", "os.getxattr", "os.setxattr", "os.removexattr", "os.putenv", "os.unsetenv", "os.kill",
+    "os.killpg", "os.lockf", "fcntl.fcntl", "fcntl.ioctl", "fcntl.flock", "fcntl.lockf",
+    "socket.__new__", "socket.bind", "socket.connect", "socket.sendto", "socket.getaddrinfo",
+    "socket.gethostbyname", "socket.gethostbyaddr", "socket.gethostname", "socket.sethostname",
+    "socket.getnameinfo", "socket.getservbyname", "socket.getservbyport", "mmap.__new__", "resource.setrlimit",
+    "resource.prlimit", "signal.pthread_kill", "syslog.openlog", "syslog.syslog", "os.system", "os.exec",
+    "os.spawn", "os.posix_spawn", "os.fork", "os.forkpty",
+})
+
+# The modules whose code may raise a GUARDED event while an enclave is entered: the host side (on sim it runs in
+# this process, on the calling thread, during an ocall) and the two enclave families that make real calls on the
+# enclave's own behalf (kill of itself, the audit events of putenv).  Deliberately not posix_shim.program or the
+# transports: they call the program's own callbacks (signal handlers, atexit), and a callback that is a C
+# function (functools.partial(posix.open, ...)) would otherwise make its call with their frame as the caller.
+TRUSTED_PREFIXES = ("ocall_bridge.host.", "ocall_bridge.logs")
+TRUSTED_MODULES = ("enclave_libc.process", "enclave_libc.env", "posix_shim.trace", "ocall_bridge.host")
+
+SEAL_EVENT = "posix_shim.seal"  # the hook's own event: enter / leave / trust / query
+
 _installed = False
 _lock = threading.Lock()
-# Code of our own that must load a library while an enclave is active (none today) can set this per thread.
-_exempt = threading.local()
 
 
 def refusal(what: str, call: str, detail: str = "") -> Unsupported:
@@ -60,39 +112,164 @@ def refusal(what: str, call: str, detail: str = "") -> Unsupported:
     return Unsupported(call, f"{detail + ': ' if detail else ''}{WHY[what]}")
 
 
+def _text(value: Any) -> str:
+    """A path or command for a message, formatted without calling anything the program defined."""
+    if type(value) is str or type(value) is bytes:  # noqa: E721 - exact types: no program __repr__ runs here
+        return repr(value)
+    if type(value) is list and value and type(value[0]) in (str, bytes):  # noqa: E721
+        return repr(value[0])
+    return "<" + type(value).__name__ + ">"
+
+
 def _describe(event: str, args: tuple) -> str:
     if event == "ctypes.dlopen" and args:
-        return f"loading {args[0]!r} is refused"
+        return f"loading {_text(args[0])} is refused"
     if event in ("ctypes.dlsym", "ctypes.dlsym/handle") and len(args) > 1:
-        return f"looking up {args[1]!r} is refused"
+        return f"looking up {_text(args[1])} is refused"
     if event == "subprocess.Popen" and len(args) > 1:
-        return f"running {args[1]!r} is refused"
-    if event == "os.system" and args:
-        return f"running {args[0]!r} is refused"
-    if event in ("os.exec", "os.spawn", "os.posix_spawn") and args:
-        return f"running {args[0]!r} is refused"
+        return f"running {_text(args[1])} is refused"
+    if event in ("os.system", "os.exec", "os.spawn", "os.posix_spawn") and args:
+        return f"running {_text(args[0])} is refused"
     return "refused"
 
 
-def _armed(what: str) -> bool:
+def _native_allowed(what: str) -> bool:
+    """Whether the active enclave's policy grants `what` (ffi, run).  No enclave object, or a tampered one,
+    grants nothing: the hook is armed by its own state, not by `runtime.RT`."""
     rt = runtime.RT
-    if rt is None or getattr(_exempt, "on", False):
+    allowed = getattr(getattr(rt, "access", None), "native_allowed", None)
+    try:
+        return bool(allowed is not None and allowed(what))
+    except Exception:
         return False
-    allowed = getattr(rt.access, "native_allowed", None)
-    return not (allowed is not None and allowed(what))
 
 
-def _hook(event: str, args: tuple) -> None:
-    entry = EVENTS.get(event)
-    if entry is None:  # the common case for every other audited event: one dict miss
-        return
-    what, call = entry
-    if event == "ctypes.dlopen" and args and args[0] is None:
-        # dlopen(NULL) loads nothing new (`import ctypes` does it for ctypes.pythonapi); every function looked up
-        # in it is still refused by "ctypes.dlsym".
-        return
-    if _armed(what):
-        raise refusal(what, call, _describe(event, args))
+def _armed(what: str) -> bool:
+    """For the cffi guard: armed when the seal says an enclave is entered and its policy does not grant `what`."""
+    return sealed() and not _native_allowed(what)
+
+
+def _trusted_code() -> frozenset[tuple[Any, int]]:
+    """(code object, id of its module's globals) for every function of the trusted runtime modules now loaded.
+
+    A pair, not a file name: a program can compile code claiming any file name, and can run one of our code
+    objects with globals of its own (types.FunctionType), but it cannot make our code object run with our
+    module's very globals except by calling our function - which is the residual risk the docs name."""
+    pairs: set[tuple[Any, int]] = set()
+    for name, module in list(sys.modules.items()):
+        if module is None or not (name in TRUSTED_MODULES or name.startswith(TRUSTED_PREFIXES)):
+            continue
+        namespace = getattr(module, "__dict__", None)
+        if not isinstance(namespace, dict):
+            continue
+        gid = id(namespace)
+        todo: list[Any] = list(namespace.values())
+        seen: set[int] = set()
+        while todo:
+            obj = todo.pop()
+            if id(obj) in seen:
+                continue
+            seen.add(id(obj))
+            if isinstance(obj, (staticmethod, classmethod)):
+                todo.append(obj.__func__)
+            elif isinstance(obj, property):
+                todo += [obj.fget, obj.fset, obj.fdel]
+            elif isinstance(obj, types.FunctionType):
+                if obj.__globals__ is namespace:
+                    stack = [obj.__code__]
+                    while stack:
+                        code = stack.pop()
+                        pairs.add((code, gid))
+                        stack += [c for c in code.co_consts if isinstance(c, types.CodeType)]
+            elif isinstance(obj, type) and obj.__module__ == name:
+                todo += list(vars(obj).values())
+    return frozenset(pairs)
+
+
+def _make_hook() -> Callable[[str, tuple], None]:
+    """The one audit hook, with its state in this closure only.
+
+    No module global refers to the hook or its state, so setting `enclave_libc.runtime.RT = None` or any
+    attribute of this module changes nothing: the seal is flipped only by the SEAL_EVENT carrying the key that
+    `enter` returned (held by the session's own frame).  The state the hook holds is immutable (a tuple of key
+    ids, a frozenset), so even a program that gets to see it (the hook's frame in a traceback) cannot edit it;
+    rebinding the cells would take the hook function itself (only gc finds it: refused while sealed) or a tracer
+    writing frame locals (sys.settrace/setprofile: refused while sealed)."""
+    keys: tuple[int, ...] = ()
+    trusted: frozenset[tuple[Any, int]] = frozenset()
+    # Everything the hook uses is bound here, so rebinding this module's globals does not change the hook.
+    getframe = sys._getframe
+    guarded, introspection, events = GUARDED, dict(INTROSPECTION), dict(EVENTS)
+    native_allowed, refuse, describe, text = _native_allowed, refusal, _describe, _text
+    error, seal_event = Unsupported, SEAL_EVENT
+
+    def hook(event: str, args: tuple) -> None:
+        nonlocal keys, trusted
+        if event == "object.__getattr__" or event == "sys._getframe":  # the frequent ones (and our own f_code)
+            return
+        if event == seal_event:
+            op = args[0] if args else None
+            if op == "query" and type(args[1]) is list:  # noqa: E721 - no program-defined append runs here
+                args[1].append(bool(keys))
+            elif op == "enter":
+                keys = keys + (id(args[1]),)
+            elif op == "leave":
+                if keys and keys[-1] == id(args[1]):
+                    keys = keys[:-1]
+            elif op == "trust" and not keys and type(args[1]) is frozenset:  # noqa: E721
+                trusted = args[1]  # only while no enclave is entered: a program cannot extend it
+            return
+        if not keys:
+            return
+        if event in guarded:
+            frame = getframe(1)
+            if (frame.f_code, id(frame.f_globals)) in trusted:
+                return
+            entry = events.get(event)
+            if entry is not None:
+                if native_allowed(entry[0]):
+                    return
+                raise refuse(entry[0], entry[1], describe(event, args))
+            raise error(event, f"the real call is reserved to the host side ({text(args[0]) if args else ''}"
+                                     f"): inside an enclave it is served by the enclave's own {event.split('.')[0]}"
+                                     f" functions, or not at all")
+        call = introspection.get(event)
+        if call is not None:
+            raise error(call, "it would reach the runtime's private state or rewrite its frames")
+        entry = events.get(event)
+        if entry is None:
+            return
+        what, call = entry
+        if event == "ctypes.dlopen" and args and args[0] is None:
+            # dlopen(NULL) loads nothing new (`import ctypes` does it for ctypes.pythonapi); every function looked
+            # up in it is still refused by "ctypes.dlsym".
+            return
+        if native_allowed(what):
+            return
+        raise refuse(what, call, describe(event, args))
+
+    return hook
+
+
+def sealed() -> bool:
+    """Whether an enclave is entered in this process, as the audit hook knows it (False before install)."""
+    box: list[bool] = []
+    sys.audit(SEAL_EVENT, "query", box)
+    return bool(box and box[0]) if box else False
+
+
+def enter() -> object:
+    """Seal: from now on the hook refuses; returns the key `leave` needs."""
+    install()
+    sys.audit(SEAL_EVENT, "trust", _trusted_code())
+    key = object()
+    sys.audit(SEAL_EVENT, "enter", key)
+    return key
+
+
+def leave(key: object) -> None:
+    """Unseal what `enter` sealed (a key that is not the innermost one changes nothing)."""
+    sys.audit(SEAL_EVENT, "leave", key)
 
 
 def _guard_cffi() -> None:
@@ -106,9 +283,10 @@ def _guard_cffi() -> None:
     original = _cffi_backend.load_library
     if getattr(original, "__posix_shim_tripwire__", False):
         return
+    armed = _armed  # bound now: rebinding the module global later does not disarm the guard
 
     def load_library(*args: Any, **kwargs: Any) -> Any:
-        if _armed("ffi"):
+        if armed("ffi"):
             raise refusal("ffi", "cffi.FFI.dlopen", f"loading {args[0] if args else None!r} is refused")
         return original(*args, **kwargs)
 
@@ -124,9 +302,9 @@ def install() -> None:
     with _lock:
         if _installed:
             return
-        sys.addaudithook(_hook)
+        sys.addaudithook(_make_hook())  # not kept anywhere else: see _make_hook
         _guard_cffi()
         _installed = True
 
 
-__all__ = ["install", "refusal", "EVENTS", "WHY"]
+__all__ = ["install", "refusal", "enter", "leave", "sealed", "EVENTS", "GUARDED", "WHY"]
