@@ -222,6 +222,8 @@ def _make_hook() -> Callable[[str, tuple], None]:
         if not keys:
             return
         if event in guarded:
+            if event == "mmap.__new__" and args and args[0] == -1:  # anonymous memory: nothing of the host's
+                return
             frame = getframe(1)
             if (frame.f_code, id(frame.f_globals)) in trusted:
                 return
