@@ -42,8 +42,9 @@ from enclave_libc import closed, dirs, files
 # Never rewritten: the trusted runtime, the boundary and the host, and this front end.
 SKIP_PREFIXES = ("ocall_bridge", "enclave_libc", "posix_shim")
 
-# The enclave_libc modules whose PATCHES are installed, in order (later entries win on the same original).
-FAMILY_MODULES = ("closed", "files", "dirs", "io", "sockets", "poll", "time", "env", "random", "process")
+# The enclave_libc modules whose PATCHES are installed, in order (later entries win on the same original).  Before
+# them, always: `enclave_libc.closed`'s refusals, recomputed for each Interposer (see Interposer.__init__).
+FAMILY_MODULES = ("files", "dirs", "io", "sockets", "poll", "time", "env", "random", "process")
 
 
 # Families may also swap objects no PATCHES dict can key (os.environ is a mutable mapping): `swap()` runs on
@@ -93,9 +94,15 @@ _real_exec_dynamic = getattr(_imp, "exec_dynamic", None)
 _active: Interposer | None = None  # the installed interposer, for the undo of fresh modules
 
 
-def _seal_fresh(module: Any) -> None:
-    """Give a module `_imp` just built the enclave's functions by name (see the module docstring)."""
-    name = getattr(module, "__name__", None)
+def _seal_fresh(module: Any, name: Any = None) -> None:
+    """Give a module `_imp` just built the enclave's functions by name (see the module docstring).
+
+    The name is the spec's (what the import system asked for): a C module may call itself something else
+    (`_io` is named "io")."""
+    if not isinstance(name, str):
+        name = getattr(getattr(module, "__spec__", None), "name", None)
+    if not isinstance(name, str):
+        name = getattr(module, "__name__", None)
     if not isinstance(name, str):
         return
     base = name.rpartition(".")[2]
@@ -121,7 +128,7 @@ def _seal_fresh(module: Any) -> None:
 
 def _create_builtin(spec: Any) -> Any:
     module = _real_create_builtin(spec)
-    _seal_fresh(module)
+    _seal_fresh(module, getattr(spec, "name", None))
     return module
 
 
@@ -133,7 +140,7 @@ def _exec_builtin(module: Any) -> int:
 
 def _create_dynamic(spec: Any, file: Any = None) -> Any:
     module = _real_create_dynamic(spec) if file is None else _real_create_dynamic(spec, file)
-    _seal_fresh(module)
+    _seal_fresh(module, getattr(spec, "name", None))
     return module
 
 
@@ -323,7 +330,7 @@ class Interposer:
 def all_replacements() -> dict[Any, Any]:
     """original -> the object installed in its place, over every family (the support table reads it)."""
     out: dict[Any, Any] = {}
-    for table in FAMILY_PATCHES:
+    for table in (closed.table(), *FAMILY_PATCHES, IMP_PATCHES):
         out.update({original: _as_builtin(original, replacement) for original, replacement in table.items()})
     return out
 
