@@ -26,7 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Subcommands: 'policy check FILE', 'compat'.  Everything after the program is passed to it.",
     )
     parser.add_argument("--backend", choices=BACKENDS, default="sim",
-                        help="where the enclave runs: sim (in-process) or process (a child process)")
+                        help="where the enclave runs: sim (in-process; confines Python only - native code, C "
+                             "extensions and ctypes are not stopped; for development and tests, like Asylo's "
+                             "simulated backend) or process (a child process)")
     policy.add_arguments(parser)
     trace.add_arguments(parser)
     parser.add_argument("--version", action="version", version="posix_shim 0.1.0")

@@ -12,12 +12,14 @@ from __future__ import annotations
 import errno
 import os
 import resource
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import run_shim
+from conftest import REPO, run_shim
 
 from enclave_libc import closed, env
 from enclave_libc import process as eprocess
@@ -347,3 +349,13 @@ def test_the_attacks_are_refused_on_every_backend(tmp_path: Path, backend: str) 
     assert r.returncode == 0, r.stderr
     assert r.stdout.decode().split() == ["EACCES", "EACCES", "ENOSYS", "EACCES", "ENOSYS", "ENOSYS", "ENOSYS"]
     assert (folder / "key.txt").read_bytes() == b"secret"
+
+
+def test_help_and_policy_check_say_what_sim_does_not_confine(tmp_path: Path) -> None:
+    helped = run_shim(["--help"], cwd=tmp_path)
+    assert helped.returncode == 0
+    assert b"confines" in helped.stdout and b"Python only" in helped.stdout.replace(b"\n", b" ").replace(b"  ", b" ")
+    checked = subprocess.run([sys.executable, "-m", "posix_shim", "policy", "check"], cwd=tmp_path,
+                             capture_output=True, env=dict(os.environ, PYTHONPATH=str(REPO)), timeout=60)
+    assert checked.returncode == 0, checked.stderr
+    assert b"note: on --backend sim these rules bind Python code only: native code" in checked.stdout
