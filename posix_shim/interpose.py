@@ -155,19 +155,39 @@ if _real_create_dynamic is not None and _real_exec_dynamic is not None:
     IMP_PATCHES.update({_real_create_dynamic: _create_dynamic, _real_exec_dynamic: _exec_dynamic})
 
 
-def _default_holders(namespace: dict) -> Iterable[Any]:
-    """The functions of a module namespace whose default arguments may hold a captured original: its functions
-    and the methods of the classes it defines (one level: where `tempfile`, `shutil` and `os` keep them)."""
+def _scan_default_holders(namespace: dict) -> list[Any]:
     module_name = namespace.get("__name__")
+    functions: list[Any] = []
     for value in list(namespace.values()):
         if isinstance(value, types.FunctionType):
-            yield value
+            functions.append(value)
         elif isinstance(value, type) and value.__module__ == module_name:
             for member in list(vars(value).values()):
                 if isinstance(member, staticmethod | classmethod):
                     member = member.__func__
                 if isinstance(member, types.FunctionType):
-                    yield member
+                    functions.append(member)
+    return [fn for fn in functions
+            if any(callable(d) for d in fn.__defaults__ or ()) or any(callable(d) for d in
+                                                                      (fn.__kwdefaults__ or {}).values())]
+
+
+# id(namespace) -> (namespace, its size when scanned, the functions with a callable default).  Scanning every
+# function of every module on each install would triple the cost of an Enclave.call on sim; a module's
+# functions rarely change after import, and a namespace that grew or shrank is scanned again.
+_holders_cache: dict[int, tuple[dict, int, list[Any]]] = {}
+
+
+def _default_holders(namespace: dict) -> list[Any]:
+    """The functions of a module namespace whose default arguments may hold a captured original: its functions
+    and the methods of the classes it defines (one level: where `tempfile`, `shutil` and `os` keep them), those
+    with at least one callable default."""
+    cached = _holders_cache.get(id(namespace))
+    if cached is not None and cached[0] is namespace and cached[1] == len(namespace):
+        return cached[2]
+    holders = _scan_default_holders(namespace)
+    _holders_cache[id(namespace)] = (namespace, len(namespace), holders)
+    return holders
 
 
 class Interposer:
