@@ -42,8 +42,10 @@ def inside(rt: runtime.EnclaveRuntime, interposer: Interposer | None = None) -> 
             yield interposer
         finally:
             _flush((sys.stdout, sys.stderr, stdout, stderr))
-            tripwires.leave(key)
-            interposer.uninstall()
+            try:
+                tripwires.leave(key)
+            finally:
+                interposer.uninstall()
     finally:
         for name, stream in zip(_STREAMS, saved, strict=True):
             setattr(sys, name, stream)

@@ -68,6 +68,7 @@ WHY = {
 # What the hook refuses while an enclave is entered, whoever calls it (introspection that would reach the runtime's
 # private state, or rewrite its frames' locals): refused with the call named.
 INTROSPECTION: dict[str, str] = {
+    "sys.addaudithook": "sys.addaudithook",  # a program's hook would see the seal's events (and outlive a sim run)
     "gc.get_objects": "gc.get_objects",
     "gc.get_referrers": "gc.get_referrers",
     "gc.get_referents": "gc.get_referents",
@@ -197,6 +198,7 @@ def _make_hook() -> Callable[[str, tuple], None]:
     writing frame locals (sys.settrace/setprofile: refused while sealed)."""
     keys: tuple[int, ...] = ()
     trusted: frozenset[tuple[Any, int]] = frozenset()
+    sessions = frozenset({(leave.__code__, id(leave.__globals__))})  # who may unseal: `leave` below
     # Everything the hook uses is bound here, so rebinding this module's globals does not change the hook.
     getframe = sys._getframe
     guarded, introspection, events = GUARDED, dict(INTROSPECTION), dict(EVENTS)
@@ -214,7 +216,10 @@ def _make_hook() -> Callable[[str, tuple], None]:
             elif op == "enter":
                 keys = keys + (id(args[1]),)
             elif op == "leave":
-                if keys and keys[-1] == id(args[1]):
+                # The innermost key, handed over by the session itself: a key seen by anyone else (there is
+                # no other audit hook while sealed, but still) cannot unseal from a frame of its own.
+                frame = getframe(1)
+                if keys and keys[-1] == id(args[1]) and (frame.f_code, id(frame.f_globals)) in sessions:
                     keys = keys[:-1]
             elif op == "trust" and not keys and type(args[1]) is frozenset:  # noqa: E721
                 trusted = args[1]  # only while no enclave is entered: a program cannot extend it

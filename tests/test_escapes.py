@@ -244,6 +244,18 @@ def test_gc_cannot_find_the_originals(secret: Path, capfd: pytest.CaptureFixture
     assert attempt(secret, code, capfd) == "ok True"
 
 
+def test_a_program_cannot_add_an_audit_hook_of_its_own(secret: Path, capfd: pytest.CaptureFixture[str],
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    # Its hook would see the seal's events and, on sim, outlive the run in the host's process.  CPython drops a
+    # hook whose addition an existing hook refuses with an Exception, silently: so the proof is that it sees
+    # nothing.
+    code = "seen = []\nsys.addaudithook(lambda event, args: seen.append(event))\nsys.audit('posix_shim.test')\n" \
+           "RESULT = 'posix_shim.test' in seen"
+    assert attempt(secret, code, capfd) == "ok False"
+    monkeypatch.setattr(tripwires, "enter", lambda: object())
+    assert attempt(secret, code, capfd) == "ok True"  # (a hook that only appends stays in this test process)
+
+
 # -- the host cannot be harmed --------------------------------------------------------------------------------
 
 def test_getpid_is_never_the_hosts_on_sim(secret: Path, capfd: pytest.CaptureFixture[str],
