@@ -36,6 +36,7 @@ import sys
 import threading
 import types
 from collections.abc import Callable
+from types import MappingProxyType
 from typing import Any
 
 from enclave_libc import runtime
@@ -75,6 +76,7 @@ INTROSPECTION: dict[str, str] = {
     "sys._current_frames": "sys._current_frames",
     "sys.settrace": "sys.settrace",
     "sys.setprofile": "sys.setprofile",
+    "sys.monitoring.register_callback": "sys.monitoring.register_callback",
 }
 
 # Events raised by the C functions that touch the host (files, sockets, processes, limits, signals): while an
@@ -135,8 +137,8 @@ def _describe(event: str, args: tuple) -> str:
 
 
 def _native_allowed(what: str) -> bool:
-    """Whether the active enclave's policy grants `what` (ffi, run).  No enclave object, or a tampered one,
-    grants nothing: the hook is armed by its own state, not by `runtime.RT`."""
+    """Whether the active enclave's policy grants `what` (ffi, run), read when the hook is sealed (and by the
+    cffi guard).  No enclave object grants nothing."""
     rt = runtime.RT
     allowed = getattr(getattr(rt, "access", None), "native_allowed", None)
     try:
@@ -187,42 +189,51 @@ def _trusted_code() -> frozenset[tuple[Any, int]]:
     return frozenset(pairs)
 
 
-def _make_hook() -> Callable[[str, tuple], None]:
-    """The one audit hook, with its state in this closure only.
+def _make_hook() -> Callable[..., None]:
+    """The one audit hook.  Its state lives in its own default arguments, nowhere else.
 
-    No module global refers to the hook or its state, so setting `enclave_libc.runtime.RT = None` or any
-    attribute of this module changes nothing: the seal is flipped only by the SEAL_EVENT carrying the key that
-    `enter` returned (held by the session's own frame).  The state the hook holds is immutable (a tuple of key
-    ids, a frozenset), so even a program that gets to see it (the hook's frame in a traceback) cannot edit it;
-    rebinding the cells would take the hook function itself (only gc finds it: refused while sealed) or a tracer
-    writing frame locals (sys.settrace/setprofile: refused while sealed)."""
-    keys: tuple[int, ...] = ()
-    trusted: frozenset[tuple[Any, int]] = frozenset()
-    sessions = frozenset({(leave.__code__, id(leave.__globals__))})  # who may unseal: `leave` below
-    # Everything the hook uses is bound here, so rebinding this module's globals does not change the hook.
-    getframe = sys._getframe
-    guarded, introspection, events = GUARDED, dict(INTROSPECTION), dict(EVENTS)
-    native_allowed, refuse, describe, text = _native_allowed, refusal, _describe, _text
-    error, seal_event = Unsupported, SEAL_EVENT
+    Why there: a closure cell or a module global can be rebound by a program that reaches it - a module global
+    by plain assignment (`enclave_libc.runtime.RT = None` changed nothing here), a closure cell through the
+    hook's frame, which a refusal's traceback hands out and whose `f_locals` writes through to the cells on
+    Python 3.13 (PEP 667).  Default arguments are copied into each call's locals, so rewriting a frame changes
+    nothing for the next call; and `hook.__defaults__` itself can only be set by the hook (setting it raises
+    "object.__setattr__", which the hook refuses for itself from any other frame).  The values are immutable
+    (tuples, frozensets, read-only mapping views), every builtin the hook uses is bound in too (a program may
+    rebind `builtins.id`), and nothing the program defines is called while the hook decides.  Reaching the hook
+    object takes gc (refused while sealed) or such a frame; tracers that could rewrite a running frame
+    (settrace, setprofile, sys.monitoring) are refused while sealed."""
 
-    def hook(event: str, args: tuple) -> None:
-        nonlocal keys, trusted
+    def hook(event: str, args: tuple, state: tuple = ()) -> None:
+        (keys, trusted, sessions, me, own, getframe, ident, typeof, guarded, introspection, events,
+         refuse, describe, text, error, seal_event) = state
         if event == "object.__getattr__" or event == "sys._getframe":  # the frequent ones (and our own f_code)
+            return
+        if event == "object.__setattr__":
+            if args and args[0] is me and getframe(1).f_code is not own:
+                raise error("object.__setattr__", "the audit hook's state is its own")
             return
         if event == seal_event:
             op = args[0] if args else None
-            if op == "query" and type(args[1]) is list:  # noqa: E721 - no program-defined append runs here
-                args[1].append(bool(keys))
-            elif op == "enter":
-                keys = keys + (id(args[1]),)
+            if op == "query" and typeof(args[1]) is list:  # no program-defined append runs here
+                args[1].append(len(keys) > 0)
+                return
+            if op == "enter" and len(args) == 3 and typeof(args[2]) is frozenset:
+                # The policy's grants (ffi, run) are taken now, once: rewriting the runtime's objects later
+                # (`RT = ...`) does not change what this hook allows.
+                keys = keys + ((ident(args[1]), args[2]),)
             elif op == "leave":
-                # The innermost key, handed over by the session itself: a key seen by anyone else (there is
-                # no other audit hook while sealed, but still) cannot unseal from a frame of its own.
+                # The innermost key, handed over by the session itself (`leave`): anyone else who saw the key
+                # cannot unseal from a frame of their own.
                 frame = getframe(1)
-                if keys and keys[-1] == id(args[1]) and (frame.f_code, id(frame.f_globals)) in sessions:
-                    keys = keys[:-1]
-            elif op == "trust" and not keys and type(args[1]) is frozenset:  # noqa: E721
+                if not (keys and keys[-1][0] == ident(args[1])
+                        and (frame.f_code, ident(frame.f_globals)) in sessions):
+                    return
+                keys = keys[:-1]
+            elif op == "trust" and not keys and typeof(args[1]) is frozenset:
                 trusted = args[1]  # only while no enclave is entered: a program cannot extend it
+            else:
+                return
+            me.__defaults__ = ((keys, trusted) + state[2:],)
             return
         if not keys:
             return
@@ -230,16 +241,16 @@ def _make_hook() -> Callable[[str, tuple], None]:
             if event == "mmap.__new__" and args and args[0] == -1:  # anonymous memory: nothing of the host's
                 return
             frame = getframe(1)
-            if (frame.f_code, id(frame.f_globals)) in trusted:
+            if (frame.f_code, ident(frame.f_globals)) in trusted:
                 return
             entry = events.get(event)
             if entry is not None:
-                if native_allowed(entry[0]):
+                if entry[0] in keys[-1][1]:
                     return
                 raise refuse(entry[0], entry[1], describe(event, args))
-            raise error(event, f"the real call is reserved to the host side ({text(args[0]) if args else ''}"
-                                     f"): inside an enclave it is served by the enclave's own {event.split('.')[0]}"
-                                     f" functions, or not at all")
+            raise error(event, "the real call is reserved to the host side (" + (text(args[0]) if args else "")
+                        + "): inside an enclave it is served by the enclave's own " + event.split(".")[0]
+                        + " functions, or not at all")
         call = introspection.get(event)
         if call is not None:
             raise error(call, "it would reach the runtime's private state or rewrite its frames")
@@ -251,10 +262,14 @@ def _make_hook() -> Callable[[str, tuple], None]:
             # dlopen(NULL) loads nothing new (`import ctypes` does it for ctypes.pythonapi); every function looked
             # up in it is still refused by "ctypes.dlsym".
             return
-        if native_allowed(what):
+        if what in keys[-1][1]:
             return
         raise refuse(what, call, describe(event, args))
 
+    sessions = frozenset({(leave.__code__, id(leave.__globals__))})  # who may unseal: `leave` below
+    hook.__defaults__ = (((), frozenset(), sessions, hook, hook.__code__, sys._getframe, id, type, GUARDED,
+                          MappingProxyType(dict(INTROSPECTION)), MappingProxyType(dict(EVENTS)), refusal,
+                          _describe, _text, Unsupported, SEAL_EVENT),)
     return hook
 
 
@@ -270,7 +285,8 @@ def enter() -> object:
     install()
     sys.audit(SEAL_EVENT, "trust", _trusted_code())
     key = object()
-    sys.audit(SEAL_EVENT, "enter", key)
+    grants = frozenset(what for what in ("ffi", "run") if _native_allowed(what))
+    sys.audit(SEAL_EVENT, "enter", key, grants)
     return key
 
 

@@ -234,6 +234,61 @@ def test_the_tripwire_cannot_be_switched_off_from_inside(secret: Path, capfd: py
     assert attempt(secret, TRIPWIRE_SWITCH, capfd) == "ok True"
 
 
+GRANTING_RT = ("import enclave_libc.runtime as r, types\n"
+               "grant = types.SimpleNamespace(native_allowed=lambda what: True)\n"
+               "saved, r.RT = r.RT, types.SimpleNamespace(access=grant)\ntry:\n    import ctypes\n"
+               "    RESULT = ctypes.CDLL('libc.so.6').getpid() > 0\nfinally:\n    r.RT = saved")
+
+
+def test_a_forged_runtime_does_not_grant_ffi(secret: Path, capfd: pytest.CaptureFixture[str],
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    # The hook took the policy's grants when it was sealed; a program's stand-in for RT changes nothing.
+    line = attempt(secret, GRANTING_RT, capfd)
+    assert line.startswith(f"refused {errno.ENOSYS} posix_shim: ctypes.CDLL() is outside"), line
+    # Control: without the seal's own record, the forged runtime is all there is to ask - and libc loads.
+    real_enter = tripwires.enter
+
+    def enter_then_unseal() -> object:
+        key = real_enter()
+        tripwires.leave(key)
+        return key
+
+    monkeypatch.setattr(tripwires, "enter", enter_then_unseal)
+    assert attempt(secret, GRANTING_RT, capfd) == "ok True"
+
+
+HOOK_STATE = """
+def hook_frame():
+    import ctypes
+    try:
+        ctypes.CDLL('libc.so.6')
+    except OSError as exc:
+        tb = exc.__traceback__
+        while tb.tb_next:
+            tb = tb.tb_next
+        return tb.tb_frame
+frame = hook_frame()
+me = frame.f_locals['state'][3]
+frame.f_locals['keys'] = ()  # written through on 3.13 (PEP 667): only that finished call's locals
+try:
+    me.__defaults__ = (((),) + me.__defaults__[0][1:],)
+except OSError as exc:
+    print('defaults', exc.errno)
+import ctypes
+RESULT = ctypes.CDLL('libc.so.6')
+"""
+
+
+def test_the_hooks_own_state_cannot_be_rewritten(secret: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    with Enclave(policy=Guarded(secret), backend="sim") as enclave:
+        capfd.readouterr()
+        enclave.run_code("import os, sys\ntry:\n" + textwrap.indent(HOOK_STATE, "    ")
+                         + "\nexcept OSError as exc:\n    print('refused', exc.errno, exc)\n")
+        out, _ = capfd.readouterr()
+    assert out.splitlines()[0] == f"defaults {errno.ENOSYS}"
+    assert out.splitlines()[1].startswith(f"refused {errno.ENOSYS} posix_shim: ctypes.CDLL() is outside")
+
+
 def test_gc_cannot_find_the_originals(secret: Path, capfd: pytest.CaptureFixture[str],
                                       monkeypatch: pytest.MonkeyPatch) -> None:
     code = "import gc\nRESULT = any(getattr(o, '__name__', '') == 'listdir' and type(o).__name__ == " \
