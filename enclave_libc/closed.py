@@ -41,7 +41,7 @@ PURE: dict[str, frozenset[str]] = {
     # (on sim that process is shared with the host, as docs/threat-model.md says).
     "_signal": frozenset({"alarm", "default_int_handler", "getitimer", "setitimer", "getsignal", "signal",
                           "siginterrupt", "pause", "pthread_sigmask", "sigpending", "sigwait", "sigwaitinfo",
-                          "sigtimedwait", "raise_signal", "strsignal", "valid_signals"}),
+                          "sigtimedwait", "strsignal", "valid_signals"}),
 }
 
 WHY = "no enclave call serves it, so it is refused rather than let through to the host"

@@ -12,8 +12,9 @@ Identity, decided call by call (docs/time-env.md has the table):
 * Process-level calls act only on the enclave itself: kill, prlimit, setpriority/getpriority, the sched_*
   calls, signal.pthread_kill.  On any other pid they are refused (ENOSYS naming the call).  On sim the enclave's
   process *is* the host's, so the calls that would change it - setrlimit/prlimit with limits, setpriority,
-  nice, sched_setaffinity/setparam/setscheduler, abort, pthread_kill of another thread - are refused there
-  too: a sim enclave lowering RLIMIT_CPU would kill its host.  No enclave object (`RT = None`) serves nothing.
+  nice, sched_setaffinity/setparam/setscheduler, abort, pthread_kill of another thread, and a signal to itself
+  that has no handler and would end or stop the process - are refused there too: a sim enclave lowering
+  RLIMIT_CPU would kill its host.  No enclave object (`RT = None`) serves nothing.
 * getgroups: asked once per enclave (`getgroups`), then served inside.
 * uname, getlogin: asked on every call (the host's kernel and terminal, as natively).
 * gethostname: the sockets family's ocall (socket.gethostname); umask: kept inside (files.py).
@@ -192,13 +193,29 @@ def _native_run(rt: runtime.EnclaveRuntime | None) -> bool:
 def kill(pid: Any, signal: Any, /) -> None:
     pid, sig = operator.index(pid), operator.index(signal)
     rt = runtime.RT
-    if _native_run(rt):
+    if rt is not None and pid == _own_pid(rt):
+        _no_fatal_signal("kill", rt, sig)
+        # The process running the enclave's code receives it: its handlers are the program's.
+        return _real_kill(_real_getpid(), sig)
+    if _native_run(rt):  # --allow-run: other processes are the real OS's business
         return _real_kill(pid, sig)
     own = _own_pid(_active("kill"))
-    if pid != own:
-        raise Unsupported("kill", f"an enclave can signal only itself (pid {own}), not pid {pid}")
-    # The process running the enclave's code receives it: its handlers are the program's.
-    return _real_kill(_real_getpid(), sig)
+    raise Unsupported("kill", f"an enclave can signal only itself (pid {own}), not pid {pid}")
+
+
+# Signals whose default action is to do nothing: everything else, left at SIG_DFL, ends or stops the process.
+_HARMLESS_BY_DEFAULT = frozenset(int(getattr(_signal, name)) for name in ("SIGCHLD", "SIGCONT", "SIGURG", "SIGWINCH")
+                                 if hasattr(_signal, name))
+_UNCATCHABLE = frozenset(int(getattr(_signal, name)) for name in ("SIGKILL", "SIGSTOP") if hasattr(_signal, name))
+_getsignal = _signal.getsignal
+
+
+def _no_fatal_signal(call: str, rt: runtime.EnclaveRuntime, sig: int) -> None:
+    """On sim, a signal to itself that would end or stop the process is refused: that process is the host."""
+    if sig == 0 or not shares_host_process(rt):
+        return
+    if sig in _UNCATCHABLE or (sig not in _HARMLESS_BY_DEFAULT and _getsignal(sig) == _signal.SIG_DFL):
+        raise Unsupported(call, f"signal {sig} has no handler here and would end or stop the process: {_SHARED}")
 
 
 def _no_children(original: Any) -> Any:
@@ -307,7 +324,16 @@ def pthread_kill(thread_id: Any, signalnum: Any, /) -> None:
     rt = _active("signal.pthread_kill")
     if shares_host_process(rt) and operator.index(thread_id) != _get_ident():
         raise Unsupported("signal.pthread_kill", f"only the calling thread can be signalled: {_SHARED}")
+    _no_fatal_signal("signal.pthread_kill", rt, operator.index(signalnum))
     _real_pthread_kill(thread_id, signalnum)
+
+
+_real_raise_signal = _signal.raise_signal
+
+
+def raise_signal(signalnum: Any, /) -> None:
+    _no_fatal_signal("signal.raise_signal", _active("signal.raise_signal"), operator.index(signalnum))
+    _real_raise_signal(signalnum)
 
 
 # -- refused -----------------------------------------------------------------------------------------------
@@ -380,6 +406,7 @@ PATCHES: dict[Any, Any] = {
     posix.abort: abort,
     _resource.setrlimit: setrlimit,
     _signal.pthread_kill: pthread_kill,
+    _signal.raise_signal: raise_signal,
     posix.getpid: getpid,
     posix.getppid: getppid,
     posix.getuid: getuid,

@@ -23,7 +23,9 @@ settrace/setprofile) is refused while sealed.
 
 Audit hooks cannot be removed, so the hook is *sealed* by `enter()` and unsealed by `leave(key)`: its state lives
 in the hook's own default arguments (see `_make_hook`), not in `enclave_libc.runtime.RT` or any module global a
-program could rebind; the policy's grants (`--allow-ffi`, `--allow-run`) are taken when it is sealed.  What Python cannot hide (docs/threat-model.md, "sim"): a C call that raises no audit event
+program could rebind; the policy's grants (`--allow-ffi`, `--allow-run`) are taken when it is sealed.
+
+What Python cannot hide (docs/threat-model.md, "Python-level escapes"): a C call that raises no audit event
 (read/write on a descriptor number, stat) made with an original taken from the runtime's own modules, and a
 program that rewrites the runtime's Python objects (its policy object, its module globals).  On sim that is the
 limit of a Python-level wall; on the process backend the kernel's filter is the wall.

@@ -426,3 +426,34 @@ def test_help_and_policy_check_say_what_sim_does_not_confine(tmp_path: Path) -> 
                              capture_output=True, env=dict(os.environ, PYTHONPATH=str(REPO)), timeout=60)
     assert checked.returncode == 0, checked.stderr
     assert b"note: on --backend sim these rules bind Python code only: native code" in checked.stdout
+
+
+FATAL_SELF_SIGNAL = "import signal\nos.kill(os.getpid(), signal.SIGTERM)\nRESULT = 'still here'"
+
+
+def test_sim_refuses_a_fatal_signal_to_itself(secret: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    # On sim the enclave's process is the host's: SIGTERM with no handler would end the host (here: pytest).
+    line = attempt(secret, FATAL_SELF_SIGNAL, capfd)
+    assert line.startswith(f"refused {errno.ENOSYS} posix_shim: kill() is outside"), line
+    line = attempt(secret, "import signal\nsignal.raise_signal(signal.SIGKILL)\nRESULT = 'still here'", capfd)
+    assert line.startswith(f"refused {errno.ENOSYS} posix_shim: signal.raise_signal() is outside"), line
+    # With a handler of its own the signal is the program's business, and delivered.
+    handled = ("import signal\ngot = []\nsignal.signal(signal.SIGTERM, lambda s, f: got.append(s))\n"
+               "os.kill(os.getpid(), signal.SIGTERM)\nsignal.signal(signal.SIGTERM, signal.SIG_DFL)\nRESULT = got")
+    assert attempt(secret, handled, capfd) == f"ok [{int(__import__('signal').SIGTERM)}]"
+
+
+def test_control_without_the_check_a_sim_enclave_kills_its_host(tmp_path: Path) -> None:
+    # In a runner of its own (it dies): the check switched off, the enclave's SIGTERM ends the host process.
+    runner = ("import sys\nfrom enclave_libc import process\nfrom posix_shim import Enclave\n"
+              "process._no_fatal_signal = lambda call, rt, sig: None\n"
+              "with Enclave(backend='sim') as e:\n"
+              "    e.run_code('import os, signal\\nos.kill(os.getpid(), signal.SIGTERM)')\n"
+              "print('host survived')\n")
+    r = subprocess.run([sys.executable, "-c", runner], cwd=tmp_path, capture_output=True, timeout=60,
+                       env=dict(os.environ, PYTHONPATH=str(REPO)))
+    assert r.returncode == -15 and b"host survived" not in r.stdout, (r.returncode, r.stderr)
+    r = subprocess.run([sys.executable, "-c", runner.replace("process._no_fatal_signal = lambda call, rt, sig: None\n",
+                                                             "")], cwd=tmp_path, capture_output=True, timeout=60,
+                       env=dict(os.environ, PYTHONPATH=str(REPO)))
+    assert r.returncode == 0 and r.stdout == b"host survived\n", r.stderr
