@@ -205,10 +205,13 @@ def _make_hook() -> Callable[..., None]:
     (settrace, setprofile, sys.monitoring) are refused while sealed."""
 
     def hook(event: str, args: tuple, state: tuple = ()) -> None:
-        (keys, trusted, sessions, me, own, getframe, ident, typeof, guarded, introspection, events,
-         refuse, describe, text, error, seal_event) = state
         if event == "object.__getattr__" or event == "sys._getframe":  # the frequent ones (and our own f_code)
             return
+        keys = state[0]
+        if not keys and event != "posix_shim.seal" and event != "object.__setattr__":
+            return  # not sealed: every other event costs this much (literals: a code object is immutable)
+        (keys, trusted, sessions, me, own, getframe, ident, typeof, guarded, introspection, events,
+         refuse, describe, text, error, seal_event) = state
         if event == "object.__setattr__":
             if args and args[0] is me and getframe(1).f_code is not own:
                 raise error("object.__setattr__", "the audit hook's state is its own")
