@@ -171,7 +171,7 @@ def test_defaults_are_given_back_after_the_enclave() -> None:
 # -- every public callable is served or refused ----------------------------------------------------------------
 
 INVENTORY = """
-import importlib, sys
+from enclave_libc.closed import MODULES, needs_serving as NEEDS
 bad = []
 for name in MODULES:
     module = sys.modules.get(name)
@@ -187,10 +187,6 @@ RESULT = bad
 
 def test_every_public_callable_is_served_or_refused(secret: Path, capfd: pytest.CaptureFixture[str],
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(__builtins__ if isinstance(__builtins__, dict) else vars(__builtins__), "MODULES",
-                        closed.MODULES)
-    monkeypatch.setitem(__builtins__ if isinstance(__builtins__, dict) else vars(__builtins__), "NEEDS",
-                        closed.needs_serving)
     assert attempt(secret, INVENTORY, capfd) == "ok []"
     line = attempt(secret, "RESULT = os.getgrouplist('root', 0)", capfd)
     assert line.startswith(f"refused {errno.ENOSYS} posix_shim: os.getgrouplist() is outside"), line
