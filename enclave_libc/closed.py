@@ -77,8 +77,20 @@ def for_fresh(module: str, name: str, value: Any) -> Callable[..., Any] | None:
     return refusal(module, name) if needs_serving(module, name, value) else None
 
 
+_table_cache: list[Any] = [None, {}]  # (the loaded MODULES and their sizes, the table)
+
+
 def table() -> dict[Any, Any]:
-    """original -> refusal for every public callable of the MODULES loaded now."""
+    """original -> refusal for every public callable of the MODULES loaded now (computed again only when one
+    was loaded, replaced or grew since)."""
+    loaded = tuple((name, id(m), len(vars(m))) for name in MODULES if (m := sys.modules.get(name)) is not None)
+    if _table_cache[0] != loaded:
+        _table_cache[1] = _table()
+        _table_cache[0] = loaded
+    return _table_cache[1]
+
+
+def _table() -> dict[Any, Any]:
     out: dict[Any, Any] = {}
     for module_name in MODULES:
         module = sys.modules.get(module_name)

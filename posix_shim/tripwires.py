@@ -153,7 +153,21 @@ def _armed(what: str) -> bool:
     return sealed() and not _native_allowed(what)
 
 
+_trusted_cache: list[Any] = [None, frozenset()]  # (the trusted modules it was computed from, the pairs)
+
+
 def _trusted_code() -> frozenset[tuple[Any, int]]:
+    """`_scan_trusted_code()`, computed again only when the set of trusted modules changed (each sim run and
+    call seals the hook: a full walk every time would add milliseconds to each)."""
+    modules = tuple((name, id(module)) for name, module in list(sys.modules.items())
+                    if module is not None and (name in TRUSTED_MODULES or name.startswith(TRUSTED_PREFIXES)))
+    if _trusted_cache[0] != modules:
+        _trusted_cache[1] = _scan_trusted_code()
+        _trusted_cache[0] = modules
+    return _trusted_cache[1]
+
+
+def _scan_trusted_code() -> frozenset[tuple[Any, int]]:
     """(code object, id of its module's globals) for every function of the trusted runtime modules now loaded.
 
     A pair, not a file name: a program can compile code claiming any file name, and can run one of our code
