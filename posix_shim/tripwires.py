@@ -153,18 +153,21 @@ def _armed(what: str) -> bool:
     return sealed() and not _native_allowed(what)
 
 
-_trusted_cache: list[Any] = [None, frozenset()]  # (the trusted modules it was computed from, the pairs)
+def _trusted_modules() -> tuple[tuple[str, int], ...]:
+    """(name, id) of the trusted runtime modules loaded now: what the trusted code pairs were computed from."""
+    return tuple((name, id(module)) for name, module in list(sys.modules.items())
+                 if module is not None and (name in TRUSTED_MODULES or name.startswith(TRUSTED_PREFIXES)))
 
 
-def _trusted_code() -> frozenset[tuple[Any, int]]:
-    """`_scan_trusted_code()`, computed again only when the set of trusted modules changed (each sim run and
-    call seals the hook: a full walk every time would add milliseconds to each)."""
-    modules = tuple((name, id(module)) for name, module in list(sys.modules.items())
-                    if module is not None and (name in TRUSTED_MODULES or name.startswith(TRUSTED_PREFIXES)))
-    if _trusted_cache[0] != modules:
-        _trusted_cache[1] = _scan_trusted_code()
-        _trusted_cache[0] = modules
-    return _trusted_cache[1]
+def _trust() -> None:
+    """Give the hook the trusted code pairs, computed again only when the trusted modules changed (each sim run
+    and call seals the hook: a full walk every time would add milliseconds to each).  What they were computed
+    from is kept in the hook itself, not in a module global a program could rewrite between two runs."""
+    modules = _trusted_modules()
+    box: list[Any] = []
+    sys.audit(SEAL_EVENT, "trusted", box)
+    if not box or box[0] != modules:
+        sys.audit(SEAL_EVENT, "trust", modules, _scan_trusted_code())
 
 
 def _scan_trusted_code() -> frozenset[tuple[Any, int]]:
@@ -235,6 +238,9 @@ def _make_hook() -> Callable[..., None]:
             if op == "query" and typeof(args[1]) is list:  # no program-defined append runs here
                 args[1].append(len(keys) > 0)
                 return
+            if op == "trusted" and typeof(args[1]) is list:
+                args[1].append(trusted[0])
+                return
             if op == "enter" and len(args) == 3 and typeof(args[2]) is frozenset:
                 # The policy's grants (ffi, run) are taken now, once: rewriting the runtime's objects later
                 # (`RT = ...`) does not change what this hook allows.
@@ -247,8 +253,9 @@ def _make_hook() -> Callable[..., None]:
                         and (frame.f_code, ident(frame.f_globals)) in sessions):
                     return
                 keys = keys[:-1]
-            elif op == "trust" and not keys and typeof(args[1]) is frozenset:
-                trusted = args[1]  # only while no enclave is entered: a program cannot extend it
+            elif op == "trust" and not keys and len(args) == 3 and typeof(args[1]) is tuple \
+                    and typeof(args[2]) is frozenset:
+                trusted = (args[1], args[2])  # only while no enclave is entered: a program cannot extend it
             else:
                 return
             me.__defaults__ = ((keys, trusted) + state[2:],)
@@ -259,7 +266,7 @@ def _make_hook() -> Callable[..., None]:
             if event == "mmap.__new__" and args and args[0] == -1:  # anonymous memory: nothing of the host's
                 return
             frame = getframe(1)
-            if (frame.f_code, ident(frame.f_globals)) in trusted:
+            if (frame.f_code, ident(frame.f_globals)) in trusted[1]:
                 return
             entry = events.get(event)
             if entry is not None:
@@ -285,7 +292,7 @@ def _make_hook() -> Callable[..., None]:
         raise refuse(what, call, describe(event, args))
 
     sessions = frozenset({(leave.__code__, id(leave.__globals__))})  # who may unseal: `leave` below
-    hook.__defaults__ = (((), frozenset(), sessions, hook, hook.__code__, sys._getframe, id, type, GUARDED,
+    hook.__defaults__ = (((), ((), frozenset()), sessions, hook, hook.__code__, sys._getframe, id, type, GUARDED,
                           MappingProxyType(dict(INTROSPECTION)), MappingProxyType(dict(EVENTS)), refusal,
                           _describe, _text, Unsupported, SEAL_EVENT),)
     return hook
@@ -301,7 +308,7 @@ def sealed() -> bool:
 def enter() -> object:
     """Seal: from now on the hook refuses; returns the key `leave` needs."""
     install()
-    sys.audit(SEAL_EVENT, "trust", _trusted_code())
+    _trust()
     key = object()
     grants = frozenset(what for what in ("ffi", "run") if _native_allowed(what))
     sys.audit(SEAL_EVENT, "enter", key, grants)
