@@ -102,7 +102,7 @@ GUARDED = frozenset({
 # enclave's own behalf (kill of itself, the audit events of putenv).  Deliberately not posix_shim.program or the
 # transports: they call the program's own callbacks (signal handlers, atexit), and a callback that is a C
 # function (functools.partial(posix.open, ...)) would otherwise make its call with their frame as the caller.
-TRUSTED_PREFIXES = ("ocall_bridge.host.", "ocall_bridge.logs")
+TRUSTED_PREFIXES = ("ocall_bridge.host.",)
 TRUSTED_MODULES = ("enclave_libc.process", "enclave_libc.env", "posix_shim.trace", "ocall_bridge.host")
 
 SEAL_EVENT = "posix_shim.seal"  # the hook's own event: enter / leave / trust / query
