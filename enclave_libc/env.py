@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterator, MutableMapping
 from typing import Any
 
 from . import runtime
+from .errors import Unsupported
 
 log = logging.getLogger("posix_shim.enclave")
 
@@ -89,10 +90,14 @@ def _load(rt: runtime.EnclaveRuntime) -> dict[bytes, bytes]:
 
 
 def current_data() -> dict[bytes, bytes]:
-    """The current enclave's environment dict (the host's own when no enclave is active)."""
+    """The current enclave's environment dict.
+
+    With no enclave object it refuses rather than fall back to the host's dict: `enclave_libc.runtime.RT = None`
+    from inside must not turn the enclave's `os.environ` into the host's (issue 13).  The interposer puts the
+    host's own objects back when an enclave is left, so the host never reads through this."""
     rt = runtime.RT
     if rt is None:
-        return _host_posix_environ
+        raise Unsupported("os.environ", "no enclave is active")
     data = rt.extra.get("environ")
     if data is None:
         with _load_lock:

@@ -1,11 +1,20 @@
 """The process an enclave runs in: who it is, and what it may not do.
 
 Identity, decided call by call (docs/time-env.md has the table):
-* getpid, getppid, getuid, geteuid, getgid, getegid: the *host's* values, asked once per enclave (`getids`) and
-  then served inside.  The pid a user sees and signals is the host's (on the process backend the enclave's own
-  process is an implementation detail); asking once means a host cannot change who the enclave is mid-run.
-  When the policy does not enable the `getids` call, a fixed virtual identity is served instead (pid 1, ppid 0,
-  uid/gid 65534 "nobody"), so logging and tempfile keep working.
+* getpid: the enclave's *own* identity, never the host's (issue 13: a pid the program can name is a pid it
+  could aim process-level calls at).  On the process backend, the child's own pid; on sim, where enclave and
+  host share one process, a per-enclave virtual pid above the kernel's pid_max (so it never names a real
+  process).  getppid, getuid, geteuid, getgid, getegid: the host's values, asked once per enclave (`getids`)
+  and then served inside (the host is the enclave's parent); asking once means a host cannot change who the
+  enclave is mid-run.  When the policy does not enable the `getids` call, a fixed virtual identity is served
+  instead (pid 1, ppid 0, uid/gid 65534 "nobody"), so logging and tempfile keep working.
+* getresuid/getresgid: the same ids, (uid, euid, euid); getpgrp/getpgid/getsid of itself: its own pid on sim.
+* Process-level calls act only on the enclave itself: kill, prlimit, setpriority/getpriority, the sched_*
+  calls, signal.pthread_kill.  On any other pid they are refused (ENOSYS naming the call).  On sim the enclave's
+  process *is* the host's, so the calls that would change it - setrlimit/prlimit with limits, setpriority,
+  nice, sched_setaffinity/setparam/setscheduler, abort, pthread_kill of another thread, and a signal to itself
+  that has no handler and would end or stop the process - are refused there too: a sim enclave lowering
+  RLIMIT_CPU would kill its host.  No enclave object (`RT = None`) serves nothing.
 * getgroups: asked once per enclave (`getgroups`), then served inside.
 * uname, getlogin: asked on every call (the host's kernel and terminal, as natively).
 * gethostname: the sockets family's ocall (socket.gethostname); umask: kept inside (files.py).
@@ -28,10 +37,13 @@ real descriptors of the process that runs the enclave rather than the enclave's 
 from __future__ import annotations
 
 import _posixsubprocess
+import _signal
 import errno
+import itertools
 import operator
 import os as _os
 import posix
+import resource as _resource
 import sys
 import threading
 from typing import Any
@@ -73,19 +85,52 @@ def _ids(rt: runtime.EnclaveRuntime) -> tuple[int, ...]:
     return ids
 
 
-def _id(index: int, real: Any) -> int:
+def _active(call: str) -> runtime.EnclaveRuntime:
+    """The active enclave, or a refusal: a replacement called with no enclave (say `RT = None` from inside)
+    falls through to nothing of the host's."""
     rt = runtime.RT
     if rt is None:
-        return real()
-    return _ids(rt)[index]
+        raise Unsupported(call, "no enclave is active")
+    return rt
+
+
+def _id(index: int, real: Any) -> int:
+    return _ids(_active(real.__name__))[index]
+
+
+VIRTUAL_PID_BASE = 1 << 22  # above the largest pid_max Linux allows: a virtual pid never names a real process
+_virtual_pids = itertools.count(VIRTUAL_PID_BASE + 1)
+
+
+def shares_host_process(rt: runtime.EnclaveRuntime) -> bool:
+    """Whether the enclave runs in the host's own process (sim).  Anything but the process transport counts as
+    shared, so an unknown transport gets the stricter rules."""
+    shared = rt.extra.get("shares_host_process")
+    if shared is None:
+        shared = rt.extra["shares_host_process"] = getattr(rt.client.transport, "name", None) != "process"
+    return shared
+
+
+def _own_pid(rt: runtime.EnclaveRuntime) -> int:
+    pid = rt.extra.get("pid")
+    if pid is None:
+        ids = _ids(rt)
+        if ids is VIRTUAL_IDS or ids == VIRTUAL_IDS:
+            pid = VIRTUAL_IDS[0] if shares_host_process(rt) else _real_getpid()
+        else:
+            pid = next(_virtual_pids) if shares_host_process(rt) else _real_getpid()
+        rt.extra["pid"] = pid
+    return pid
 
 
 def getpid() -> int:
-    return _id(0, posix.getpid)
+    return _own_pid(_active("getpid"))
 
 
 def getppid() -> int:
-    return _id(1, posix.getppid)
+    rt = _active("getppid")
+    ids = _ids(rt)
+    return ids[1] if ids == VIRTUAL_IDS else ids[0]  # the host is the enclave's parent
 
 
 def getuid() -> int:
@@ -104,10 +149,18 @@ def getegid() -> int:
     return _id(5, posix.getegid)
 
 
+def getresuid() -> tuple[int, int, int]:
+    ids = _ids(_active("getresuid"))
+    return ids[2], ids[3], ids[3]
+
+
+def getresgid() -> tuple[int, int, int]:
+    ids = _ids(_active("getresgid"))
+    return ids[4], ids[5], ids[5]
+
+
 def getgroups() -> list[int]:
-    rt = runtime.RT
-    if rt is None:
-        return posix.getgroups()
+    rt = _active("getgroups")
     groups = rt.extra.get("groups")
     if groups is None:
         groups = rt.extra["groups"] = [gid for (gid,) in rt.ocall.getgroups()]
@@ -115,16 +168,12 @@ def getgroups() -> list[int]:
 
 
 def uname() -> _os.uname_result:
-    rt = runtime.RT
-    if rt is None:
-        return posix.uname()
+    rt = _active("uname")
     return _uname_result(rt.ocall.uname())
 
 
 def getlogin() -> str:
-    rt = runtime.RT
-    if rt is None:
-        return posix.getlogin()
+    rt = _active("getlogin")
     return rt.ocall.getlogin()
 
 
@@ -132,10 +181,11 @@ def getlogin() -> str:
 
 
 def _native_run(rt: runtime.EnclaveRuntime | None) -> bool:
-    """Whether process calls go to the real OS: outside any enclave, or when the policy lets the program start
-    processes (--allow-run / native.run), an escape hatch whose processes run outside the enclave."""
+    """Whether process calls go to the real OS: only when the policy lets the program start processes
+    (--allow-run / native.run), an escape hatch whose processes run outside the enclave.  No enclave object
+    grants nothing (fail closed: `RT = None` from inside must not open the real calls)."""
     if rt is None:
-        return True
+        return False
     allowed = getattr(rt.access, "native_allowed", None)
     return bool(allowed is not None and allowed("run"))
 
@@ -143,13 +193,29 @@ def _native_run(rt: runtime.EnclaveRuntime | None) -> bool:
 def kill(pid: Any, signal: Any, /) -> None:
     pid, sig = operator.index(pid), operator.index(signal)
     rt = runtime.RT
-    if _native_run(rt):
+    if rt is not None and pid == _own_pid(rt):
+        _no_fatal_signal("kill", rt, sig)
+        # The process running the enclave's code receives it: its handlers are the program's.
+        return _real_kill(_real_getpid(), sig)
+    if _native_run(rt):  # --allow-run: other processes are the real OS's business
         return _real_kill(pid, sig)
-    own = _ids(rt)[0]
-    if pid not in (own, _real_getpid()):
-        raise Unsupported("kill", f"an enclave can signal only itself (pid {own}), not pid {pid}")
-    # The process running the enclave's code receives it: its handlers are the program's.
-    return _real_kill(_real_getpid(), sig)
+    own = _own_pid(_active("kill"))
+    raise Unsupported("kill", f"an enclave can signal only itself (pid {own}), not pid {pid}")
+
+
+# Signals whose default action is to do nothing: everything else, left at SIG_DFL, ends or stops the process.
+_HARMLESS_BY_DEFAULT = frozenset(int(getattr(_signal, name)) for name in ("SIGCHLD", "SIGCONT", "SIGURG", "SIGWINCH")
+                                 if hasattr(_signal, name))
+_UNCATCHABLE = frozenset(int(getattr(_signal, name)) for name in ("SIGKILL", "SIGSTOP") if hasattr(_signal, name))
+_getsignal = _signal.getsignal
+
+
+def _no_fatal_signal(call: str, rt: runtime.EnclaveRuntime, sig: int) -> None:
+    """On sim, a signal to itself that would end or stop the process is refused: that process is the host."""
+    if sig == 0 or not shares_host_process(rt):
+        return
+    if sig in _UNCATCHABLE or (sig not in _HARMLESS_BY_DEFAULT and _getsignal(sig) == _signal.SIG_DFL):
+        raise Unsupported(call, f"signal {sig} has no handler here and would end or stop the process: {_SHARED}")
 
 
 def _no_children(original: Any) -> Any:
@@ -160,6 +226,114 @@ def _no_children(original: Any) -> Any:
 
     wait.__name__ = wait.__qualname__ = original.__name__
     return wait
+
+
+# -- process-level calls: on the enclave itself only -------------------------------------------------------
+_real = {name: getattr(posix, name) for name in (
+    "nice", "getpriority", "setpriority", "sched_setaffinity", "sched_getaffinity", "sched_setparam",
+    "sched_getparam", "sched_setscheduler", "sched_getscheduler", "sched_rr_get_interval", "getpgid", "getsid",
+    "getpgrp", "abort") if hasattr(posix, name)}
+_real_setrlimit, _real_prlimit = _resource.setrlimit, getattr(_resource, "prlimit", None)
+_real_pthread_kill = _signal.pthread_kill
+_get_ident = threading.get_ident
+_SHARED = ("on the sim backend the enclave runs in the host's own process, so this would change the host "
+           "(the process backend gives the enclave a process of its own)")
+
+
+def _self_only(call: str, pid: Any) -> runtime.EnclaveRuntime:
+    """The active enclave if `pid` names it (0 or its own pid), else a refusal naming the call."""
+    rt = _active(call)
+    pid = operator.index(pid)
+    if pid != 0 and pid != _own_pid(rt):
+        raise Unsupported(call, f"an enclave can act only on itself (pid {_own_pid(rt)}), not on pid {pid}")
+    return rt
+
+
+def _not_shared(call: str, rt: runtime.EnclaveRuntime) -> None:
+    if shares_host_process(rt):
+        raise Unsupported(call, _SHARED)
+
+
+def nice(increment: Any, /) -> int:
+    _not_shared("nice", _active("nice"))
+    return _real["nice"](increment)
+
+
+def getpriority(which: Any, who: Any) -> int:
+    if operator.index(which) != posix.PRIO_PROCESS:
+        raise Unsupported("getpriority", "an enclave can ask only about its own process")
+    _self_only("getpriority", who)
+    return _real["getpriority"](which, 0)
+
+
+def setpriority(which: Any, who: Any, priority: Any) -> None:
+    if operator.index(which) != posix.PRIO_PROCESS:
+        raise Unsupported("setpriority", "an enclave can change only its own process")
+    _not_shared("setpriority", _self_only("setpriority", who))
+    return _real["setpriority"](which, 0, priority)
+
+
+def _on_self(name: str, changes: bool) -> Any:
+    real = _real[name]
+
+    def call(pid: Any, /, *args: Any) -> Any:
+        rt = _self_only(name, pid)
+        if changes:
+            _not_shared(name, rt)
+        return real(0, *args)
+
+    call.__name__ = call.__qualname__ = name
+    call.__doc__ = f"os.{name} of the enclave itself only" + (" (refused on sim)." if changes else ".")
+    return call
+
+
+def getpgid(pid: Any, /) -> int:
+    rt = _self_only("getpgid", pid)
+    return _own_pid(rt) if shares_host_process(rt) else _real["getpgid"](0)
+
+
+def getsid(pid: Any, /) -> int:
+    rt = _self_only("getsid", pid)
+    return _own_pid(rt) if shares_host_process(rt) else _real["getsid"](0)
+
+
+def getpgrp() -> int:
+    rt = _active("getpgrp")
+    return _own_pid(rt) if shares_host_process(rt) else _real["getpgrp"]()
+
+
+def abort() -> None:
+    _not_shared("abort", _active("abort"))
+    _real["abort"]()
+
+
+def setrlimit(resource: Any, limits: Any, /) -> None:
+    _not_shared("resource.setrlimit", _active("resource.setrlimit"))
+    _real_setrlimit(resource, limits)
+
+
+def prlimit(pid: Any, resource: Any, limits: Any = None, /) -> tuple[int, int]:
+    rt = _self_only("resource.prlimit", pid)
+    if limits is None:
+        return _real_prlimit(0, resource)
+    _not_shared("resource.prlimit", rt)
+    return _real_prlimit(0, resource, limits)
+
+
+def pthread_kill(thread_id: Any, signalnum: Any, /) -> None:
+    rt = _active("signal.pthread_kill")
+    if shares_host_process(rt) and operator.index(thread_id) != _get_ident():
+        raise Unsupported("signal.pthread_kill", f"only the calling thread can be signalled: {_SHARED}")
+    _no_fatal_signal("signal.pthread_kill", rt, operator.index(signalnum))
+    _real_pthread_kill(thread_id, signalnum)
+
+
+_real_raise_signal = _signal.raise_signal
+
+
+def raise_signal(signalnum: Any, /) -> None:
+    _no_fatal_signal("signal.raise_signal", _active("signal.raise_signal"), operator.index(signalnum))
+    _real_raise_signal(signalnum)
 
 
 # -- refused -----------------------------------------------------------------------------------------------
@@ -221,6 +395,18 @@ WAIT = ("wait", "waitpid", "wait3", "wait4", "waitid")
 REFUSED = ("fork", *REFUSED_CREATE, "_posixsubprocess.fork_exec", "killpg", "pidfd_open", *REFUSED_IDENTITY)
 
 PATCHES: dict[Any, Any] = {
+    posix.getresuid: getresuid,
+    posix.getresgid: getresgid,
+    posix.getpriority: getpriority,
+    posix.setpriority: setpriority,
+    posix.nice: nice,
+    posix.getpgid: getpgid,
+    posix.getsid: getsid,
+    posix.getpgrp: getpgrp,
+    posix.abort: abort,
+    _resource.setrlimit: setrlimit,
+    _signal.pthread_kill: pthread_kill,
+    _signal.raise_signal: raise_signal,
     posix.getpid: getpid,
     posix.getppid: getppid,
     posix.getuid: getuid,
@@ -249,6 +435,13 @@ for _name in WAIT:
     _original = getattr(posix, _name, None)
     if _original is not None:
         PATCHES[_original] = _no_children(_original)
+if _real_prlimit is not None:
+    PATCHES[_real_prlimit] = prlimit
+for _name, _changes in (("sched_setaffinity", True), ("sched_setparam", True), ("sched_setscheduler", True),
+                        ("sched_getaffinity", False), ("sched_getparam", False), ("sched_getscheduler", False),
+                        ("sched_rr_get_interval", False)):
+    if _name in _real:
+        PATCHES[_real[_name]] = _on_self(_name, _changes)
 if hasattr(posix, "pidfd_open"):
     PATCHES[posix.pidfd_open] = _refuser("pidfd_open", "an enclave can see no other process", posix.pidfd_open)
 

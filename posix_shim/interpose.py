@@ -10,10 +10,25 @@ The host's own modules are never rewritten (they are skipped by name and keep th
 the sim backend's host goes on calling the real OS while the program in the same process cannot.
 Modules imported after installation see the patched attributes of `os` / `posix` / `io` and so use the enclave;
 importlib itself goes through `posix.stat`, `posix.listdir` and `_io.open_code`, so imports do too.
+
+Fail closed (issue 13), on both backends:
+* `enclave_libc.closed` is installed first: every public callable of posix, _io, _socket, select, fcntl,
+  resource, mmap, termios, _posixshmem, _posixsubprocess, readline, _signal that no family serves is refused
+  (ENOSYS naming it) unless it only computes (closed.PURE).
+* A freshly built module of those (`importlib.util.module_from_spec`, `del sys.modules['posix']; import posix`,
+  `importlib.reload`, `_imp.create_builtin`, or a first import inside) is patched *by name* as it is created:
+  `_imp.create_builtin`/`create_dynamic`/`exec_builtin`/`exec_dynamic` are themselves replaced, and multi-phase
+  modules (whose functions are new objects each time, so no identity matches them) get the replacement of the
+  same name, or a refusal.
+* References captured in default arguments (`tempfile._TemporaryFileCloser.close(unlink=_os.unlink)`) are
+  swapped in `__defaults__` / `__kwdefaults__` of the functions and methods of every loaded module.
+Behind all three, the audit hook (`tripwires`) refuses the host-touching calls of whatever real function is
+left, unless the runtime's host side makes them.
 """
 
 from __future__ import annotations
 
+import _imp
 import importlib
 import os
 import sys
@@ -22,12 +37,13 @@ import types
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from enclave_libc import dirs, files
+from enclave_libc import closed, dirs, files
 
 # Never rewritten: the trusted runtime, the boundary and the host, and this front end.
 SKIP_PREFIXES = ("ocall_bridge", "enclave_libc", "posix_shim")
 
-# The enclave_libc modules whose PATCHES are installed, in order (later entries win on the same original).
+# The enclave_libc modules whose PATCHES are installed, in order (later entries win on the same original).  Before
+# them, always: `enclave_libc.closed`'s refusals, recomputed for each Interposer (see Interposer.__init__).
 FAMILY_MODULES = ("files", "dirs", "io", "sockets", "poll", "time", "env", "random", "process")
 
 
@@ -71,29 +87,153 @@ def _as_builtin(original: Any, replacement: Any) -> Any:
 _STATIC: dict[Any, staticmethod] = {}  # one wrapper per function, so identity checks agree everywhere
 
 
+# -- fresh modules ----------------------------------------------------------------------------------------
+_real_create_builtin, _real_exec_builtin = _imp.create_builtin, _imp.exec_builtin
+_real_create_dynamic = getattr(_imp, "create_dynamic", None)
+_real_exec_dynamic = getattr(_imp, "exec_dynamic", None)
+_active: Interposer | None = None  # the installed interposer, for the undo of fresh modules
+
+
+def _seal_fresh(module: Any, name: Any = None) -> None:
+    """Give a module `_imp` just built the enclave's functions by name (see the module docstring).
+
+    The name is the spec's (what the import system asked for): a C module may call itself something else
+    (`_io` is named "io")."""
+    if not isinstance(name, str):
+        name = getattr(getattr(module, "__spec__", None), "name", None)
+    if not isinstance(name, str):
+        name = getattr(module, "__name__", None)
+    if not isinstance(name, str):
+        return
+    base = name.rpartition(".")[2]
+    if base not in closed.MODULES:
+        return
+    namespace = getattr(module, "__dict__", None)
+    if not isinstance(namespace, dict):
+        return
+    interposer = _active
+    by_name = interposer.by_name if interposer is not None else {}
+    for key, value in list(namespace.items()):
+        if not isinstance(key, str):
+            continue
+        replacement = by_name.get((base, key))
+        if replacement is None:
+            replacement = closed.for_fresh(base, key, value)
+        if replacement is None or value is replacement:
+            continue
+        namespace[key] = replacement
+        if interposer is not None:
+            interposer._fresh.append((namespace, key, value, replacement))
+
+
+def _create_builtin(spec: Any) -> Any:
+    module = _real_create_builtin(spec)
+    _seal_fresh(module, getattr(spec, "name", None))
+    return module
+
+
+def _exec_builtin(module: Any) -> int:
+    result = _real_exec_builtin(module)
+    _seal_fresh(module)
+    return result
+
+
+def _create_dynamic(spec: Any, file: Any = None) -> Any:
+    module = _real_create_dynamic(spec) if file is None else _real_create_dynamic(spec, file)
+    _seal_fresh(module, getattr(spec, "name", None))
+    return module
+
+
+def _exec_dynamic(module: Any) -> int:
+    result = _real_exec_dynamic(module)
+    _seal_fresh(module)
+    return result
+
+
+IMP_PATCHES: dict[Any, Any] = {_real_create_builtin: _create_builtin, _real_exec_builtin: _exec_builtin}
+if _real_create_dynamic is not None and _real_exec_dynamic is not None:
+    IMP_PATCHES.update({_real_create_dynamic: _create_dynamic, _real_exec_dynamic: _exec_dynamic})
+
+
+def _scan_default_holders(namespace: dict) -> list[Any]:
+    module_name = namespace.get("__name__")
+    functions: list[Any] = []
+    for value in list(namespace.values()):
+        if isinstance(value, types.FunctionType):
+            functions.append(value)
+        elif isinstance(value, type) and value.__module__ == module_name:
+            for member in list(vars(value).values()):
+                if isinstance(member, staticmethod | classmethod):
+                    member = member.__func__
+                if isinstance(member, types.FunctionType):
+                    functions.append(member)
+    return [fn for fn in functions
+            if any(callable(d) for d in fn.__defaults__ or ()) or any(callable(d) for d in
+                                                                      (fn.__kwdefaults__ or {}).values())]
+
+
+# id(namespace) -> (namespace, its size when scanned, the functions with a callable default).  Scanning every
+# function of every module on each install would triple the cost of an Enclave.call on sim; a module's
+# functions rarely change after import, and a namespace that grew or shrank is scanned again.
+_holders_cache: dict[int, tuple[dict, int, list[Any]]] = {}
+
+
+def _default_holders(namespace: dict) -> list[Any]:
+    """The functions of a module namespace whose default arguments may hold a captured original: its functions
+    and the methods of the classes it defines (one level: where `tempfile`, `shutil` and `os` keep them), those
+    with at least one callable default."""
+    cached = _holders_cache.get(id(namespace))
+    if cached is not None and cached[0] is namespace and cached[1] == len(namespace):
+        return cached[2]
+    holders = _scan_default_holders(namespace)
+    _holders_cache[id(namespace)] = (namespace, len(namespace), holders)
+    return holders
+
+
 class Interposer:
     """One installation of a set of replacements; `install` and `uninstall` are each done once."""
 
-    def __init__(self, patches: Iterable[Mapping[Any, Any]] = FAMILY_PATCHES) -> None:
+    def __init__(self, patches: Iterable[Mapping[Any, Any]] | None = None) -> None:
+        if patches is None:
+            # The refusals are recomputed (a C module loaded since import gets its table too), then the families.
+            patches = (closed.table(), *FAMILY_PATCHES, IMP_PATCHES)
         self.replacements: dict[int, tuple[Any, Any]] = {}
         for table in patches:
             for original, replacement in table.items():
                 self.replacements[id(original)] = (original, _as_builtin(original, replacement))
+        self.by_name: dict[tuple[str, str], Any] = {}
         self._undo: list[tuple[dict, str, Any]] = []
+        self._defaults: list[tuple[Any, str, Any]] = []
+        self._fresh: list[tuple[dict, str, Any, Any]] = []
         self._added: list[tuple[set, Any]] = []
         self._unswap: list[Any] = []
         self.installed = False
 
+    def _build_by_name(self) -> None:
+        """(module, attribute) -> replacement, read off the loaded C modules before they are patched."""
+        for module_name in closed.MODULES:
+            module = sys.modules.get(module_name)
+            if module is None:
+                continue
+            for key, value in list(vars(module).items()):
+                entry = self.replacements.get(id(value))
+                if entry is not None and entry[0] is value:
+                    self.by_name[(module_name, key)] = entry[1]
+
     def install(self) -> None:
+        global _active
         with _lock:
             if self.installed:
                 return
+            self._build_by_name()
             for name, module in list(sys.modules.items()):
                 if module is None or name.split(".")[0] in SKIP_PREFIXES:
                     continue
                 namespace = getattr(module, "__dict__", None)
                 if isinstance(namespace, dict):
                     self._patch_namespace(namespace)
+                    self._patch_defaults(namespace)
+            _active = self
             self._extend_capability_sets()
             self._unswap = [swap() for swap in FAMILY_SWAPS]
             for _, replacement in self.replacements.values():
@@ -110,6 +250,23 @@ class Interposer:
             if entry is not None and entry[0] is value:
                 namespace[key] = entry[1]
                 self._undo.append((namespace, key, value))
+
+    def _patch_defaults(self, namespace: dict) -> None:
+        """Swap originals captured as default arguments (`def close(self, unlink=_os.unlink)`)."""
+        reps = self.replacements
+        for fn in _default_holders(namespace):
+            defaults = fn.__defaults__
+            if defaults:
+                swapped = tuple(reps[id(d)][1] if id(d) in reps and reps[id(d)][0] is d else d for d in defaults)
+                if any(a is not b for a, b in zip(swapped, defaults, strict=True)):
+                    fn.__defaults__ = swapped
+                    self._defaults.append((fn, "__defaults__", defaults))
+            kwdefaults = fn.__kwdefaults__
+            if kwdefaults:
+                changed = {k: reps[id(v)][1] for k, v in kwdefaults.items() if id(v) in reps and reps[id(v)][0] is v}
+                if changed:
+                    fn.__kwdefaults__ = {**kwdefaults, **changed}
+                    self._defaults.append((fn, "__kwdefaults__", kwdefaults))
 
     def _extend_capability_sets(self) -> None:
         for set_name, names in files.SUPPORTS.items():
@@ -136,12 +293,20 @@ class Interposer:
                     self._added.append((capability, entry[1]))
 
     def uninstall(self) -> None:
+        global _active
         with _lock:
             if not self.installed:
                 return
             for namespace, key, original in reversed(self._undo):
                 if namespace.get(key) is self.replacements[id(original)][1]:
                     namespace[key] = original
+            for namespace, key, original, replacement in reversed(self._fresh):
+                if namespace.get(key) is replacement:
+                    namespace[key] = original
+            for fn, attr, original in reversed(self._defaults):
+                setattr(fn, attr, original)
+            if _active is self:
+                _active = None
             self._restore_late_captures()
             for capability, replacement in self._added:
                 capability.discard(replacement)
@@ -149,6 +314,8 @@ class Interposer:
                 undo()
             self._unswap.clear()
             self._undo.clear()
+            self._fresh.clear()
+            self._defaults.clear()
             self._added.clear()
             self.installed = False
 
@@ -166,6 +333,11 @@ class Interposer:
                 entry = originals.get(id(value))
                 if entry is not None and entry[0] is value:
                     namespace[key] = entry[1]
+            for fn in _default_holders(namespace):
+                defaults = fn.__defaults__
+                if defaults and any(id(d) in originals and originals[id(d)][0] is d for d in defaults):
+                    fn.__defaults__ = tuple(originals[id(d)][1] if id(d) in originals and originals[id(d)][0] is d
+                                            else d for d in defaults)
 
     def patched_names(self) -> list[str]:
         """module.attribute for every reference this installation rewrote (for the support table)."""
@@ -178,7 +350,7 @@ class Interposer:
 def all_replacements() -> dict[Any, Any]:
     """original -> the object installed in its place, over every family (the support table reads it)."""
     out: dict[Any, Any] = {}
-    for table in FAMILY_PATCHES:
+    for table in (closed.table(), *FAMILY_PATCHES, IMP_PATCHES):
         out.update({original: _as_builtin(original, replacement) for original, replacement in table.items()})
     return out
 

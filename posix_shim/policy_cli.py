@@ -65,7 +65,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     for w in warnings(p):
         print(f"warning: {w}")
     print(p.describe())
+    print(SIM_NOTE)
     return 0
+
+
+# What the rules above bind on each backend (docs/threat-model.md, "Python-level escapes, per backend").
+SIM_NOTE = ("note: on --backend sim these rules bind Python code only: native code (C extensions, OpenSSL, "
+            "ctypes) runs in the host's own process and cannot be stopped; sim is for development and tests, like "
+            "Asylo's simulated backend.")
 
 
 __all__ = ["main"]

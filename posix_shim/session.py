@@ -28,7 +28,7 @@ def _flush(streams: tuple) -> None:
 @contextmanager
 def inside(rt: runtime.EnclaveRuntime, interposer: Interposer | None = None) -> Iterator[Interposer]:
     interposer = interposer or Interposer()
-    tripwires.install()  # dormant until an enclave is active; idempotent
+    tripwires.install()  # dormant until sealed; idempotent
     saved = tuple(getattr(sys, name) for name in _STREAMS)
     _flush(saved[:3])  # what the host printed before must come out before what the enclave prints
     previous = runtime.activate(rt)
@@ -37,11 +37,15 @@ def inside(rt: runtime.EnclaveRuntime, interposer: Interposer | None = None) -> 
         for name, stream in zip(_STREAMS, (stdin, stdout, stderr) * 2, strict=True):
             setattr(sys, name, stream)
         interposer.install()
+        key = tripwires.enter()  # the audit hook refuses real host calls from here on (its key stays in this frame)
         try:
             yield interposer
         finally:
             _flush((sys.stdout, sys.stderr, stdout, stderr))
-            interposer.uninstall()
+            try:
+                tripwires.leave(key)
+            finally:
+                interposer.uninstall()
     finally:
         for name, stream in zip(_STREAMS, saved, strict=True):
             setattr(sys, name, stream)
