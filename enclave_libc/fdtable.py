@@ -33,13 +33,19 @@ from typing import Protocol
 from .errors import oserror
 
 # Real descriptor operations, captured before any interposition (this module is never rewritten anyway).
-_close, _dup2 = _posix.close, _posix.dup2
+_close, _dup2, _fchdir = _posix.close, _posix.dup2, _posix.fchdir
 _UnsupportedOperation = _io.UnsupportedOperation
 _fcntl, _F_DUPFD_CLOEXEC, _F_GETFD = _fcntl_module.fcntl, _fcntl_module.F_DUPFD_CLOEXEC, _fcntl_module.F_GETFD
 
 
 def _dup_at_least(fd: int, lowest: int) -> int:
     return _fcntl(fd, _F_DUPFD_CLOEXEC, lowest)
+
+
+def follow_cwd(fd: int) -> None:
+    """Make the process's real cwd the directory `fd` (an enclave fd that is a real descriptor).  Here, in a module
+    the Python-level wall trusts, because fchdir raises the audited "os.chdir" event."""
+    _fchdir(fd)
 
 
 def real_fd_open(fd: int) -> bool:

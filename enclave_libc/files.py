@@ -22,7 +22,7 @@ from ocall_bridge.types import MAX_DATA
 
 from . import runtime
 from .errors import HostGone, HostViolation, Unsupported, oserror, with_filename
-from .fdtable import OpenFile
+from .fdtable import OpenFile, follow_cwd
 
 _fsencode, _fsdecode, _fspath = _os.fsencode, _os.fsdecode, _os.fspath
 _O_CREAT, _O_TMPFILE = _os.O_CREAT, getattr(_os, "O_TMPFILE", 0)  # O_TMPFILE includes O_DIRECTORY's bit
@@ -528,9 +528,6 @@ def fchdir(fd: Any) -> None:
     _follow_cwd(rt)
 
 
-_real_fchdir = posix.fchdir
-
-
 def _follow_cwd(rt: runtime.EnclaveRuntime) -> None:
     """On a backend whose process is the enclave's own (process), keep the process's real cwd equal to the
     enclave's: native code's relative paths are forwarded to the host, which resolves them against it.  Never on
@@ -543,7 +540,7 @@ def _follow_cwd(rt: runtime.EnclaveRuntime) -> None:
         return
     try:
         if rt.fds.is_native(fd):
-            _real_fchdir(fd)
+            follow_cwd(fd)
     finally:
         close(fd)
 

@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--backend", choices=BACKENDS, default=DEFAULT_BACKEND,
                         help="where the enclave runs: process (default: a child process confined by the kernel - "
                              "seccomp, Landlock, no_new_privs - whose native calls the host checks too) or sim "
-                             "(in this process: confines Python code only - native code, C extensions and ctypes "
+                             "(in this process: confines Python only - native code, C extensions and ctypes "
                              "are not stopped; for development and tests, like Asylo's simulated backend)")
     policy.add_arguments(parser)
     trace.add_arguments(parser)

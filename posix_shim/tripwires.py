@@ -103,7 +103,10 @@ GUARDED = frozenset({
 # transports: they call the program's own callbacks (signal handlers, atexit), and a callback that is a C
 # function (functools.partial(posix.open, ...)) would otherwise make its call with their frame as the caller.
 TRUSTED_PREFIXES = ("ocall_bridge.host.",)
-TRUSTED_MODULES = ("enclave_libc.process", "enclave_libc.env", "posix_shim.trace", "ocall_bridge.host")
+# enclave_libc.fdtable: the one fd space's own descriptor operations (dup with a floor, fchdir to the enclave's
+# cwd) on descriptors the enclave owns; it calls nothing of the program's.
+TRUSTED_MODULES = ("enclave_libc.process", "enclave_libc.env", "enclave_libc.fdtable", "posix_shim.trace",
+                   "ocall_bridge.host")
 
 SEAL_EVENT = "posix_shim.seal"  # the hook's own event: enter / leave / trust / query
 

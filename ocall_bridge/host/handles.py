@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .real import os
+from .real import fcntl, os
 
 
 @dataclass(eq=False)
@@ -47,6 +47,11 @@ class HandleTable:
         if h is None:
             raise OSError(errno.EBADF, "Bad file descriptor")
         return h
+
+    def duplicate(self, number: int) -> int:
+        """A new descriptor (close-on-exec) for the same open file as handle `number`: on sim, the enclave's own
+        real descriptor for an enclave fd (one fd space; see enclave_libc/fdtable.py)."""
+        return fcntl.fcntl(self.get(number).fd, fcntl.F_DUPFD_CLOEXEC, 0)
 
     def pop(self, number: int) -> Handle:
         with self._lock:
