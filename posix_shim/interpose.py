@@ -28,7 +28,7 @@ from enclave_libc import dirs, files
 SKIP_PREFIXES = ("ocall_bridge", "enclave_libc", "posix_shim")
 
 # The enclave_libc modules whose PATCHES are installed, in order (later entries win on the same original).
-FAMILY_MODULES = ("files", "dirs", "io", "sockets", "poll", "time", "env", "random", "process")
+FAMILY_MODULES = ("files", "dirs", "io", "sockets", "poll", "time", "env", "random", "process", "tls")
 
 
 # Families may also swap objects no PATCHES dict can key (os.environ is a mutable mapping): `swap()` runs on
