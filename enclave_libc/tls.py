@@ -265,6 +265,8 @@ class Channel:
         self._obj.owner = value
 
     def __getattr__(self, name: str) -> Any:  # getpeercert, cipher, version, selected_alpn_protocol, ...
+        if name == "_obj":  # not set yet: __init__ failed before wrapping
+            raise AttributeError(name)
         return getattr(self._obj, name)
 
     # -- moving ciphertext --------------------------------------------------------------------------------
