@@ -401,6 +401,10 @@ CALLS: tuple[Call, ...] = (
     inside("getegid", "process", "from getids"),
     inside("kill", "process", "only the enclave itself, through the local signal machinery; another pid: ENOSYS"),
     inside("wait", "process", "an enclave never has children: ECHILD, as natively for a childless process"),
+    # -- sealing ------------------------------------------------------------------------------------------
+    call("seal_key", 500, "sealing", [i32("kind", 0, 1)], [data("key", max=32)], ANY_CALL,
+         doc="the 32-byte sealing key the host derives (HKDF) from its platform secret and the enclave's identity "
+             "(kind 0) or its signer (kind 1); the secret itself never crosses"),
 )
 
 BY_NAME: dict[str, Call] = {c.name: c for c in CALLS}

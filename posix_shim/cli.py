@@ -1,7 +1,7 @@
 """The command line: `python -m posix_shim [OPTIONS] (SCRIPT | -m MODULE | -c CODE) [ARGS...]`.
 
 Options come first; the program and its own arguments come after and are passed through untouched, exactly as
-`python` takes them.  Subcommands: `policy check FILE`, `compat`.
+`python` takes them.  Subcommands: `policy check FILE`, `compat`, `sealed inspect FILE`.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
         usage=f"{PROG} [OPTIONS] (SCRIPT | -m MODULE | -c CODE) [ARGS...]",
         description="Run a Python program inside an enclave: its POSIX calls become validated ocalls to an "
                     "untrusted host, under an allowlist policy.",
-        epilog="Subcommands: 'policy check FILE', 'compat'.  Everything after the program is passed to it.",
+        epilog="Subcommands: 'policy check FILE', 'compat', 'sealed inspect FILE'.  Everything after the program "
+               "is passed to it.",
     )
     parser.add_argument("--backend", choices=BACKENDS, default="sim",
                         help="where the enclave runs: sim (in-process) or process (a child process)")
@@ -71,6 +72,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .policy_cli import main as policy_main
 
         return policy_main(argv[1:])
+    if argv and argv[0] == "sealed":
+        from .sealed_cli import main as sealed_main
+
+        return sealed_main(argv[1:])
     if argv and argv[0] == "compat":
         from .compat import main as compat_main
 

@@ -35,6 +35,7 @@ from typing import Any
 
 from ocall_bridge.access import ALLOW_ALL, Access
 from ocall_bridge.calls import CALLS, FAMILIES
+from ocall_bridge.platform import MESSAGE, forbidden
 
 ALL = "\x00all"  # the const of `--allow-read` given without a value: everything
 
@@ -229,7 +230,7 @@ class Policy(Access):
         if found is not _MISSING:
             return found  # type: ignore[return-value]
         if isinstance(resource, bytes):
-            answer = self._check_path(kind, resource)
+            answer = MESSAGE if forbidden(normalize(resource), kind) else self._check_path(kind, resource)
         elif isinstance(resource, tuple) and len(resource) == 6:
             answer = self._check_addr(kind, resource)
         else:
