@@ -29,6 +29,9 @@ class Access:
 
     # What the enclave does when it catches the host lying: "raise" OSError(EIO), or "abort" the enclave.
     violation = "raise"
+    # Folders whose files are stored encrypted (enclave_libc/encfs.py), and what their key is bound to.
+    encrypted: tuple[bytes, ...] = ()
+    encrypted_bound = "signer"
 
     def call_allowed(self, name: str) -> bool:
         return True

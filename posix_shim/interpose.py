@@ -27,8 +27,9 @@ from enclave_libc import dirs, files
 # Never rewritten: the trusted runtime, the boundary and the host, and this front end.
 SKIP_PREFIXES = ("ocall_bridge", "enclave_libc", "posix_shim")
 
-# The enclave_libc modules whose PATCHES are installed, in order (later entries win on the same original).
-FAMILY_MODULES = ("files", "dirs", "io", "sockets", "poll", "time", "env", "random", "process", "tls")
+# The enclave_libc modules whose PATCHES are installed, in order (later entries win on the same original:
+# encfs wraps files' stat/open/rename/unlink for encrypted folders).
+FAMILY_MODULES = ("files", "dirs", "io", "sockets", "poll", "time", "env", "random", "process", "tls", "encfs")
 
 
 # Families may also swap objects no PATCHES dict can key (os.environ is a mutable mapping): `swap()` runs on
