@@ -266,3 +266,19 @@ def test_trace_shows_ciphertext_lengths(tmp_path: Path) -> None:
     assert "pwrite(" in trace and "AAAA" not in trace
     # 12000 bytes of plaintext: 3 chunk records (2 full, 1 of 3808 bytes) written as one pwrite after the header.
     assert f", {2 * REC + 3808 + 28}, {HDR}) = {2 * REC + 3808 + 28}" in trace or str(2 * REC + 3808 + 28) in trace
+
+
+def test_sealed_inspect_describes_an_encrypted_file(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from conftest import REPO
+    (tmp_path / "vault").mkdir()
+    (tmp_path / "rw.py").write_text(RW)
+    _run(tmp_path, "sim", "rw.py", "vault", "write", "a.bin", "AAAA")
+    result = subprocess.run([sys.executable, "-m", "posix_shim", "sealed", "inspect", "vault/a.bin"], cwd=tmp_path,
+                            capture_output=True, env=dict(os.environ, PYTHONPATH=str(REPO)))
+    assert result.returncode == 0, result.stderr.decode()
+    out = result.stdout.decode().strip()
+    assert out.startswith("vault/a.bin: encrypted-folder file, bound to signer identity, file id ")
+    assert out.endswith(", version 2, 12000 bytes of plaintext in 3 chunks")
