@@ -282,3 +282,24 @@ def test_sealed_inspect_describes_an_encrypted_file(tmp_path: Path) -> None:
     out = result.stdout.decode().strip()
     assert out.startswith("vault/a.bin: encrypted-folder file, bound to signer identity, file id ")
     assert out.endswith(", version 2, 12000 bytes of plaintext in 3 chunks")
+
+
+def test_policy_file_key_and_enclave_binding(tmp_path: Path) -> None:
+    (tmp_path / "vault").mkdir()
+    (tmp_path / "rw.py").write_text(RW)
+    (tmp_path / "policy.toml").write_text('allow-all = true\n[encrypted]\npaths = ["vault"]\nbound_to = "enclave"\n')
+    env = {"POSIX_SHIM_PLATFORM_SECRET": str(tmp_path / "platform-secret")}
+    opts = ["--policy", "policy.toml"]
+    result = run_shim(["rw.py", "vault", "write", "a.bin", "AAAA"], cwd=tmp_path, options=opts, env=env)
+    assert result.returncode == 0, result.stderr.decode()
+    raw = (tmp_path / "vault" / "a.bin").read_bytes()
+    assert raw[:9] == b"PSENC1\0\0\0" and b"AAAA" not in raw  # kind 0: bound to the enclave identity
+    result = run_shim(["rw.py", "vault", "read", "a.bin"], cwd=tmp_path, options=opts, env=env)
+    assert result.stdout.decode().strip() == "read 12000 AAAA"
+    # Bound to the enclave: an updated program cannot read it any more.
+    (tmp_path / "rw.py").write_text(RW + "\n# updated\n")
+    result = run_shim(["rw.py", "vault", "read", "a.bin"], cwd=tmp_path, options=opts, env=env)
+    assert "header authentication failed" in result.stdout.decode()
+    (tmp_path / "bad.toml").write_text('[encrypted]\npaths = ["vault"]\nbound_to = "nobody"\n')
+    result = run_shim(["rw.py"], cwd=tmp_path, options=["--policy", "bad.toml"], env=env)
+    assert result.returncode != 0 and b'encrypted.bound_to: must be "enclave" or "signer"' in result.stderr
