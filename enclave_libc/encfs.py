@@ -50,7 +50,7 @@ from typing import Any
 from ocall_bridge.types import MAX_DATA
 
 from . import files, runtime
-from .errors import HostViolation, Unsupported, oserror
+from .errors import HostViolation, Unsupported, oserror, with_filename
 
 MAGIC = b"PSENC1\0\0"
 CHUNK = 4096
@@ -413,7 +413,10 @@ class EncryptedFile(_io.RawIOBase):
         self._mode = mode
         self.name = name
         with _lock:
-            self._state = _acquire(full, root, self._writable, "r" not in mode, "x" in mode, fresh="w" in mode)
+            try:
+                self._state = _acquire(full, root, self._writable, "r" not in mode, "x" in mode, fresh="w" in mode)
+            except OSError as exc:
+                raise with_filename(exc, name) from None  # the name as the program gave it, as natively
         self._pos = self._state.size if self._appending else 0
 
     def _live(self) -> _State:
@@ -596,10 +599,26 @@ def lstat(path: Any, *, dir_fd: int | None = None) -> _os.stat_result:
     return stat(path, dir_fd=dir_fd, follow_symlinks=False)
 
 
+_WRITE_FLAGS = _os.O_WRONLY | _os.O_RDWR | _os.O_CREAT | _os.O_TRUNC | _os.O_APPEND
+
+
 def os_open(path: Any, flags: int, mode: int = 0o777, *, dir_fd: int | None = None) -> int:
-    if dir_fd is None:
-        refuse_descriptor(path, "open")
-    return files.open(path, flags, mode, dir_fd=dir_fd)
+    """os.open: directories in an encrypted folder open as usual (os.walk, rmtree, fd-relative calls); a file
+    there is refused, because its descriptor would read and write ciphertext."""
+    rt = runtime.RT
+    if isinstance(path, int) or not getattr(rt.access, "encrypted", ()):
+        return files.open(path, flags, mode, dir_fd=dir_fd)
+    _full, root = _locate(path, dir_fd)
+    if root is None or flags & _os.O_DIRECTORY:
+        return files.open(path, flags, mode, dir_fd=dir_fd)
+    if flags & _WRITE_FLAGS:
+        refuse_descriptor(path if dir_fd is None else _full, "open")
+    fd = files.open(path, flags, mode, dir_fd=dir_fd)
+    if _stat.S_ISDIR(files.fstat(fd).st_mode):
+        return fd
+    files.close(fd)
+    refuse_descriptor(path if dir_fd is None else _full, "open")
+    raise AssertionError("unreachable")
 
 
 def _move(src: Any, dst: Any, fn: Any, src_dir_fd: int | None, dst_dir_fd: int | None) -> None:
