@@ -674,6 +674,8 @@ def remove(path: Any, *, dir_fd: int | None = None) -> None:
     _forget(path, dir_fd, files.remove)
 
 
+os_open.__name__ = os_open.__qualname__ = "open"  # reads as os.open in reprs and tracebacks
+
 PATCHES: dict[Any, Any] = {
     _orig_stat: stat,
     _orig_lstat: lstat,

@@ -15,17 +15,27 @@ confinement, so a program that may create symlinks could name the secret through
 from __future__ import annotations
 
 import os
+import posixpath
+
+# Captured at import, before any interposition: inside the enclave `os.environ` is the enclave's own and
+# `os.getcwd`/`expanduser` are served by the enclave (expanduser may even ask the host for the uid), while the
+# secret's path is a fact about the host.  These are the host's own objects and functions.
+_environ = os.environ
+_getcwd = os.getcwd
+_HOME = os.path.expanduser("~")
 
 ENV = "POSIX_SHIM_PLATFORM_SECRET"
 
 
 def secret_path() -> bytes:
     """The absolute path of the platform secret file (it may not exist yet)."""
-    given = os.environ.get(ENV)
+    given = _environ.get(ENV)
     if given:
-        return os.fsencode(os.path.abspath(os.path.expanduser(given)))
-    state = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
-    return os.fsencode(os.path.join(os.path.abspath(state), "posix_shim", "platform-secret"))
+        if given.startswith("~"):
+            given = _HOME + given[1:]
+        return os.fsencode(posixpath.normpath(posixpath.join(_getcwd(), given)))
+    state = _environ.get("XDG_STATE_HOME") or posixpath.join(_HOME, ".local", "state")
+    return os.fsencode(posixpath.normpath(posixpath.join(_getcwd(), state, "posix_shim", "platform-secret")))
 
 
 _CACHED: tuple[str | None, bytes] | None = None
@@ -35,7 +45,7 @@ def forbidden(path: bytes, kind: str = "read") -> bool:
     """Whether the enclave may never touch `path` (absolute, normalized) as `kind`: the secret itself for any
     kind, and for "write" also every folder above it (renaming one would move the secret to a reachable name)."""
     global _CACHED
-    given = os.environ.get(ENV)
+    given = _environ.get(ENV)
     if _CACHED is None or _CACHED[0] != given:
         _CACHED = (given, secret_path())
     secret = _CACHED[1]

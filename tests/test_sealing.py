@@ -133,6 +133,11 @@ def test_the_platform_secret_is_never_readable_inside(backend: str, scripts: Pat
     out = _run(scripts, backend, "peek.py", str(secret))
     assert out.splitlines() == ["denied 13 True"] * 6 + ["['secret']"]
     assert len(secret.read_bytes()) == 32
+    # Not -A but a grant of the very folder, and the variable naming the secret not visible inside: the
+    # secret's path is the host's fact, so it is still refused.
+    out = _run(scripts, backend, "peek.py", str(secret), options=[f"--allow-read={secret.parent}",
+                                                                 f"--allow-write={scripts}"])
+    assert out.splitlines() == ["denied 13 True"] * 6 + ["['secret']"]
 
 
 def test_secret_protection_negative_control(scripts: Path, monkeypatch: pytest.MonkeyPatch) -> None:
