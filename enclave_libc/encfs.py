@@ -563,6 +563,7 @@ def refuse_descriptor(file: Any, call: str = "open") -> None:
 
 _orig_stat, _orig_lstat, _orig_open = _os.stat, _os.lstat, _os.open
 _orig_rename, _orig_replace, _orig_unlink, _orig_remove = _os.rename, _os.replace, _os.unlink, _os.remove
+_orig_truncate, _orig_link = _os.truncate, _os.link
 
 
 def _plain_size(full: bytes, root: bytes) -> int:
@@ -674,6 +675,37 @@ def remove(path: Any, *, dir_fd: int | None = None) -> None:
     _forget(path, dir_fd, files.remove)
 
 
+def truncate(path: Any, length: int) -> None:
+    """os.truncate: a file in an encrypted folder is cut (or extended) in its plaintext, re-encrypting the new
+    last chunk; cutting its ciphertext on the host would leave a file that no longer authenticates."""
+    if isinstance(path, int) or not getattr(runtime.RT.access, "encrypted", ()):
+        return files.truncate(path, length)
+    full, root = _locate(path)
+    if root is None:
+        return files.truncate(path, length)
+    if length < 0:
+        raise oserror(errno.EINVAL, path)
+    with _lock:
+        try:
+            state = _acquire(full, root, True, False, False)
+        except OSError as exc:
+            raise with_filename(exc, path) from None
+        try:
+            state.truncate(length)
+        finally:
+            _release(state)
+
+
+def link(src: Any, dst: Any, *, src_dir_fd: int | None = None, dst_dir_fd: int | None = None,
+         follow_symlinks: bool = True) -> None:
+    """os.link: a second name for a file in an encrypted folder would not match the path its header binds."""
+    if getattr(runtime.RT.access, "encrypted", ()):
+        if _locate(src, src_dir_fd)[1] is not None or _locate(dst, dst_dir_fd)[1] is not None:
+            raise OSError(errno.EXDEV, "Invalid cross-device link (files in an encrypted folder are bound to "
+                                       "one path: copy instead)", src, None, dst)
+    return files.link(src, dst, src_dir_fd=src_dir_fd, dst_dir_fd=dst_dir_fd, follow_symlinks=follow_symlinks)
+
+
 os_open.__name__ = os_open.__qualname__ = "open"  # reads as os.open in reprs and tracebacks
 
 PATCHES: dict[Any, Any] = {
@@ -684,4 +716,6 @@ PATCHES: dict[Any, Any] = {
     _orig_replace: replace,
     _orig_unlink: unlink,
     _orig_remove: remove,
+    _orig_truncate: truncate,
+    _orig_link: link,
 }

@@ -82,6 +82,17 @@ try:
     os.open(f"{d}/r.bin", os.O_RDONLY)
 except OSError as e:
     print("os.open refused:", e.errno, "encrypted folder" in str(e))
+os.truncate(f"{d}/r.bin", 5000)
+assert open(f"{d}/r.bin", "rb").read() == bytes(expect[:5000])
+os.truncate(f"{d}/r.bin", len(expect))
+assert open(f"{d}/r.bin", "rb").read() == bytes(expect[:5000]) + b"\0" * (len(expect) - 5000)
+with open(f"{d}/r.bin", "r+b") as f:
+    f.seek(5000)
+    f.write(bytes(expect[5000:]))
+try:
+    os.link(f"{d}/r.bin", f"{d}/hard.bin")
+except OSError as e:
+    print("link refused:", e.errno)
 os.rename(f"{d}/r.bin", f"{d}/moved.bin")
 assert open(f"{d}/moved.bin", "rb").read() == bytes(expect)
 os.replace(f"{d}/moved.bin", f"{d}/data.json")
@@ -102,7 +113,8 @@ def test_stdlib_programs_work_unchanged_and_the_host_sees_no_plaintext(backend: 
     (tmp_path / "vault").mkdir()
     (tmp_path / "prog.py").write_text(STDLIB)
     out, _ = _run(tmp_path, backend, "prog.py", "vault")
-    assert out.splitlines() == ["fileno refused: True", "os.open refused: 38 True", "stdlib ok"]
+    assert out.splitlines() == ["fileno refused: True", "os.open refused: 38 True", "link refused: 18",
+                                "stdlib ok"]
     names = sorted(p.name for p in (tmp_path / "vault").iterdir())
     assert names == ["app.log", "data.json", "shelf.bak", "shelf.dat", "shelf.dir", "t.csv", "z.zip"]
     for p in (tmp_path / "vault").iterdir():
