@@ -197,7 +197,10 @@ def set_default_verify_paths(self: Any) -> None:
     if cafile:
         try:
             load_verify_locations(self, cafile=cafile)
-        except (PolicyDenied, OSError, _ssl.SSLError):
+        except PolicyDenied as exc:
+            _warn_once(f"posix_shim: the system CA bundle is not loaded inside the enclave: {exc.reason}; "
+                       "certificates signed by public CAs will not verify")
+        except (OSError, _ssl.SSLError):
             pass
     if capath:
         for folder in capath.split(":"):
@@ -205,6 +208,20 @@ def set_default_verify_paths(self: Any) -> None:
                 _load_capath(self, folder)
             except (PolicyDenied, OSError, _ssl.SSLError):
                 pass
+
+
+def _warn_once(message: str) -> None:
+    """One line on the program's stderr per enclave: a silent empty trust store is a puzzling failure later."""
+    rt = runtime.RT
+    if rt is None or rt.extra.get("tls.warned"):
+        return
+    rt.extra["tls.warned"] = True
+    import sys
+
+    try:
+        print(message, file=sys.stderr)
+    except (OSError, ValueError):
+        pass
 
 
 def _keylog_get(self: Any) -> Any:

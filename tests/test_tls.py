@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import os
 import socket
 import ssl
 from collections.abc import Iterator
@@ -554,3 +555,20 @@ def test_ssl_outside_an_enclave_is_untouched(pki: dict[str, Path], https_port: i
     ctx = ssl.create_default_context(cafile=str(pki["ca"]))
     with ctx.wrap_socket(socket.create_connection(("127.0.0.1", https_port)), server_hostname="localhost") as s:
         assert type(s) is ssl.SSLSocket and s.version() == "TLSv1.3"
+
+
+def test_system_cas_are_loaded_only_as_far_as_the_policy_allows(backend: str, tmp_path: Path) -> None:
+    (tmp_path / "prog.py").write_text("import ssl\n"
+                                      "ctx = ssl.create_default_context()\n"
+                                      "print(ctx.cert_store_stats()['x509_ca'] > 0)\n")
+    cafile = ssl.get_default_verify_paths().openssl_cafile
+    if not os.path.exists(cafile):
+        pytest.skip("no system CA bundle on this machine")
+    native = run_native(["prog.py"], cwd=tmp_path)
+    allowed = run_shim(["prog.py"], backend=backend, cwd=tmp_path, options=["-A"])
+    default = run_shim(["prog.py"], backend=backend, cwd=tmp_path)
+    assert native.stdout == allowed.stdout == b"True\n", allowed.stderr.decode()
+    assert default.returncode == 0 and default.stdout == b"False\n", default.stderr.decode()
+    err = default.stderr.decode()
+    assert err.startswith("posix_shim: the system CA bundle is not loaded inside the enclave: ")
+    assert "--allow-read" in err
