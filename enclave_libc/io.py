@@ -18,7 +18,7 @@ from typing import Any
 
 from ocall_bridge.types import MAX_DATA
 
-from . import files, runtime
+from . import encfs, files, runtime
 from .errors import oserror
 
 _BufferedReader, _BufferedWriter, _BufferedRandom = _io.BufferedReader, _io.BufferedWriter, _io.BufferedRandom
@@ -82,6 +82,7 @@ class FileIO(_io.RawIOBase):
                 if not closefd:
                     raise ValueError("Cannot use closefd=False with file name")
                 if opener is None:
+                    encfs.refuse_descriptor(file, "FileIO")
                     fd = files.open(file, flags, 0o666)
                 else:
                     fd = opener(file, flags)
@@ -353,8 +354,12 @@ def open(file: Any, mode: str = "r", buffering: int = -1, encoding: str | None =
 
         warnings.warn("line buffering (buffering=1) isn't supported in binary mode, the default buffer size "
                       "will be used", RuntimeWarning, 2)
-    raw = FileIO(file, (creating and "x" or "") + (reading and "r" or "") + (writing and "w" or "")
-                 + (appending and "a" or "") + (updating and "+" or ""), closefd, opener=opener)
+    raw_mode = ((creating and "x" or "") + (reading and "r" or "") + (writing and "w" or "")
+                + (appending and "a" or "") + (updating and "+" or ""))
+    # A file in an encrypted folder gets the encrypting raw layer (enclave_libc/encfs.py) under the same buffers.
+    raw = encfs.open_raw(file, raw_mode) if opener is None else None
+    if raw is None:
+        raw = FileIO(file, raw_mode, closefd, opener=opener)
     result: Any = raw
     try:
         line_buffering = False

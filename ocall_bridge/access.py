@@ -9,6 +9,8 @@ from __future__ import annotations
 import os as _os
 from typing import Any
 
+from .platform import MESSAGE, forbidden
+
 # Flags that make open() a write: asking for write access, creating, truncating or appending.
 _WRITE_FLAGS = _os.O_WRONLY | _os.O_RDWR | _os.O_CREAT | _os.O_TRUNC | _os.O_APPEND
 
@@ -27,6 +29,9 @@ class Access:
 
     # What the enclave does when it catches the host lying: "raise" OSError(EIO), or "abort" the enclave.
     violation = "raise"
+    # Folders whose files are stored encrypted (enclave_libc/encfs.py), and what their key is bound to.
+    encrypted: tuple[bytes, ...] = ()
+    encrypted_bound = "signer"
 
     def call_allowed(self, name: str) -> bool:
         return True
@@ -35,8 +40,11 @@ class Access:
         """None when `call` may touch `resource` as `kind`; otherwise the denial message.
 
         kind is "read", "write", "stat", "connect" or "bind"; resource is an absolute path (bytes) or a
-        SOCKADDR record (family, host, port, flowinfo, scope_id, path).
+        SOCKADDR record (family, host, port, flowinfo, scope_id, path).  Even "everything" excludes the
+        platform's sealing secret.
         """
+        if isinstance(resource, bytes) and forbidden(_os.path.normpath(resource), kind):
+            return MESSAGE
         return None
 
     def env_allowed(self, name: str) -> bool:

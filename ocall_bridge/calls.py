@@ -407,6 +407,10 @@ CALLS: tuple[Call, ...] = (
          ANY_CALL | errnos(E.EINVAL),
          doc="a quote over the enclave's user data, signed by the platform key the host holds; the host fills "
              "in the measurement and signer of the enclave it launched, never what the enclave claims"),
+    # -- sealing ------------------------------------------------------------------------------------------
+    call("seal_key", 501, "sealing", [i32("kind", 0, 1)], [data("key", max=32)], ANY_CALL,
+         doc="the 32-byte sealing key the host derives (HKDF) from its platform secret and the enclave's identity "
+             "(kind 0) or its signer (kind 1); the secret itself never crosses"),
 )
 
 BY_NAME: dict[str, Call] = {c.name: c for c in CALLS}

@@ -2,7 +2,7 @@
 
 Options come first; the program and its own arguments come after and are passed through untouched, exactly as
 `python` takes them.  Subcommands: `policy check [FILE]`, `compat`, and `keygen`, `sign`, `measure`, `quote`
-(integrity_cli.py).
+(integrity_cli.py), `sealed inspect FILE`.
 
 Options with an optional value (`--allow-read[=PATHS]`, `--trace[=FILE]`) take it only after `=`, because the
 next word may be the program.  `--allow-read /etc/hostname app.py` would therefore grant every read and run
@@ -21,7 +21,8 @@ from .enclave import BACKENDS, DEFAULT_BACKEND, Enclave, EnclaveUnavailable
 
 PROG = "posix-shim"
 USAGE = f"{PROG} [OPTIONS] (SCRIPT | -m MODULE | -c CODE | -) [ARGS...]"
-SUBCOMMANDS = "Subcommands: 'policy check [FILE]', 'compat', 'keygen', 'sign', 'measure', 'quote verify'."
+SUBCOMMANDS = ("Subcommands: 'policy check [FILE]', 'compat', 'keygen', 'sign', 'measure', 'quote verify', "
+               "'sealed inspect FILE'.")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -122,6 +123,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .policy_cli import main as policy_main
 
         return policy_main(argv[1:])
+    if argv and argv[0] == "sealed":
+        from .sealed_cli import main as sealed_main
+
+        return sealed_main(argv[1:])
     if argv and argv[0] == "compat":
         from .compat import main as compat_main
 

@@ -17,6 +17,7 @@ import importlib
 from typing import Any, Protocol
 
 from ocall_bridge.access import Access
+from ocall_bridge.host import sealing
 
 BACKENDS = ("sim", "process")
 # Secure by default: the kernel-confined backend.  sim is a flag away and confines Python code only.
@@ -85,6 +86,13 @@ class Backend(Protocol):
     def close(self) -> None: ...
 
 
+def _measure(backend: Any, kind: str, target: str) -> None:
+    """The host records the identity of what it is about to run (sealing keys are derived from it)."""
+    host = getattr(backend, "host", None)
+    if host is not None:
+        sealing.measure(host, kind, target)
+
+
 def make_backend(name: str, access: Access, options: dict[str, Any]) -> Backend:
     # The platform states which backend it launched in every quote (attestation.py).
     options = {**options, "identity": {**(options.get("identity") or {}), "backend": name}}
@@ -151,24 +159,31 @@ class Enclave:
     # -- running code --------------------------------------------------------------------------------------
     def run_path(self, path: str, args: list[str] | None = None) -> int:
         """Run a script as `python path args...` would; returns its exit status."""
-        return self._running().run("path", str(path), list(args or []))
+        return self._run("path", str(path), list(args or []))
 
     def run_module(self, module: str, args: list[str] | None = None) -> int:
         """Run `python -m module args...`; returns its exit status."""
-        return self._running().run("module", module, list(args or []))
+        return self._run("module", module, list(args or []))
 
     def run_code(self, code: str, args: list[str] | None = None) -> int:
         """Run `python -c code args...`; returns its exit status."""
-        return self._running().run("code", code, list(args or []))
+        return self._run("code", code, list(args or []))
 
     def run_stdin(self, source: str, args: list[str] | None = None) -> int:
         """Run program text read from standard input, as `python - args...` does (argv[0] '-', '<stdin>')."""
-        return self._running().run("stdin", source, list(args or []))
+        return self._run("stdin", source, list(args or []))
 
     def call(self, target: str, *args: Any) -> Any:
         """An ecall: import `module` inside the enclave and return `function(*args)` (plain data only)."""
         check_plain(args, f"arguments of {target}")
-        return self._running().call(target, args)
+        backend = self._running()
+        _measure(backend, "module", target.split(":", 1)[0])
+        return backend.call(target, args)
+
+    def _run(self, kind: str, target: str, args: list[str]) -> int:
+        backend = self._running()
+        _measure(backend, kind, target)
+        return backend.run(kind, target, args)
 
     def __repr__(self) -> str:
         return f"<Enclave backend={self.backend_name} {self.state}>"

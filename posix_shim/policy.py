@@ -35,6 +35,7 @@ from typing import Any
 
 from ocall_bridge.access import ALLOW_ALL, Access
 from ocall_bridge.calls import CALLS, FAMILIES
+from ocall_bridge.platform import MESSAGE, forbidden
 
 ALL = "\x00all"  # the const of `--allow-read` given without a value: everything
 
@@ -229,8 +230,10 @@ class Policy(Access):
     def __init__(self, *, read: PathRules, write: PathRules, connect: list[Rule], bind: list[Rule],
                  net_all: Rule | None, net_deny: list[Rule], env_all: Rule | None, env_allow: list[Rule],
                  env_deny: list[Rule], env_set: dict[str, str], calls: frozenset[str], native: dict[str, bool],
-                 source: str | None = None, violation: str = "raise") -> None:
+                 source: str | None = None, violation: str = "raise", encrypted: tuple[bytes, ...] = (),
+                 encrypted_bound: str = "signer") -> None:
         self.read, self.write = read, write
+        self.encrypted, self.encrypted_bound = tuple(encrypted), encrypted_bound
         self.violation = violation
         self.connect, self.bind, self.net_all, self.net_deny = connect, bind, net_all, net_deny
         self.env_all, self.env_allow, self.env_deny, self.env_set = env_all, env_allow, env_deny, env_set
@@ -250,7 +253,7 @@ class Policy(Access):
         if found is not _MISSING:
             return found  # type: ignore[return-value]
         if isinstance(resource, bytes):
-            answer = self._check_path(kind, resource)
+            answer = MESSAGE if forbidden(normalize(resource), kind) else self._check_path(kind, resource)
         elif isinstance(resource, tuple) and len(resource) == 6:
             answer = self._check_addr(kind, resource)
         else:
@@ -367,6 +370,8 @@ class Policy(Access):
             "native": dict(self.native),
             "violation": self.violation,
             "source": self.source,
+            **({"encrypted": {"paths": [os.fsdecode(p) for p in self.encrypted], "bound_to": self.encrypted_bound}}
+               if self.encrypted else {}),
         }
 
     # -- for people ----------------------------------------------------------------------------------------
@@ -403,6 +408,8 @@ class Policy(Access):
             lines.append(f"  deny env {r.value:29}  ({r.origin})")
         for k, v in sorted(self.env_set.items()):
             lines.append(f"  setenv {k}={v}")
+        for p in self.encrypted:
+            lines.append(f"  encrypted {os.fsdecode(p):28}  (bound to the {self.encrypted_bound})")
         lines.append(f"host violations: {self.violation}")
         lines.append("native code:")
         lines.append(f"  ffi (ctypes/cffi libraries)  {'allowed' if self.native.get('ffi') else 'refused'}")
@@ -444,13 +451,16 @@ def from_data(data: dict[str, Any]) -> Access:
         return [Rule(n, o) for v, o in items for n in parse_net(v)]
 
     net, env = data["net"], data["env"]
+    enc = data.get("encrypted") or {}
     return Policy(read=paths("read"), write=paths("write"), connect=nets(net["connect"]), bind=nets(net["bind"]),
                   net_all=one(net["all"]), net_deny=nets(net["deny"]), env_all=one(env["all"]),
                   env_allow=[Rule(v, o) for v, o in env["allow"]], env_deny=[Rule(v, o) for v, o in env["deny"]],
                   env_set={str(k): str(v) for k, v in env["set"].items()},
                   calls=frozenset(c for c in data["calls"] if c in _CALL_NAMES),
                   native={str(k): bool(v) for k, v in data["native"].items()}, source=data.get("source"),
-                  violation="abort" if data.get("violation") == "abort" else "raise")
+                  violation="abort" if data.get("violation") == "abort" else "raise",
+                  encrypted=tuple(normalize(os.fsencode(p)) for p in enc.get("paths", [])),
+                  encrypted_bound="enclave" if enc.get("bound_to") == "enclave" else "signer")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -478,6 +488,8 @@ class Builder:
         self.source: str | None = None
         self.violation = "raise"
         self.warnings: list[str] = []
+        self.encrypted: list[bytes] = []
+        self.encrypted_bound = "signer"
 
     # -- grants ----------------------------------------------------------------------------------------------
     def add_path(self, kind: str, allow: bool, value: str | bytes, origin: str, base: str) -> None:
@@ -491,6 +503,22 @@ class Builder:
         if not raw.startswith(b"/"):
             raw = os.fsencode(base) + b"/" + raw
         (rules.allow if allow else rules.deny).append(Rule(normalize(raw), origin))
+
+    def add_encrypted(self, value: str, origin: str, base: str) -> None:
+        """A folder whose files are stored encrypted (enclave_libc/encfs.py); the program may read and write it."""
+        raw = os.fsencode(value)
+        raw = os.path.expanduser(raw) if raw.startswith(b"~") else raw
+        if not raw or b"\0" in raw:
+            raise ValueError(f"{value!r} is not a folder")
+        if not raw.startswith(b"/"):
+            raw = os.fsencode(base) + b"/" + raw
+        folder = normalize(raw)
+        if folder == b"/":
+            raise ValueError("the whole file system cannot be an encrypted folder")
+        if folder not in self.encrypted:
+            self.encrypted.append(folder)
+        for kind in ("read", "write"):
+            self.add_path(kind, True, folder, origin, base)
 
     def add_all(self, kind: str, origin: str) -> None:
         rule = Rule(None, origin)
@@ -567,7 +595,8 @@ class Builder:
         return Policy(read=self.read, write=self.write, connect=self.connect, bind=self.bind, net_all=self.net_all,
                       net_deny=self.net_deny, env_all=self.env_all, env_allow=self.env_allow,
                       env_deny=self.env_deny, env_set=self.env_set, calls=frozenset(calls), native=self.native,
-                      source=self.source, violation=self.violation)
+                      source=self.source, violation=self.violation, encrypted=tuple(self.encrypted),
+                      encrypted_bound=self.encrypted_bound)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -584,6 +613,7 @@ _SCHEMA: dict[str, Any] = {
     "env": {"allow": (list, bool), "deny": list, "set": dict},
     "native": {"ffi": bool, "run": bool},
     "violation": str,
+    "encrypted": {"paths": list, "bound_to": str},
 }
 
 
@@ -711,6 +741,13 @@ def apply_table(b: Builder, table: dict[str, Any], file: str, prefix: str = "", 
         b.env_set[name] = value
     for key, value in table.get("native", {}).items():
         b.native[key] = value
+    enc = table.get("encrypted", {})
+    each("encrypted.paths", enc.get("paths", []), lambda v: b.add_encrypted(v, origin("encrypted.paths"), base))
+    if "bound_to" in enc:
+        if enc["bound_to"] not in ("enclave", "signer"):
+            raise PolicyError(f"{file}: {prefix}encrypted.bound_to: must be \"enclave\" or \"signer\", not "
+                              f"{enc['bound_to']!r}")
+        b.encrypted_bound = enc["bound_to"]
 
 
 def find_pyproject(start: str | None = None) -> str | None:
@@ -762,6 +799,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                             f"grant)")
     g.add_argument("--allow-ffi", action="store_true", help="let the program load native libraries (ctypes/cffi)")
     g.add_argument("--allow-run", action="store_true", help="let the program start processes (subprocess/fork)")
+    g.add_argument("--encrypted", action="append", metavar="DIR",
+                   help="store files under DIR encrypted and authenticated (docs/confidentiality.md); implies "
+                        "read and write access to DIR")
 
 
 def _split(values: Sequence[str] | None) -> list[str]:
@@ -821,6 +861,11 @@ def apply_flags(b: Builder, args: argparse.Namespace, cwd: str | None = None) ->
         b.native["ffi"] = True
     if getattr(args, "allow_run", False):
         b.native["run"] = True
+    for v in _split(getattr(args, "encrypted", None)):
+        try:
+            b.add_encrypted(v, f"--encrypted={v}", cwd)
+        except ValueError as exc:
+            raise PolicyError(f"--encrypted: {exc}") from None
 
 
 def build(args: argparse.Namespace, kind: str | None = None, target: str | None = None,

@@ -1,0 +1,57 @@
+"""Where the simulated platform keeps its sealing secret, known to both sides so that both refuse to reach it.
+
+On SGX the root sealing secret is fused into the CPU and only derived keys ever leave it (EGETKEY).  Here the
+stand-in is one file the *host* keeps: 32 random bytes, mode 0600, created on first use.  Its path comes from
+the host environment variable POSIX_SHIM_PLATFORM_SECRET, else `$XDG_STATE_HOME/posix_shim/platform-secret`
+(`~/.local/state/...`).  Every policy - even "allow everything" - refuses the enclave any access to that file
+and its folder (`forbidden`), so the program gets only the keys the host derives for its identity.
+
+This is a check of the path as named, like the rest of the policy.  Under a confined policy the host also
+re-checks where a symlink really leads (ocall_bridge/host/confine.py); under "allow everything" there is no
+confinement, so a program that may create symlinks could name the secret through one - in the simulation only
+(a hardware platform keeps the secret in the CPU, out of every file system).
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+
+# Captured at import, before any interposition: inside the enclave `os.environ` is the enclave's own and
+# `os.getcwd`/`expanduser` are served by the enclave (expanduser may even ask the host for the uid), while the
+# secret's path is a fact about the host.  These are the host's own objects and functions.
+_environ = os.environ
+_getcwd = os.getcwd
+_HOME = os.path.expanduser("~")
+
+ENV = "POSIX_SHIM_PLATFORM_SECRET"
+
+
+def secret_path() -> bytes:
+    """The absolute path of the platform secret file (it may not exist yet)."""
+    given = _environ.get(ENV)
+    if given:
+        if given.startswith("~"):
+            given = _HOME + given[1:]
+        return os.fsencode(posixpath.normpath(posixpath.join(_getcwd(), given)))
+    state = _environ.get("XDG_STATE_HOME") or posixpath.join(_HOME, ".local", "state")
+    return os.fsencode(posixpath.normpath(posixpath.join(_getcwd(), state, "posix_shim", "platform-secret")))
+
+
+_CACHED: tuple[str | None, bytes] | None = None
+
+
+def forbidden(path: bytes, kind: str = "read") -> bool:
+    """Whether the enclave may never touch `path` (absolute, normalized) as `kind`: the secret itself for any
+    kind, and for "write" also every folder above it (renaming one would move the secret to a reachable name)."""
+    global _CACHED
+    given = _environ.get(ENV)
+    if _CACHED is None or _CACHED[0] != given:
+        _CACHED = (given, secret_path())
+    secret = _CACHED[1]
+    if path == secret:
+        return True
+    return kind == "write" and secret.startswith(path.rstrip(b"/") + b"/")
+
+
+MESSAGE = "the platform secret is never reachable from inside the enclave (sealing keys are derived by the host)"
