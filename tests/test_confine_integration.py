@@ -122,3 +122,26 @@ def test_a_kernel_without_the_walls_refuses_to_start_rather_than_run_unconfined(
     r = run_shim(["-c", "print('ran')"], backend="process", cwd=tmp_path, env=env)
     assert r.returncode == 2 and r.stdout == b""
     assert b"cannot confine its enclave here" in r.stderr and b"Landlock (this kernel has none)" in r.stderr
+
+
+def test_reopening_an_own_descriptor_never_widens_its_access(tmp_path: Path) -> None:
+    # /proc/self/fd/N, forwarded, is the child's own descriptor (never the host's), reopened for no more access than
+    # it has: a file granted read-only cannot be reopened for writing that way.
+    data = tmp_path / "data.txt"
+    data.write_text("original")
+    code = ("import ctypes, os, sys\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+            "fd = os.open(sys.argv[1], os.O_RDONLY)\n"
+            "r = libc.open(f'/proc/self/fd/{fd}'.encode(), os.O_RDONLY)\n"
+            "buf = ctypes.create_string_buffer(8)\n"
+            "print('read', r >= 0 and libc.read(r, buf, 8) == 8 and buf.raw == b'original')\n"
+            "w = libc.open(f'/proc/self/fd/{fd}'.encode(), os.O_WRONLY)\n"
+            "print('write', 'refused' if w < 0 else libc.write(w, b'CHANGED!', 8))\n")
+    work = tmp_path / "work"
+    work.mkdir()
+    flags = ["--allow-ffi", f"--allow-read={data}"]
+    confined = _run_in_enclave(code, [str(data)], confine=True, cwd=work, policy_flags=flags)
+    assert "read True" in confined and "write refused" in confined, confined
+    assert data.read_text() == "original"
+    unconfined = _run_in_enclave(code, [str(data)], confine=False, cwd=work, policy_flags=flags)
+    assert "write 8" in unconfined, unconfined  # negative control: natively, root reopens it for writing
+    assert data.read_text() == "CHANGED!"

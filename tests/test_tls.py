@@ -513,11 +513,12 @@ s.close()
 
 def _tap(backend: str, tmp_path: Path, port: int, ca: Path, mode: str) -> tuple[bytes, bytes]:
     """Run TAPPED inside and return (every byte the host sent for it, every byte the host received for it)."""
+    from ocall_bridge.access import ALLOW_ALL
     from posix_shim import Enclave
 
     (tmp_path / "tapped.py").write_text(TAPPED)
     events: list[Any] = []
-    with Enclave(backend=backend, trace=events.append, trace_filter="sockets") as enclave:
+    with Enclave(ALLOW_ALL, backend=backend, trace=events.append, trace_filter="sockets") as enclave:
         assert enclave.run_path(str(tmp_path / "tapped.py"), [str(port), str(ca), mode]) == 0
     sent = b"".join(bytes(ev.args[1]) for ev in events if ev.call in ("send", "sendto") and not ev.errno)
     received = b"".join(bytes(ev.result) for ev in events if ev.call == "recv" and not ev.errno)
@@ -546,9 +547,10 @@ def test_ciphertext_is_what_inject_reaches(tmp_path: Path, pki: dict[str, Path],
 
 def test_ssl_outside_an_enclave_is_untouched(pki: dict[str, Path], https_port: int) -> None:
     """On the sim backend the host shares the ssl module: between runs it must be the native one."""
+    from ocall_bridge.access import ALLOW_ALL
     from posix_shim import Enclave
 
-    with Enclave(backend="sim") as enclave:
+    with Enclave(ALLOW_ALL, backend="sim") as enclave:
         enclave.run_code("import ssl")
     assert "sslsocket_class" in ssl.SSLContext.__dict__ and ssl.SSLContext.sslsocket_class is ssl.SSLSocket
     assert "_wrap_socket" not in ssl.SSLContext.__dict__
@@ -566,9 +568,13 @@ def test_system_cas_are_loaded_only_as_far_as_the_policy_allows(backend: str, tm
         pytest.skip("no system CA bundle on this machine")
     native = run_native(["prog.py"], cwd=tmp_path)
     allowed = run_shim(["prog.py"], backend=backend, cwd=tmp_path, options=["-A"])
-    default = run_shim(["prog.py"], backend=backend, cwd=tmp_path)
+    # (The default policy grants the public CA certificates, as the C library's configuration: a deny shows what a
+    # policy without them gives.)
+    capath = ssl.get_default_verify_paths().openssl_capath
+    default = run_shim(["prog.py"], backend=backend, cwd=tmp_path,
+                       options=[f"--deny-read={cafile},{capath},{os.path.realpath(capath)}"])
     assert native.stdout == allowed.stdout == b"True\n", allowed.stderr.decode()
     assert default.returncode == 0 and default.stdout == b"False\n", default.stderr.decode()
     err = default.stderr.decode()
     assert err.startswith("posix_shim: the system CA bundle is not loaded inside the enclave: ")
-    assert "--allow-read" in err
+    assert f"denied by --deny-read={cafile}" in err

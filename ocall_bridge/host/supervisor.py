@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import re
 import stat as _stat
 import struct
 import threading
@@ -199,6 +200,9 @@ class ChildMemory:
             err = self.ffi.errno
             raise OSError(err, os.strerror(err))
         return got
+
+
+_PROC_FD = re.compile(rb"/proc/([^/]+)/fd/(\d+)")
 
 
 def _i32(v: int) -> int:
@@ -650,7 +654,11 @@ class Supervisor:
                     if values is None:
                         self._reply(nid, 0, 0)
                         return
-                result = self.host.perform(c.entry, tuple(values))
+                own = self._own_descriptor(values[0], call.tid) if form.row == "open" else None
+                if own is not None:
+                    result = self._reopen(own, values[0], values[1])
+                else:
+                    result = self.host.perform(c.entry, tuple(values))
             finally:
                 NATIVE.syscall = None
             _ANSWERS[type(answer)](self, call, answer, result)
@@ -662,6 +670,33 @@ class Supervisor:
         finally:
             call.release()
             self.served += 1
+
+    # -- the child's own descriptors, reopened by path --------------------------------------------------------
+    def _own_descriptor(self, path: bytes, tid: int) -> int | None:
+        """N for a path naming one of the child's own descriptors (`/proc/self/fd/N`: how OpenSSL is handed an
+        in-memory certificate).  On the host, /proc/self would be the host: it is the child's, or nothing."""
+        match = _PROC_FD.fullmatch(path)
+        if match is None or match.group(1) not in (b"self", b"thread-self", b"%d" % self.pid, b"%d" % tid):
+            return None
+        return int(match.group(2))
+
+    def _reopen(self, fd: int, path: bytes, flags: int) -> int:
+        """A new open of the file the child's descriptor `fd` already holds, for no more access than that one
+        has (reopening a read-only descriptor for writing would be a way around the policy's read-only grant)."""
+        host_fd = self.memory.getfd(self.pidfd, fd)
+        try:
+            held = fcntl.fcntl(host_fd, fcntl.F_GETFL) & os.O_ACCMODE
+            want = flags & os.O_ACCMODE
+            if want != held and held != os.O_RDWR:
+                raise OSError(errno.EACCES, f"reopening descriptor {fd} for more access than it has")
+            new = os.open(b"/proc/self/fd/%d" % host_fd, (flags & ~os.O_CREAT) | os.O_CLOEXEC)
+        finally:
+            os.close(host_fd)
+        try:
+            return self.host.handles.add(new, "file", path)
+        except BaseException:
+            os.close(new)
+            raise
 
     def _omit(self, form: N.Form, values: list) -> list | None:
         """UTIME_OMIT for one of the two times: keep that time as it is, read with a stat through the policy."""
