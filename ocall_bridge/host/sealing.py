@@ -122,9 +122,9 @@ def enclave_identity(kind: str, target: str, access: Any) -> dict[str, bytes]:
 def measure(host: Host, kind: str, target: str) -> None:
     """Record the identity of the program the host is about to run (the runner calls this before each run)."""
     try:
-        host.identity = enclave_identity(kind, target, host.access)  # type: ignore[attr-defined]
+        host.seal_identity = enclave_identity(kind, target, host.access)  # type: ignore[attr-defined]
     except (OSError, ValueError, ImportError):
-        host.identity = None  # type: ignore[attr-defined]  # seal_key then answers EPERM
+        host.seal_identity = None  # type: ignore[attr-defined]  # seal_key then answers EPERM
 
 
 def derive(secret: bytes, kind: str, identity: bytes) -> bytes:
@@ -136,8 +136,13 @@ def derive(secret: bytes, kind: str, identity: bytes) -> bytes:
 
 
 def seal_key(host: Host, kind: int) -> bytes:
-    identity = getattr(host, "identity", None)
+    name = KINDS[kind]
+    # A signed run (--manifest) has a real measurement and signer (attest.Identity, from the verified manifest):
+    # keys are bound to those, as SGX binds them to MRENCLAVE/MRSIGNER.  Otherwise the stand-in above.
+    measured = getattr(host, "identity", None)
+    if measured is not None and any(getattr(measured, "measurement", b"")):
+        return derive(platform_secret(), name, measured.measurement if name == "enclave" else measured.signer)
+    identity = getattr(host, "seal_identity", None)
     if not identity:
         raise OSError(errno.EPERM, "no program identity was measured for this enclave")
-    name = KINDS[kind]
     return derive(platform_secret(), name, identity[name])
