@@ -204,9 +204,17 @@ INTERPRETER_ENV = ("PYTHONPATH", "PYTHONHOME", "PYTHONIOENCODING", "PYTHONUTF8",
                    "LANG", "LC_ALL", "LC_CTYPE", "TZ")
 
 
+# Where the host keeps its platform files (sealing secret, quote key): the enclave side must compute the same
+# paths to refuse them with a clear message.  Paths, never the secrets themselves.
+RUNTIME_ENV_PREFIX = "POSIX_SHIM_"
+RUNTIME_ENV = ("XDG_STATE_HOME", "XDG_DATA_HOME")
+
+
 def child_environment(access: Access) -> dict[str, str]:
-    """The environment the enclave process starts with: interpreter settings plus what the policy grants."""
-    env = {k: v for k, v in os.environ.items() if k in INTERPRETER_ENV or access.env_allowed(k)}
+    """The environment the enclave process starts with: interpreter and runtime settings plus what the policy
+    grants."""
+    env = {k: v for k, v in os.environ.items()
+           if k in INTERPRETER_ENV or k in RUNTIME_ENV or k.startswith(RUNTIME_ENV_PREFIX) or access.env_allowed(k)}
     env.update(access.env_values())
     return env
 

@@ -104,9 +104,9 @@ def test_sqlite_opens_go_through_the_host_and_show_in_the_trace(tmp_path: Path) 
 
 def test_the_enclave_process_environment_is_built_not_inherited(tmp_path: Path) -> None:
     code = ("import ctypes\nlibc = ctypes.CDLL(None)\nlibc.getenv.restype = ctypes.c_char_p\n"
-            "print(libc.getenv(b'POSIX_SHIM_TEST_SECRET'), libc.getenv(b'LANG') is not None)\n")
+            "print(libc.getenv(b'MY_APP_SECRET_TOKEN'), libc.getenv(b'LANG') is not None)\n")
     r = run_shim(["--allow-ffi", "-c", code], backend="process", cwd=tmp_path,
-                 env={"POSIX_SHIM_TEST_SECRET": "hunter2", "LANG": "C.UTF-8"})
+                 env={"MY_APP_SECRET_TOKEN": "hunter2", "LANG": "C.UTF-8"})
     assert r.returncode == 0, r.stderr.decode()
     assert r.stdout == b"None True\n"  # the secret never reached the process; the interpreter's locale did
 
