@@ -116,6 +116,14 @@ class _MemoryFile:
         _os_close(self.fd)
 
 
+def load_cert_chain_from_memory(ctx: Any, chain_pem: bytes) -> None:
+    """A certificate chain and key the caller holds in memory (RA-TLS makes its own), handed to OpenSSL through
+    a memory file: never through the host's disk, and never named to the enclave's file calls (inside an
+    enclave those would ask the policy about a /proc path the program never chose)."""
+    with _MemoryFile(chain_pem, "load_cert_chain") as path:
+        _orig_load_cert_chain(ctx, path, None, None)
+
+
 def load_cert_chain(self: Any, certfile: Any, keyfile: Any = None, password: Any = None) -> None:
     if not _inside():
         return _orig_load_cert_chain(self, certfile, keyfile, password)

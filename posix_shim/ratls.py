@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.x509.oid import NameOID
 
-from ocall_bridge.host.real import os as _real_os
+from enclave_libc.tls import load_cert_chain_from_memory
 
 from . import attestation
 
@@ -153,16 +153,8 @@ class RATLSContext(ssl.SSLContext):
 
 
 def _load_chain(ctx: ssl.SSLContext, cert_pem: bytes, key_pem: bytes) -> None:
-    """load_cert_chain from memory: OpenSSL reads a file, so the key goes into an anonymous memory file of this
-    process (never onto the host's disk, never through the enclave's file calls)."""
-    fd = _real_os.memfd_create("ratls", _real_os.MFD_CLOEXEC)
-    try:
-        data = memoryview(cert_pem + key_pem)
-        while data:
-            data = data[_real_os.write(fd, data):]
-        ctx.load_cert_chain(f"/proc/self/fd/{fd}")
-    finally:
-        _real_os.close(fd)
+    """load_cert_chain from memory (enclave_libc.tls: an anonymous memory file of this process)."""
+    load_cert_chain_from_memory(ctx, cert_pem + key_pem)
 
 
 def _expect(platform_keys: Any, measurement: bytes | str | None, signer: bytes | str | None, expect_any: bool,
