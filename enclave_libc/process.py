@@ -36,6 +36,7 @@ real descriptors of the process that runs the enclave rather than the enclave's 
 
 from __future__ import annotations
 
+import _multiprocessing
 import _posixsubprocess
 import _signal
 import errno
@@ -394,7 +395,18 @@ WAIT = ("wait", "waitpid", "wait3", "wait4", "waitid")
 #: Every call this module refuses, for the docs and the compatibility matrix.
 REFUSED = ("fork", *REFUSED_CREATE, "_posixsubprocess.fork_exec", "killpg", "pidfd_open", *REFUSED_IDENTITY)
 
+class SemLock:
+    """multiprocessing's named semaphore, refused as a type: sem_open(3) creates it in the host's /dev/shm, and
+    every user of it is a child process, which an enclave cannot start (multiprocessing then fails with the same
+    ENOSYS on both backends, rather than with whatever the kernel wall answers a native sem_open)."""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        raise Unsupported("multiprocessing.SemLock", _NO_PROCESSES)
+
+
 PATCHES: dict[Any, Any] = {
+    _multiprocessing.SemLock: SemLock,
+    _multiprocessing.sem_unlink: _refuser("sem_unlink", _NO_PROCESSES, _multiprocessing.sem_unlink),
     posix.getresuid: getresuid,
     posix.getresgid: getresgid,
     posix.getpriority: getpriority,
