@@ -117,7 +117,17 @@ def format_exception(exc_type: type[BaseException] | None, exc: BaseException | 
     """What the interpreter prints for an uncaught exception."""
     if not isinstance(exc, BaseException):
         return f"TypeError: print_exception(): Exception expected for value, {type(exc).__name__} found\n"
-    return "".join(_c_like(traceback.TracebackException(type(exc), exc, tb, compact=True), set()).format())
+    if sys.version_info >= (3, 13):
+        # 3.13's C display itself hands the exception to traceback._print_exception_bltin: traceback.py's text
+        # (its SyntaxError carets too), sys.tracebacklimit read its way, in colour when the program's stderr is a
+        # terminal and the environment allows it - both asked inside the enclave, as the program would see them.
+        import _colorize  # type: ignore[import-not-found]  # new in 3.13
+
+        te = traceback.TracebackException(type(exc), exc, tb, compact=True,
+                                          limit=traceback.BUILTIN_EXCEPTION_LIMIT)  # type: ignore[attr-defined]
+        return "".join(te.format(colorize=_colorize.can_colorize()))  # type: ignore[call-arg]
+    te = traceback.TracebackException(type(exc), exc, tb, compact=True)
+    return "".join(_c_like(te, set()).format())
 
 
 def _write_stderr(text: str) -> None:
@@ -252,9 +262,11 @@ def _run_script(target: str) -> None:
 
 
 # How much of the recursion limit the interpreter itself uses below a program's first frame, natively (CPython
-# 3.11: nothing for -c or a script, the C call into runpy for -m).  Checked by
-# tests/test_api.py, which compares a runaway recursion's traceback with the native one.
-_NATIVE_BASE = {"code": 0, "script": 0, "module": 1}
+# 3.11: nothing for -c or a script, the C call into runpy for -m; 3.12 and 3.13, where the limit counts Python
+# frames only: one for each, measured).  Checked by tests/test_api.py, which compares a runaway recursion's
+# traceback with the native one.
+_NATIVE_BASE = {"code": 0, "script": 0, "module": 1} if sys.version_info < (3, 12) else \
+    {"code": 1, "script": 1, "module": 1}
 _PROBE_MAX = 20_000
 
 
