@@ -16,6 +16,7 @@ import mmap as _mmap
 import os as _os
 import posix
 import stat as _stat
+import sys
 from typing import Any
 
 from ocall_bridge.types import MAX_DATA
@@ -40,10 +41,12 @@ def _path(path: Any, func: str, allow_fd: bool = False, arg: str = "path", kinds
         raise TypeError(f"{func}: {arg} should be {kinds}, not {type(path).__name__}") from None
     if isinstance(p, str):
         if "\0" in p:
-            raise ValueError("embedded null byte")  # PyUnicode_FSConverter's words, for str paths
+            if sys.version_info < (3, 13):  # PyUnicode_FSConverter's words, for str paths before 3.13
+                raise ValueError("embedded null byte")
+            raise ValueError(f"{func}: embedded null character in {arg}")
         return _fsencode(p)
     if b"\0" in p:
-        raise ValueError(f"{func}: embedded null character in path")
+        raise ValueError(f"{func}: embedded null character in {arg}")
     return p
 
 
@@ -243,6 +246,7 @@ def stat(path: Any, *, dir_fd: int | None = None, follow_symlinks: bool = True) 
 
 
 def lstat(path: Any, *, dir_fd: int | None = None) -> _os.stat_result:
+    _path(path, "lstat")  # lstat's own words for a bad path, and it takes no fd
     return stat(path, dir_fd=dir_fd, follow_symlinks=False)
 
 
@@ -382,15 +386,15 @@ def utime(path: Any, times: Any = None, *, ns: Any = None, dir_fd: int | None = 
           follow_symlinks: bool = True) -> None:
     at, mt, now = _times_ns(times, ns)
     p = _path(path, "utime", allow_fd=True)
-    if isinstance(p, int):
-        runtime.RT.ocall.futime(runtime.RT.fds.get(p).handle, at, mt, now)
-        return
     rt = runtime.RT
     try:
-        rt.ocall.utime(rt.resolve(p, dir_fd), at, mt, now, follow_symlinks)
+        if isinstance(p, int):
+            rt.ocall.futime(rt.fds.get(p).handle, at, mt, now)
+        else:
+            rt.ocall.utime(rt.resolve(p, dir_fd), at, mt, now, follow_symlinks)
     except OSError as exc:
-        # CPython's utime() deliberately leaves the filename out of its errors; so does this one.
-        raise with_filename(exc, None) from None
+        # CPython's utime() left the path (or fd) out of its errors until 3.13 added it; so does this one.
+        raise with_filename(exc, path if sys.version_info >= (3, 13) else None) from None
 
 
 def truncate(path: Any, length: int) -> None:

@@ -64,6 +64,8 @@ SLEEP_SLICE_NS = 50_000_000  # the longest the enclave waits before its own code
 EARLY_TOLERANCE_NS = 1_000_000  # how much earlier than asked a sleep may look before it is "absurdly early"
 _NS = 1_000_000_000
 _PYTIME_MAX = 2**63 - 1
+# The C type CPython names in the error (3.13 made it public: PyTime_t).
+_PYTIME_TOO_LARGE = f"timestamp too large to convert to C {'_' if sys.version_info < (3, 13) else ''}PyTime_t"
 _MAX_NESTING = 3  # clock reads nested in clock reads (a violation being logged reads the time): see _ask
 
 
@@ -232,7 +234,7 @@ def _sleep_ns(secs: Any) -> int:
             raise TypeError(f"'{type(secs).__name__}' object cannot be interpreted as an integer") from None
         ns = sec * _NS
         if not -(2**63) <= ns <= _PYTIME_MAX:
-            raise OverflowError("timestamp too large to convert to C _PyTime_t")
+            raise OverflowError(_PYTIME_TOO_LARGE)
     if ns < 0:
         raise ValueError("sleep length must be non-negative")
     return ns

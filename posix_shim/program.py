@@ -313,6 +313,16 @@ def _at_native_depth(where: str, fn: Any, *args: Any) -> Any:
         real_set(max(real_get() - extra, 1))  # the program's own setting, if it made one, survives
 
 
+def _remember_command(source: str) -> None:
+    """3.13 keeps the text of `-c` (with the newline the interpreter appends) where tracebacks find it, so they
+    show its lines as they show a script's; 3.11 and 3.12 show none."""
+    if sys.version_info >= (3, 13):
+        import linecache
+
+        text = source + "\n"
+        linecache.cache["<string>"] = (len(text), None, [line + "\n" for line in text.splitlines()], "<string>")
+
+
 def _wait_for_threads() -> None:
     """What the interpreter does before it exits: wait for every non-daemon thread the program started."""
     current = threading.current_thread()
@@ -346,6 +356,7 @@ def run(kind: str, target: str, args: list[str]) -> int:
                 elif kind == "code":
                     sys.argv = ["-c", *args]
                     sys.path[0] = ""
+                    _remember_command(target)
                     code = compile(target, "<string>", "exec", dont_inherit=True)
                     _at_native_depth("code", exec, code, sys.modules["__main__"].__dict__)
                 else:  # `python - ARGS`: the program's text came from standard input
