@@ -730,7 +730,7 @@ _REFUSED = {
 }
 
 
-class mmap(_mmap.mmap):  # noqa: N801 - the name programs know
+class mmap(_mmap.mmap):  # the name programs know
     """mmap.mmap inside the enclave: anonymous maps are memory and work; a map of a file is refused, because
     the kernel would map whatever *host* descriptor has the enclave fd's number."""
 

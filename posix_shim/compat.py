@@ -353,7 +353,7 @@ def _errno_of_type(type_name: str, message: str) -> int | None:
         module, _, attr = type_name.rpartition(".")
         try:
             cls = getattr(importlib.import_module(module), attr, None)
-        except Exception:  # noqa: BLE001 - any import failure just means "unknown type"
+        except Exception:  # any import failure just means "unknown type"
             cls = None
     else:
         import builtins

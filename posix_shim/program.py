@@ -373,7 +373,7 @@ def run(kind: str, target: str, args: list[str]) -> int:
         except KeyboardInterrupt as exc:
             print_exception(exc)
             status = 130
-        except BaseException as exc:  # noqa: BLE001 - exactly what the interpreter does with it
+        except BaseException as exc:  # exactly what the interpreter does with it
             print_exception(exc)
             status = 1
         try:

@@ -35,7 +35,7 @@ def _both(tmp_path: Path, backend: str, code: str, options: list[str] | None = N
     return results[0], results[1]
 
 
-def _same(inside, native) -> None:  # noqa: ANN001 - CompletedProcess
+def _same(inside, native) -> None:  # CompletedProcess
     assert inside.stderr == native.stderr, inside.stderr.decode(errors="replace")
     assert inside.stdout == native.stdout
     assert inside.returncode == native.returncode
