@@ -7,4 +7,4 @@ allowlist policy decides which part of POSIX exists and which host resources may
 from .enclave import Enclave, EnclaveCallError, EnclaveStateError
 
 __all__ = ["Enclave", "EnclaveCallError", "EnclaveStateError"]
-__version__ = "0.1.0"  # the one place: pyproject.toml reads it (dynamic version), the CLI prints it
+__version__ = "0.1.0"

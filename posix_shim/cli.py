@@ -11,7 +11,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from . import __version__, policy, trace
+from . import policy, trace
 from .enclave import BACKENDS, Enclave
 
 PROG = "posix-shim"
@@ -29,6 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="where the enclave runs: sim (in-process) or process (a child process)")
     policy.add_arguments(parser)
     trace.add_arguments(parser)
+    from . import __version__  # the one place the version is written (pyproject.toml reads it too)
+
     parser.add_argument("--version", action="version", version=f"posix_shim {__version__}")
     return parser
 
