@@ -149,7 +149,7 @@ def http_requests(count: int) -> int:
     import http.server
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's spelling
+        def do_GET(self) -> None:  # http.server's spelling
             body = b"hello, enclave\n"
             self.send_response(200)
             self.send_header("Content-Type", "text/plain")
@@ -157,7 +157,7 @@ def http_requests(count: int) -> int:
             self.end_headers()
             self.wfile.write(body)
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base class's name
+        def log_message(self, format: str, *args: object) -> None:  # the base class's name
             pass
 
     server = http.server.HTTPServer(("127.0.0.1", 0), Handler)

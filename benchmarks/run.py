@@ -239,7 +239,7 @@ class Bench:
     def bulk(self, name: str, backend: str) -> Figure:
         mib = self.plan.bulk_mib
         wd = str(self.workdir)
-        rate = lambda ns: mib / (ns / 1e9)  # noqa: E731
+        rate = lambda ns: mib / (ns / 1e9)
         nat, enc = _alternate(self.plan.rounds, lambda: rate(inner.bulk(name, mib, wd)),
                               lambda: rate(self.ecall(backend, "bulk", name, mib, wd)))
         return Figure(name, backend, nat, enc, "MiB/s")
@@ -290,7 +290,7 @@ class Bench:
             return Figure(label, backend, nat, enc, "ms")
         if name == "http":
             count = plan.requests
-            rate = lambda ns: count / (ns / 1e9)  # noqa: E731
+            rate = lambda ns: count / (ns / 1e9)
             nat, enc = _alternate(plan.program_rounds, lambda: rate(inner.http_requests(count)),
                                   lambda: rate(self.ecall(backend, "http_requests", count)), plan.program_warmup)
             return Figure(label, backend, nat, enc, "req/s")

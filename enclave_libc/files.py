@@ -16,6 +16,7 @@ import mmap as _mmap
 import os as _os
 import posix
 import stat as _stat
+import sys
 from typing import Any
 
 from ocall_bridge.types import MAX_DATA
@@ -40,10 +41,12 @@ def _path(path: Any, func: str, allow_fd: bool = False, arg: str = "path", kinds
         raise TypeError(f"{func}: {arg} should be {kinds}, not {type(path).__name__}") from None
     if isinstance(p, str):
         if "\0" in p:
-            raise ValueError("embedded null byte")  # PyUnicode_FSConverter's words, for str paths
+            if sys.version_info < (3, 13):  # PyUnicode_FSConverter's words, for str paths before 3.13
+                raise ValueError("embedded null byte")
+            raise ValueError(f"{func}: embedded null character in {arg}")
         return _fsencode(p)
     if b"\0" in p:
-        raise ValueError(f"{func}: embedded null character in path")
+        raise ValueError(f"{func}: embedded null character in {arg}")
     return p
 
 
@@ -243,6 +246,7 @@ def stat(path: Any, *, dir_fd: int | None = None, follow_symlinks: bool = True) 
 
 
 def lstat(path: Any, *, dir_fd: int | None = None) -> _os.stat_result:
+    _path(path, "lstat")  # lstat's own words for a bad path, and it takes no fd
     return stat(path, dir_fd=dir_fd, follow_symlinks=False)
 
 
@@ -382,15 +386,15 @@ def utime(path: Any, times: Any = None, *, ns: Any = None, dir_fd: int | None = 
           follow_symlinks: bool = True) -> None:
     at, mt, now = _times_ns(times, ns)
     p = _path(path, "utime", allow_fd=True)
-    if isinstance(p, int):
-        runtime.RT.ocall.futime(runtime.RT.fds.get(p).handle, at, mt, now)
-        return
     rt = runtime.RT
     try:
-        rt.ocall.utime(rt.resolve(p, dir_fd), at, mt, now, follow_symlinks)
+        if isinstance(p, int):
+            rt.ocall.futime(rt.fds.get(p).handle, at, mt, now)
+        else:
+            rt.ocall.utime(rt.resolve(p, dir_fd), at, mt, now, follow_symlinks)
     except OSError as exc:
-        # CPython's utime() deliberately leaves the filename out of its errors; so does this one.
-        raise with_filename(exc, None) from None
+        # CPython's utime() left the path (or fd) out of its errors until 3.13 added it; so does this one.
+        raise with_filename(exc, path if sys.version_info >= (3, 13) else None) from None
 
 
 def truncate(path: Any, length: int) -> None:
@@ -733,10 +737,24 @@ _REFUSED = {
     "login_tty": "no terminals inside",
     "tcgetpgrp": "no terminals inside",
     "tcsetpgrp": "no terminals inside",
+    # New in Python 3.12 (present only there and later: refused where they exist, never passed through).
+    "setns": "an enclave cannot move the process it runs in to other namespaces",
+    "unshare": "an enclave cannot move the process it runs in to other namespaces",
+    # New in Python 3.13.
+    "posix_openpt": "no terminals inside",
+    "grantpt": "no terminals inside",
+    "unlockpt": "no terminals inside",
+    "ptsname": "no terminals inside",
+    "timerfd_create": "a timerfd would be a host descriptor the enclave cannot name; use time.sleep or selectors "
+                      "with a timeout",
+    "timerfd_settime": "no timerfds inside",
+    "timerfd_settime_ns": "no timerfds inside",
+    "timerfd_gettime": "no timerfds inside",
+    "timerfd_gettime_ns": "no timerfds inside",
 }
 
 
-class mmap(_mmap.mmap):  # noqa: N801 - the name programs know
+class mmap(_mmap.mmap):  # the name programs know
     """mmap.mmap inside the enclave: anonymous maps are memory and work; a map of a file is refused, because
     the kernel would map whatever *host* descriptor has the enclave fd's number."""
 

@@ -117,7 +117,7 @@ class FileIO(_io.RawIOBase):
             raise
 
     # -- the raw interface ---------------------------------------------------------------------------------
-    def _checkClosed(self, msg: str | None = None) -> None:  # noqa: N802 - io's own spelling
+    def _checkClosed(self, msg: str | None = None) -> None:  # io's own spelling
         if self._fd < 0:
             raise ValueError("I/O operation on closed file" if msg is None else msg)
 

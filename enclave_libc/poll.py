@@ -147,7 +147,7 @@ def _eventmask(mask: int) -> int:
     return mask
 
 
-class poll:  # noqa: N801 - select.poll: a class rather than a factory, so selectors' _selector_cls is it
+class poll:  # select.poll: a class rather than a factory, so selectors' _selector_cls is it
     """The object select.poll() returns."""
 
     def __init__(self) -> None:
@@ -198,7 +198,7 @@ class poll:  # noqa: N801 - select.poll: a class rather than a factory, so selec
 # -- select.epoll ------------------------------------------------------------------------------------------
 
 
-class epoll:  # noqa: N801 - the name Python gives it
+class epoll:  # the name Python gives it
     """select.epoll, emulated over the poll ocall (level-triggered, EPOLLONESHOT served, EPOLLET refused)."""
 
     def __init__(self, sizehint: int = -1, flags: int = 0) -> None:

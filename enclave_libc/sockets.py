@@ -23,6 +23,7 @@ import errno
 import math
 import os as _os
 import socket as _pysocket
+import sys
 import time as _time
 import weakref
 from collections.abc import Iterable
@@ -372,6 +373,10 @@ def setdefaulttimeout(timeout: float | None) -> None:
     runtime.RT.extra["sockets.default_timeout"] = _timeout_value(timeout)
 
 
+# The C type CPython names in the error (3.13 made it public: PyTime_t).
+_PYTIME_TOO_LARGE = f"timestamp too large to convert to C {'_' if sys.version_info < (3, 13) else ''}PyTime_t"
+
+
 def _timeout_value(value: Any) -> float | None:
     if value is None:
         return None
@@ -382,7 +387,7 @@ def _timeout_value(value: Any) -> float | None:
     if value < 0:
         raise ValueError("Timeout value out of range")
     if value > 9.2e9:
-        raise OverflowError("timestamp too large to convert to C _PyTime_t")
+        raise OverflowError(_PYTIME_TOO_LARGE)
     return value
 
 

@@ -64,6 +64,8 @@ SLEEP_SLICE_NS = 50_000_000  # the longest the enclave waits before its own code
 EARLY_TOLERANCE_NS = 1_000_000  # how much earlier than asked a sleep may look before it is "absurdly early"
 _NS = 1_000_000_000
 _PYTIME_MAX = 2**63 - 1
+# The C type CPython names in the error (3.13 made it public: PyTime_t).
+_PYTIME_TOO_LARGE = f"timestamp too large to convert to C {'_' if sys.version_info < (3, 13) else ''}PyTime_t"
 _MAX_NESTING = 3  # clock reads nested in clock reads (a violation being logged reads the time): see _ask
 
 
@@ -151,6 +153,16 @@ def _clock_id(clk_id: Any) -> int:
     return clock
 
 
+def _gettime_clock_id(clk_id: Any) -> int:
+    """clock_gettime[_ns]'s converter: 3.13 words every bad id (wrong type or out of range) as one TypeError."""
+    if sys.version_info < (3, 13):
+        return _clock_id(clk_id)
+    try:
+        return _clock_id(clk_id)
+    except (TypeError, OverflowError):
+        raise TypeError(f"clk_id should be integer, not {type(clk_id).__name__}") from None
+
+
 # -- the clocks --------------------------------------------------------------------------------------------
 
 
@@ -180,7 +192,7 @@ def perf_counter_ns() -> int:
 
 
 def clock_gettime_ns(clk_id: Any, /) -> int:
-    clock = _clock_id(clk_id)
+    clock = _gettime_clock_id(clk_id)
     if clock in HOST_CLOCKS:
         return _clock_ns(clock)
     # CPU clocks (and the negative ids of pthread_getcpuclockid) are the enclave's own; invalid ids get the
@@ -189,7 +201,7 @@ def clock_gettime_ns(clk_id: Any, /) -> int:
 
 
 def clock_gettime(clk_id: Any, /) -> float:
-    clock = _clock_id(clk_id)
+    clock = _gettime_clock_id(clk_id)
     if clock not in HOST_CLOCKS:
         return _real_clock_gettime(clock)
     sec, nsec = divmod(_clock_ns(clock), _NS)
@@ -232,7 +244,7 @@ def _sleep_ns(secs: Any) -> int:
             raise TypeError(f"'{type(secs).__name__}' object cannot be interpreted as an integer") from None
         ns = sec * _NS
         if not -(2**63) <= ns <= _PYTIME_MAX:
-            raise OverflowError("timestamp too large to convert to C _PyTime_t")
+            raise OverflowError(_PYTIME_TOO_LARGE)
     if ns < 0:
         raise ValueError("sleep length must be non-negative")
     return ns

@@ -3,4 +3,4 @@
 Nothing in this package imports enclave_libc or posix_shim: imports only point down.
 """
 
-from . import logs as _logs  # noqa: E402,F401 - the runtime's warnings go to the host's stderr
+from . import logs as _logs  # noqa: F401 - the runtime's warnings go to the host's stderr

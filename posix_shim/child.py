@@ -189,7 +189,7 @@ class Child:
                 reply = self.handle(op, decode_plain(payload))
             except HostGone:
                 self._wait_for_watchdog()
-            except BaseException as exc:  # noqa: BLE001 - a broken request must still get an answer
+            except BaseException as exc:  # a broken request must still get an answer
                 reply = {"error": [type(exc).__name__, str(exc), traceback.format_exc()]}
             if op == OP_EXIT:
                 self.transport.closing = True

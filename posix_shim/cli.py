@@ -42,7 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     policy.add_arguments(parser)
     trace.add_arguments(parser)
     integrity_cli.add_arguments(parser)
-    parser.add_argument("--version", action="version", version="posix_shim 0.1.0")
+    from . import __version__  # the one place the version is written (pyproject.toml reads it too)
+
+    parser.add_argument("--version", action="version", version=f"posix_shim {__version__}")
     return parser
 
 

@@ -117,7 +117,17 @@ def format_exception(exc_type: type[BaseException] | None, exc: BaseException | 
     """What the interpreter prints for an uncaught exception."""
     if not isinstance(exc, BaseException):
         return f"TypeError: print_exception(): Exception expected for value, {type(exc).__name__} found\n"
-    return "".join(_c_like(traceback.TracebackException(type(exc), exc, tb, compact=True), set()).format())
+    if sys.version_info >= (3, 13):
+        # 3.13's C display itself hands the exception to traceback._print_exception_bltin: traceback.py's text
+        # (its SyntaxError carets too), sys.tracebacklimit read its way, in colour when the program's stderr is a
+        # terminal and the environment allows it - both asked inside the enclave, as the program would see them.
+        import _colorize  # type: ignore[import-not-found]  # new in 3.13
+
+        te = traceback.TracebackException(type(exc), exc, tb, compact=True,
+                                          limit=traceback.BUILTIN_EXCEPTION_LIMIT)  # type: ignore[attr-defined]
+        return "".join(te.format(colorize=_colorize.can_colorize()))  # type: ignore[call-arg]
+    te = traceback.TracebackException(type(exc), exc, tb, compact=True)
+    return "".join(_c_like(te, set()).format())
 
 
 def _write_stderr(text: str) -> None:
@@ -252,9 +262,11 @@ def _run_script(target: str) -> None:
 
 
 # How much of the recursion limit the interpreter itself uses below a program's first frame, natively (CPython
-# 3.11: nothing for -c or a script, the C call into runpy for -m).  Checked by
-# tests/test_api.py, which compares a runaway recursion's traceback with the native one.
-_NATIVE_BASE = {"code": 0, "script": 0, "module": 1}
+# 3.11: nothing for -c or a script, the C call into runpy for -m; 3.12 and 3.13, where the limit counts Python
+# frames only: one for each, measured).  Checked by tests/test_api.py, which compares a runaway recursion's
+# traceback with the native one.
+_NATIVE_BASE = {"code": 0, "script": 0, "module": 1} if sys.version_info < (3, 12) else \
+    {"code": 1, "script": 1, "module": 1}
 _PROBE_MAX = 20_000
 
 
@@ -301,6 +313,16 @@ def _at_native_depth(where: str, fn: Any, *args: Any) -> Any:
         real_set(max(real_get() - extra, 1))  # the program's own setting, if it made one, survives
 
 
+def _remember_command(source: str) -> None:
+    """3.13 keeps the text of `-c` (with the newline the interpreter appends) where tracebacks find it, so they
+    show its lines as they show a script's; 3.11 and 3.12 show none."""
+    if sys.version_info >= (3, 13):
+        import linecache
+
+        text = source + "\n"
+        linecache.cache["<string>"] = (len(text), None, [line + "\n" for line in text.splitlines()], "<string>")
+
+
 def _wait_for_threads() -> None:
     """What the interpreter does before it exits: wait for every non-daemon thread the program started."""
     current = threading.current_thread()
@@ -334,6 +356,7 @@ def run(kind: str, target: str, args: list[str]) -> int:
                 elif kind == "code":
                     sys.argv = ["-c", *args]
                     sys.path[0] = ""
+                    _remember_command(target)
                     code = compile(target, "<string>", "exec", dont_inherit=True)
                     _at_native_depth("code", exec, code, sys.modules["__main__"].__dict__)
                 else:  # `python - ARGS`: the program's text came from standard input
@@ -350,7 +373,7 @@ def run(kind: str, target: str, args: list[str]) -> int:
         except KeyboardInterrupt as exc:
             print_exception(exc)
             status = 130
-        except BaseException as exc:  # noqa: BLE001 - exactly what the interpreter does with it
+        except BaseException as exc:  # exactly what the interpreter does with it
             print_exception(exc)
             status = 1
         try:

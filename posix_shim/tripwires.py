@@ -121,9 +121,9 @@ def refusal(what: str, call: str, detail: str = "") -> Unsupported:
 
 def _text(value: Any) -> str:
     """A path or command for a message, formatted without calling anything the program defined."""
-    if type(value) is str or type(value) is bytes:  # noqa: E721 - exact types: no program __repr__ runs here
+    if type(value) is str or type(value) is bytes:
         return repr(value)
-    if type(value) is list and value and type(value[0]) in (str, bytes):  # noqa: E721
+    if type(value) is list and value and type(value[0]) in (str, bytes):
         return repr(value[0])
     return "<" + type(value).__name__ + ">"
 

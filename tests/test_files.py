@@ -42,7 +42,7 @@ def _fd_numbers_as_sim_gives_them(out: bytes) -> bytes:
     return re.sub(rb"name=\d+", b"name=FD", out)
 
 
-def _same(inside, native, backend: str = "process") -> None:  # noqa: ANN001 - CompletedProcess
+def _same(inside, native, backend: str = "process") -> None:  # CompletedProcess
     out_in, out_native = inside.stdout, native.stdout
     if backend == "sim":
         out_in, out_native = _fd_numbers_as_sim_gives_them(out_in), _fd_numbers_as_sim_gives_them(out_native)

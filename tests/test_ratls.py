@@ -170,7 +170,7 @@ def test_a_client_context_must_say_what_it_expects() -> None:
 
 def test_urllib_and_http_client(key: str) -> None:
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             self.send_response(200)
             self.end_headers()
             self.wfile.write(b"attested hello")

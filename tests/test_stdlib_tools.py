@@ -43,7 +43,7 @@ def _twins(tmp_path: Path) -> tuple[Path, Path]:
     return inside, native
 
 
-def _ok(result, what: str) -> None:  # noqa: ANN001 - a CompletedProcess
+def _ok(result, what: str) -> None:  # a CompletedProcess
     assert result.returncode == 0, f"{what} failed ({result.returncode}):\n{result.stderr.decode(errors='replace')}"
 
 

@@ -31,7 +31,7 @@ class _At:
 
     __slots__ = ("conf", "path", "kinds", "dot", "fd", "own")
 
-    def __init__(self, conf, path: bytes, kinds: tuple[str, ...], dot: int = errno.EINVAL) -> None:  # noqa: ANN001
+    def __init__(self, conf, path: bytes, kinds: tuple[str, ...], dot: int = errno.EINVAL) -> None:
         self.conf, self.path, self.kinds, self.dot = conf, path, kinds, dot
 
     def __enter__(self) -> tuple[int, bytes]:
@@ -43,7 +43,7 @@ class _At:
             os.close(self.fd)
 
 
-def _with_fd(conf, path: bytes, kinds: tuple[str, ...], flags: int, fn):  # noqa: ANN001, ANN202
+def _with_fd(conf, path: bytes, kinds: tuple[str, ...], flags: int, fn):
     fd = conf.open_fd(path, kinds, flags)
     try:
         return fn(fd)
@@ -170,7 +170,7 @@ def unlink(host: Host, path: bytes) -> None:
         os.unlink(name, dir_fd=d)
 
 
-def _move(host: Host, src: bytes, dst: bytes, fn) -> None:  # noqa: ANN001
+def _move(host: Host, src: bytes, dst: bytes, fn) -> None:
     conf = confiner_for(host.access)
     if conf is None:
         return fn(src, dst)

@@ -88,7 +88,7 @@ USER_NOTIF = Action(SECCOMP_RET_USER_NOTIF, "USER_NOTIF")
 KILL_PROCESS = Action(SECCOMP_RET_KILL_PROCESS, "KILL_PROCESS")
 
 
-def ERRNO(code: int) -> Action:  # noqa: N802 - reads like the kernel's SECCOMP_RET_ERRNO(code)
+def ERRNO(code: int) -> Action:
     """Fail the syscall with ``-code`` without running it."""
     if not 0 < code <= 4095:
         raise ValueError(f"errno {code} out of range 1..4095")

@@ -121,7 +121,7 @@ FORWARDABLE = Row((), ENOSYS)
 DENIED = Row((), ENOSYS)
 
 
-def DENIED_WITH(err: int, note: str) -> Row:  # noqa: N802 - reads like the constant it parametrises
+def DENIED_WITH(err: int, note: str) -> Row:
     return Row((), err, note=note)
 
 
