@@ -400,6 +400,8 @@ class SemLock:
     every user of it is a child process, which an enclave cannot start (multiprocessing then fails with the same
     ENOSYS on both backends, rather than with whatever the kernel wall answers a native sem_open)."""
 
+    SEM_VALUE_MAX = _multiprocessing.SemLock.SEM_VALUE_MAX  # read by multiprocessing.synchronize at import
+
     def __new__(cls, *args: Any, **kwargs: Any) -> Any:
         raise Unsupported("multiprocessing.SemLock", _NO_PROCESSES)
 
