@@ -10,6 +10,14 @@ Inside, `os.environ` and `os.environb` are `os._Environ` objects whose data is t
 host's back on the way out, so a host embedding the sim backend has its own `os.environ` again between runs,
 untouched.
 
+A reference to the enclave's mapping can outlive the enclave: pytest's `monkeypatch.setenv` inside a test body
+(`pytest --enclave=sim`) keeps `os.environ` to restore it at teardown, which runs after the enclave is left.
+Once left, the mapping serves the environment of the enclave just left (`_left`), so that restore lands in the
+state it was taken from; it never falls through to the host's.  Entering an enclave drops that leftover, so with
+the enclave's runtime switched off from inside (`RT = None`) the mapping still refuses (issue 13), and no enclave
+sees the one before it.  Writes through it call this module's putenv/unsetenv, not whatever `os.putenv` is at
+the time: outside an enclave that is the real one, which would change the host's C environment.
+
 `os.putenv`/`os.unsetenv` keep their native meaning: they change the environment the C library and child
 processes would see, not `os.environ`.  Inside an enclave there are no children and the C library's environment
 is the host process's, which the enclave must not change; so they are checked exactly as natively (same
@@ -41,6 +49,9 @@ _SKIP = ("ocall_bridge", "enclave_libc", "posix_shim")  # the interposer's own r
 MAX_VARIABLES = 4096  # an environment larger than this is cut (and the cut logged)
 
 _load_lock = threading.RLock()
+
+# The environment of the enclave most recently left, while no enclave is entered (see the module docstring).
+_left: dict[bytes, bytes] | None = None
 
 
 def _valid_name(name: bytes) -> bool:
@@ -97,6 +108,8 @@ def current_data() -> dict[bytes, bytes]:
     host's own objects back when an enclave is left, so the host never reads through this."""
     rt = runtime.RT
     if rt is None:
+        if _left is not None:
+            return _left
         raise Unsupported("os.environ", "no enclave is active")
     data = rt.extra.get("environ")
     if data is None:
@@ -123,6 +136,19 @@ class EnclaveEnviron(_os._Environ):
     @property
     def _data(self) -> dict[bytes, bytes]:  # type: ignore[override]
         return current_data()
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        key, value = self.encodekey(key), self.encodevalue(value)
+        putenv(key, value)  # this module's, even after the enclave is left (os.putenv is the host's then)
+        current_data()[key] = value
+
+    def __delitem__(self, key: Any) -> None:
+        encoded = self.encodekey(key)
+        unsetenv(encoded)
+        try:
+            del current_data()[encoded]
+        except KeyError:
+            raise KeyError(key) from None
 
 
 class PosixEnviron(MutableMapping):
@@ -204,6 +230,9 @@ def swap() -> Callable[[], None]:
     The interposer calls it on install and the undo on uninstall.  These objects are mutable mappings, which
     no PATCHES dictionary can key, hence a swap rather than a patch.
     """
+    global _left
+    _left = None  # an enclave never sees the environment of the one before it
+    rt = runtime.RT
     replacements = {id(_host_environ): environ, id(_host_environb): environb, id(_host_posix_environ): posix_environ}
     done: list[tuple[dict, str, Any]] = []
     for name, module in list(sys.modules.items()):
@@ -218,9 +247,13 @@ def swap() -> Callable[[], None]:
                 done.append((namespace, key, value))
 
     def undo() -> None:
+        global _left
         for namespace, key, original in reversed(done):
             if namespace.get(key) is replacements[id(original)]:
                 namespace[key] = original
+        # What the enclave's mapping serves once this enclave is left: its environment if it ever looked at it
+        # (else there is no state anyone could have seen, and the mapping refuses as before).
+        _left = rt.extra.get("environ") if rt is not None else None
 
     return undo
 

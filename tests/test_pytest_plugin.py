@@ -229,7 +229,12 @@ def test_a_test_body_cannot_start_a_sim_enclave_inside_the_session(tmp_path: Pat
     """A sim enclave started inside another would run its host inside it, and leaving it would take the
     interposition away from the session's enclave (every later test unconfined): it is refused, the test says why,
     and the session goes on confined.  A test using the `enclave` fixture is not wrapped on sim."""
-    (tmp_path / "test_nest.py").write_text(textwrap.dedent("""\
+    # A readable file outside the project (not /etc/passwd: the default policy grants libc's configuration)
+    secret = tmp_path / "secret.txt"
+    secret.write_text("s3cret\n")
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    (proj / "test_nest.py").write_text(textwrap.dedent(f"""\
         import pytest
         from posix_shim import Enclave
 
@@ -243,9 +248,9 @@ def test_a_test_body_cannot_start_a_sim_enclave_inside_the_session(tmp_path: Pat
 
         def test_still_confined_after():
             with pytest.raises(PermissionError):
-                open("/etc/passwd")
+                open({str(secret)!r})
         """))
-    proc = run_pytest(tmp_path, f"--enclave={backend}", "-rA")
+    proc = run_pytest(proj, f"--enclave={backend}", "-rA")
     got = outcomes(proc)
     assert got["test_direct_nested"] == "FAILED" and got["test_still_confined_after"] == "PASSED", proc.stdout
     assert got.get("test_fixture", "SKIPPED") == ("PASSED" if backend == "sim" else "SKIPPED"), proc.stdout

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from conftest import REPO, run_native, run_shim
 
+from enclave_libc import env
 from ocall_bridge.access import Access
 from ocall_bridge.host.real import time as real_time  # lying host functions run with interposition installed
 from posix_shim import Enclave
@@ -362,6 +363,60 @@ for bad in (("A=B", "x"), ("A\0", "x"), ("", "x")):
     assert "POSIX_SHIM_T_NEW" not in os.environ
     child = subprocess.run(["env"], capture_output=True, timeout=10).stdout
     assert b"POSIX_SHIM_T_PUT" not in child and b"POSIX_SHIM_T_HIDDEN=secret" in child
+
+
+RT_OFF_READS_ENVIRON = """
+import enclave_libc.runtime as r, os, sys
+saved, r.RT = r.RT, None
+try:
+    os.environ.get("POSIX_SHIM_T_KEPT")
+    refused = False
+except Exception:
+    refused = True
+finally:
+    r.RT = saved
+sys.exit(3 if refused else 4)
+"""
+
+
+def _kept_mapping_restored_after_leaving() -> tuple[dict[str, str | None], bytes]:
+    """What `pytest --enclave=sim` does to a test body's `monkeypatch.setenv`: set inside a sim enclave, restored
+    by the fixture's teardown after the enclave is left.  (the enclave's values after the restore, what a child
+    started by the host inherits)."""
+    from posix_shim.session import inside
+    from posix_shim.sim import SimBackend
+
+    backend = SimBackend(Policy(env=("POSIX_SHIM_T_KEPT",), values={"POSIX_SHIM_T_KEPT": "policy"}))
+    patch = pytest.MonkeyPatch()
+    try:
+        with inside(backend.rt):
+            patch.setenv("POSIX_SHIM_T_KEPT", "inside")
+            patch.setenv("POSIX_SHIM_T_NEW", "new")
+            kept = os.environ
+    finally:
+        backend.close()
+    patch.undo()  # outside: the teardown's restore
+    seen = {name: kept.get(name) for name in ("POSIX_SHIM_T_KEPT", "POSIX_SHIM_T_NEW")}
+    return seen, subprocess.run(["env"], capture_output=True, timeout=10).stdout
+
+
+def test_a_mapping_kept_from_inside_restores_that_enclave_not_the_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("POSIX_SHIM_T_KEPT", "host")
+    seen, child = _kept_mapping_restored_after_leaving()
+    # The restore lands in the environment it was taken from (the policy's value back, the new one gone) ...
+    assert seen == {"POSIX_SHIM_T_KEPT": "policy", "POSIX_SHIM_T_NEW": None}
+    # ... and the host's is untouched, its os.environ and the C environment a child inherits.
+    assert os.environ["POSIX_SHIM_T_KEPT"] == "host" and "POSIX_SHIM_T_NEW" not in os.environ
+    assert b"POSIX_SHIM_T_KEPT=host\n" in child and b"POSIX_SHIM_T_NEW" not in child
+    # A later enclave does not see the one before it: with its runtime switched off, the mapping refuses.
+    with Enclave(policy=Policy(), backend="sim") as enclave:
+        assert enclave.run_code(RT_OFF_READS_ENVIRON) == 3
+    # Control: os._Environ's own __setitem__ calls whatever os.putenv is - outside, the host's, which takes the
+    # enclave's value into the host's C environment.
+    monkeypatch.setattr(env.EnclaveEnviron, "__setitem__", os._Environ.__setitem__)
+    monkeypatch.setenv("POSIX_SHIM_T_KEPT", "host")
+    _, child = _kept_mapping_restored_after_leaving()
+    assert b"POSIX_SHIM_T_KEPT=policy\n" in child
 
 
 def test_host_filters_the_environment_itself() -> None:
