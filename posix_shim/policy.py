@@ -578,8 +578,9 @@ class Builder:
         for dev in ("/dev/null", "/dev/zero", "/dev/urandom", "/dev/random"):
             self.add_path("read", True, dev, "default: devices", cwd)
         for conf in LIBC_CONFIGURATION:
-            if os.path.exists(conf):
-                self.add_path("read", True, conf, "default: the C library's configuration", cwd)
+            # Granted whether or not it exists here: a program probing for one (/etc/lsb-release) must get the
+            # FileNotFoundError it handles natively, not a PermissionError.
+            self.add_path("read", True, conf, "default: the C library's configuration", cwd)
         for lib in SYSTEM_LIBRARIES:
             if os.path.isdir(lib):
                 self.add_path("read", True, lib, "default: shared libraries", cwd)
