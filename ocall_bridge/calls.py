@@ -444,7 +444,7 @@ CALLS: tuple[Call, ...] = (
     call("uname", 400, "process", [], [record("u", UNAME)], ANY_CALL, doc="asked on every call, as natively"),
     call("getids", 401, "process", [], [i64("pid", 1, PID_MAX), i64("ppid", 0, PID_MAX), i64("uid", 0, ID_MAX),
          i64("euid", 0, ID_MAX), i64("gid", 0, ID_MAX), i64("egid", 0, ID_MAX)], ANY_CALL,
-         doc="asked once per enclave, then served inside; the same answer every time it is asked (RULES)"),
+         doc="asked once per enclave, then served inside"),
     call("getgroups", 402, "process", [], [listof("groups", GROUP, 65536)], ANY_CALL | errnos(E.EINVAL),
          doc="asked once per enclave, then served inside"),
     call("getlogin", 403, "process", [], [text("name", 256)],
