@@ -8,6 +8,7 @@ tuple, or None) or raises OSError, which becomes an errno answer.
 from __future__ import annotations
 
 import errno
+import logging
 import stat as _stat
 
 from ..access import open_kinds
@@ -19,6 +20,7 @@ from .runtime import Host
 # Every path operation goes through the policy's Confiner (confine.py): resolved by the kernel beneath the root
 # that grants it.  Under allow-all there is nothing to confine and the plain calls are used.
 _WRITE, _STAT = ("write",), ("stat",)
+log = logging.getLogger("posix_shim.host")
 
 
 def _fd_path(fd: int) -> bytes:
@@ -273,7 +275,23 @@ def chmod(host: Host, path: bytes, mode: int, follow: bool) -> None:
         os.chmod(name, mode, dir_fd=d, follow_symlinks=False)
 
 
+def _may_change(host: Host, h: Handle, call: str) -> None:
+    """fchmod, futime and fchown change the file itself, exactly as chmod, utime and chown of its path would: they
+    need the same write grant, whatever the descriptor's access mode (the kernel lets an owner fchmod a file it
+    opened read-only).  A pipe or socket the enclave created has no path and is its own; the host's stdio
+    streams are the host's, changed only when the policy confines no writes at all."""
+    if h.path is None:
+        if h.kind in ("pipe", "socket") or host.access.roots("write") is None:
+            return
+        raise OSError(errno.EACCES, f"{call}: the host's standard streams are not the enclave's to change")
+    denial = host.access.check(call, "write", h.path)
+    if denial:
+        log.warning("host refused %s: %s", call, denial)
+        raise OSError(errno.EACCES, denial)
+
+
 def fchmod(host: Host, h: Handle, mode: int) -> None:
+    _may_change(host, h, "fchmod")
     os.fchmod(h.fd, mode)
 
 
@@ -288,6 +306,7 @@ def chown(host: Host, path: bytes, uid: int, gid: int, follow: bool) -> None:
 
 
 def fchown(host: Host, h: Handle, uid: int, gid: int) -> None:
+    _may_change(host, h, "fchown")
     os.fchown(h.fd, uid, gid)
 
 
@@ -303,6 +322,7 @@ def utime(host: Host, path: bytes, atime_ns: int, mtime_ns: int, now: bool, foll
 
 
 def futime(host: Host, h: Handle, atime_ns: int, mtime_ns: int, now: bool) -> None:
+    _may_change(host, h, "futime")
     if now:
         os.utime(h.fd)
     else:
