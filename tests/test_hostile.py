@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 
 from ocall_bridge import types as T
+from ocall_bridge.access import Access
 from ocall_bridge.calls import CALLS, Call
 from ocall_bridge.host import runtime
 from ocall_bridge.host.handles import Handle, HandleTable
@@ -257,6 +258,7 @@ def test_unbounded_lengths_are_refused_before_anything_is_done(tmp_path: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     host = Host()
     err, (r, w) = ask(host, "pipe", 0)
+    assert ask(host, "write", w, b"abc") == (0, (3,))  # so that a read the checks let through never blocks
     codec = CODECS_BY_NAME["read"]
     frame = bytearray(codec.pack_request(5, [r, 10]))
     frame[-8:] = (T.MAX_DATA + 1).to_bytes(8, "little")  # count one past the limit
@@ -276,6 +278,15 @@ def test_unbounded_lengths_are_refused_before_anything_is_done(tmp_path: Path,
     codec = CODECS_BY_NAME["read"]
     assert decode_answer(host.serve(bytes(frame)), codec, 5) == (0, (b"",))
     assert seen == [T.MAX_DATA + 1]
+
+
+def test_a_call_the_policy_does_not_enable_is_enosys_on_the_host(tmp_path: Path) -> None:
+    class NoStat(Access):
+        def call_allowed(self, name: str) -> bool:
+            return name != "stat"
+
+    assert ask(Host(NoStat()), "stat", os.fsencode(tmp_path)) == (errno.ENOSYS, ())
+    assert ask(Host(Access()), "stat", os.fsencode(tmp_path))[0] == 0  # the control: the same frame, enabled
 
 
 @pytest.mark.parametrize("kind", [ANSWER, ECALL, 0, 9])

@@ -295,6 +295,30 @@ def test_identity_is_stable_and_in_range(monkeypatch: pytest.MonkeyPatch) -> Non
     assert client.stubs.getids() == (100, 1, 0, 0, 0, 0)
 
 
+def test_ranges_bounds_and_errno_sets_of_the_table() -> None:
+    """The checks every row gets from its fields (the mutation run's controls switch each off)."""
+    with pytest.raises(HostViolation, match="position=-1 is below 0"):
+        client_answering({"lseek": [-1]}).stubs.lseek(5, 0, os.SEEK_CUR)
+    with pytest.raises(HostViolation, match="ns=0 is below 1"):
+        client_answering({"clock_getres": [0]}).stubs.clock_getres(RT)
+    with pytest.raises(HostViolation, match="data is 5, more than count=4"):
+        client_answering({"read": [b"12345"]}).stubs.read(5, 4)
+    with pytest.raises(HostViolation, match="written is 4, more than the 3 bytes of data"):
+        client_answering({"write": [4]}).stubs.write(5, b"abc")
+    with pytest.raises(HostViolation, match="ready is 2, more than the 1 bytes of fds"):
+        client_answering({"poll": [[(0, 1), (0, 1)]]}).stubs.poll([(5, 1)], 0)
+
+    class Failing(Scripted):
+        def roundtrip(self, frame: bytes, seq: int) -> bytes:
+            from ocall_bridge.wire import encode_error
+
+            return encode_error(frame[6] | frame[7] << 8, seq, errno.ECHILD)
+
+    with pytest.raises(HostViolation, match="errno ECHILD is not one read can return"):
+        OcallClient(Failing(lambda n, a: [])).stubs.read(5, 4)
+    assert client_answering({"read": [b"1234"]}).stubs.read(5, 4) == b"1234"
+
+
 def test_every_rule_kind_is_proved_here() -> None:
     proved = {k for k, *_ in STATELESS_LIES} | {"listing", "fresh", "clock", "slept", "stable"}
     assert proved == {r.kind for r in K.RULES}

@@ -196,6 +196,24 @@ def test_a_header_length_other_than_the_frame_is_refused(name: str) -> None:
         refused_by(decode, frame[:-1], f"{name}: one byte less than the header says")
 
 
+def test_a_field_longer_than_its_type_allows_is_refused_even_when_every_length_agrees() -> None:
+    """A path of PATH_MAX bytes, a name of 256, text over its limit: the frame is consistent, the field is not."""
+    for name, args, at in (("stat", (b"/" * 4096,), 0), ("open", (b"/" * 4096, 0, 0), 0),
+                           ("gethostname", None, 256), ("getlogin", None, 257)):
+        codec = wire.CODECS_BY_NAME[name]
+        if args is not None:  # a request: built with the limit lifted, as a hostile enclave would
+            layout = codec.request
+            blob = args[0]
+            body = layout.struct.pack(0, *([0] * 5), *args[1:], len(blob))[16:] + blob
+            frame = wire.HEADER.pack(16 + len(body), wire.WIRE_VERSION, wire.REQUEST, codec.number, 1, 0) + body
+            refused_by(wire.decode_request, frame, f"{name}: a path of {len(blob)} bytes")
+        else:
+            blob = b"a" * at
+            body = struct.pack("<I", len(blob)) + blob
+            frame = wire.HEADER.pack(16 + len(body), wire.WIRE_VERSION, wire.ANSWER, codec.number, 1, 0) + body
+            refused_by(lambda f, c=codec: wire.decode_answer(f, c, 1), frame, f"{name}: {at} bytes of text")
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_trailing_bytes_are_refused_even_when_the_header_counts_them(name: str) -> None:
     """Bytes after the last field, with the header length adjusted to include them: the declared field lengths
