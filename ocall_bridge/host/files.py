@@ -74,14 +74,21 @@ def _kind_of(fd: int) -> str:
 def open(host: Host, path: bytes, flags: int, mode: int) -> int:
     # O_CLOEXEC always: the enclave never execs, and a host child must not inherit enclave files.
     conf = confiner_for(host.access)
-    if conf is None:
-        fd = os.open(path, flags | os.O_CLOEXEC, mode)
-    else:
-        fd = conf.open_fd(path, open_kinds(flags), flags, mode)
+    # A FIFO's open waits for its partner: noted, so that closing the host releases this thread.
+    wait = host.open_may_wait(path, flags) if not flags & os.O_NONBLOCK else None
+    try:
+        if conf is None:
+            fd = os.open(path, flags | os.O_CLOEXEC, mode)
+        else:
+            fd = conf.open_fd(path, open_kinds(flags), flags, mode)
+    finally:
+        if wait is not None:
+            host.end_wait(wait)
     try:
         return host.handles.add(fd, _kind_of(fd), path)
     except BaseException:
-        os.close(fd)
+        if not host.handles.closed:  # a closed table closed it already (the enclave went while this waited)
+            os.close(fd)
         raise
 
 
