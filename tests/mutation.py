@@ -114,6 +114,9 @@ MUTANTS: tuple[Mutant, ...] = (
       "        self.answer = _field_checks(c.results, params)", "validate", "every stateless relation"),
     m("no-range-one", V, "        fused = lambda a, v: None if lo0 <= v[i0] <= hi0 else explain(a, v)",
       "        fused = lambda a, v: None", "validate", "the range of a call's only bounded integer"),
+    m("no-range-two", V,
+      "        fused = lambda a, v: None if lo0 <= v[i0] <= hi0 and lo1 <= v[i1] <= hi1 else explain(a, v)",
+      "        fused = lambda a, v: None", "validate", "the ranges of a call's two bounded integers (terminal size)"),
     m("no-range-many", V, '''            for i, lo, hi in bounds:
                 if not lo <= v[i] <= hi:''', '''            for i, lo, hi in bounds:
                 if False:''', "validate", "the ranges of records with many bounded fields"),

@@ -125,6 +125,7 @@ def _run(tmp: Path, backend: str, program: str, options: list[str], trace: Path)
         os.close(master)
 
 
+_KINDS_TOLD: set[str] = set()
 _CALL = re.compile(r"^\[\d+\] (\w+)\(")
 
 
@@ -183,6 +184,8 @@ def test_every_plausible_lie_is_refused(round_: int, backend: str, tmp_path: Pat
         assert any(f"] {call}(" in line for line in violations), call
     figures["plausible lies told and refused (call x kind x backend)"] = (
         figures.get("plausible lies told and refused (call x kind x backend)", 0) + refused)
+    _KINDS_TOLD.update(kind for _, kind, _, _ in rows)
+    figures["plausible lie kinds told (test_plausible.py)"] = len(_KINDS_TOLD)
 
 
 def test_every_new_kind_is_tested_on_a_call_its_rule_names() -> None:
