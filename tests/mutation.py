@@ -110,8 +110,8 @@ MUTANTS: tuple[Mutant, ...] = (
         raise WireError("path contains NUL")''', "wire", "a path with a NUL inside"),
     m("no-text-nul", W, '''    if "\\0" in s:''', '''    if False:''', "wire", "text with a NUL inside"),
     # -- validate.py --------------------------------------------------------------------------------------------
-    m("no-relations", V, "        self.answer = _field_checks(c.results, params) + relation_checks(c)",
-      "        self.answer = _field_checks(c.results, params)", "validate", "every stateless relation"),
+    m("no-relations", V, "        self.answer = self.ranges + relation_checks(c)",
+      "        self.answer = list(self.ranges)", "validate", "every stateless relation"),
     m("no-range-one", V, "        fused = lambda a, v: None if lo0 <= v[i0] <= hi0 else explain(a, v)",
       "        fused = lambda a, v: None", "validate", "the range of a call's only bounded integer"),
     m("no-range-two", V,

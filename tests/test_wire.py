@@ -257,7 +257,9 @@ def test_every_call_round_trips(name: str, data: st.DataObject, seq: int) -> Non
     err, got = wire.decode_answer(frame, codec, seq)
     assert err == 0
     assert got == results
-    assert checks.check_answer(args, got) is None
+    # Inside every declared range; the relations of calls.RULES (a file type, a power of two) are more than a
+    # range, and tests/test_validate.py proves them.
+    assert checks.check_ranges(args, got) is None
     # The same frame decoded from a memoryview (what a transport may hand over) gives the same values.
     assert wire.decode_answer(memoryview(frame), codec, seq) == (0, results)
 
