@@ -73,14 +73,14 @@ STAT = Record(
         Field("mode", Int("I")),
         Field("ino", Int("Q")),
         Field("dev", Int("Q")),
-        Field("nlink", Int("Q")),
+        Field("nlink", Int("Q", 0, 2**32 - 1)),  # the kernel's i_nlink is 32 bits; >= 1 for a path: RULES
         Field("uid", Int("I")),
         Field("gid", Int("I")),
         Field("size", Int("q", 0)),
         Field("atime_ns", Int("q")),
         Field("mtime_ns", Int("q")),
         Field("ctime_ns", Int("q")),
-        Field("blksize", Int("q", 0)),
+        Field("blksize", Int("q", 0)),  # a power of two in BLKSIZE_MIN..BLKSIZE_MAX: RULES
         Field("blocks", Int("q", 0)),
         Field("rdev", Int("Q")),
     ),
@@ -168,6 +168,64 @@ UNAME = Record("uname", tuple(Field(n, Text(65)) for n in ("sysname", "nodename"
 GROUP = Record("group", (Field("gid", Int("I")),))
 ENVVAR = Record("envvar", (Field("name", Bytes(MAX_NAME * 4)), Field("value", Bytes(32 << 10))))
 ENV_PAGE = 30
+
+# ---------------------------------------------------------------------------------------------------------
+# Plausibility: what a well-formed answer must still *mean*.  Ranges live on the fields themselves (Int lo/hi);
+# the relations below tie a field to the request, to another field, or to what the run has seen before.  Each
+# rule names its kind, the calls and the field it holds for; `validate.py` implements every kind in one place
+# (stateless kinds in CallChecks, the ones that remember the run in Plausibility), the enclave runs them on every
+# answer, and docs/threat-model.md lists each with its lie, its test and its negative control.
+# ---------------------------------------------------------------------------------------------------------
+
+MAX_TERMINAL = 10_000  # columns or lines of a terminal; real ones are a few hundred
+PID_MAX = 1 << 22  # PID_MAX_LIMIT on 64-bit Linux: /proc/sys/kernel/pid_max can never be set higher
+ID_MAX = 2**32 - 2  # uid/gid: (uid_t)-1 means "no id" and is never anyone's
+BLKSIZE_MIN, BLKSIZE_MAX = 512, 16 << 20  # st_blksize: ext4/xfs/tmpfs 4096, NFS up to 1 MiB, Lustre 4 MiB
+MAX_LISTING = 1 << 20  # names in one directory listing (one open of the directory, up to a restart)
+MAX_RESOLVED = 64  # getaddrinfo answers for one name (the host cuts its own list there)
+# Clocks: the enclave's own counter (RDTSC's stand-in, never the host's) bounds how far the host's clocks may
+# move between two answers.  CLOCK_SLACK_NS covers a coarse clock's tick and the scheduling of the exchange
+# itself; CLOCK_DRIFT is a rate (NTP slews a clock by at most 500 ppm).
+CLOCK_SLACK_NS = 50_000_000
+CLOCK_DRIFT = 1e-3
+REALTIME_MIN_NS, REALTIME_MAX_NS = 946_684_800 * 10**9, 7_258_118_400 * 10**9  # 2000-01-01 .. 2200-01-01 UTC
+UPTIME_MAX_NS = 100 * 365 * 86_400 * 10**9  # a monotonic clock counts from boot: not a century
+
+
+@dataclass(frozen=True)
+class Rule:
+    kind: str
+    calls: tuple[str, ...]
+    field: str  # the result (or "result.field" inside a record) the rule holds for
+    doc: str
+
+
+RULES: tuple[Rule, ...] = (
+    Rule("filetype", ("stat", "lstat", "fstat"), "st.mode",
+         "one of the seven file types; stat (which follows links) never answers a symlink"),
+    Rule("nlink", ("stat", "lstat"), "st.nlink",
+         "at least 1: a name was just found. fstat may say 0 (a file unlinked while open, as TemporaryFile is)"),
+    Rule("blksize", ("stat", "lstat", "fstat"), "st.blksize", "a power of two in BLKSIZE_MIN..BLKSIZE_MAX"),
+    Rule("statvfs", ("statvfs", "fstatvfs"), "st",
+         "free and available blocks within the total, free and available inodes within theirs"),
+    Rule("seek", ("lseek",), "position",
+         "SEEK_SET answers exactly the offset asked; any other whence at least the offset (cur/end/data >= 0)"),
+    Rule("dirent", ("getdents",), "entries", "each name is one path component: not empty, '.', '..', no '/', no NUL"),
+    Rule("listing", ("getdents",), "entries",
+         "a listing ends: no name twice between a restart and the end, at most MAX_LISTING names"),
+    Rule("fresh", ("attach", "open", "pipe", "socket", "socketpair", "accept"), "handles",
+         "never 0-2, never a handle handed over before (attach's stdio handles included), never twice in one answer"),
+    Rule("clock", ("clock_gettime",), "ns",
+         "REALTIME/TAI within REALTIME_MIN..MAX and within CLOCK_DRIFT (+ CLOCK_SLACK_NS) of the enclave's own "
+         "counter since the last answer, both ways; MONOTONIC/RAW/COARSE never ahead of it by more, BOOTTIME both "
+         "ways; a first monotonic answer below UPTIME_MAX_NS"),
+    Rule("slept", ("sleep",), "slept_ns",
+         "at least the request, and no more than the enclave's own counter saw pass during the call (+ slack)"),
+    Rule("stable", ("getids",), "*", "the same identity every time in one run; pid differs from ppid"),
+    Rule("resolver", ("getaddrinfo",), "results",
+         "at most MAX_RESOLVED answers, each AF_INET/AF_INET6 and of the family asked, its address of that family"),
+)
+
 
 # ---------------------------------------------------------------------------------------------------------
 # Errno sets: what the host may legitimately answer.  Anything else is a host violation (Iago attack).
@@ -306,7 +364,8 @@ CALLS: tuple[Call, ...] = (
     call("sendfile", 35, "files", [handle("out_fd"), handle("in_fd"), i64("offset", -1), count()],
          [i64("sent", 0, bound=arg("count"))], FILE_WRITE | errnos(E.ENOTSOCK, E.EOVERFLOW), blocking=True,
          doc="offset -1 means the file position of in_fd"),
-    call("terminal_size", 36, "files", [FD], [i32("columns", 0), i32("lines", 0)], FILE_IO | errnos(E.ENOTTY)),
+    call("terminal_size", 36, "files", [FD], [i32("columns", 0, MAX_TERMINAL), i32("lines", 0, MAX_TERMINAL)],
+         FILE_IO | errnos(E.ENOTTY)),
     call("pipe", 37, "files", [i32("flags")], [handle("read_fd"), handle("write_fd")],
          ANY_CALL | errnos(E.EMFILE, E.ENFILE, E.EINVAL)),
     call("flock", 38, "files", [FD, i32("operation")], [], FILE_IO | errnos(E.EWOULDBLOCK, E.ENOLCK),
@@ -384,8 +443,9 @@ CALLS: tuple[Call, ...] = (
     inside("getrandom", "random", "the enclave's own entropy source (RDRAND's stand-in), never the host's"),
     # -- process identity ---------------------------------------------------------------------------------
     call("uname", 400, "process", [], [record("u", UNAME)], ANY_CALL, doc="asked on every call, as natively"),
-    call("getids", 401, "process", [], [i64("pid", 1), i64("ppid", 0), i64("uid", 0), i64("euid", 0),
-         i64("gid", 0), i64("egid", 0)], ANY_CALL, doc="asked once per enclave, then served inside"),
+    call("getids", 401, "process", [], [i64("pid", 1, PID_MAX), i64("ppid", 0, PID_MAX), i64("uid", 0, ID_MAX),
+         i64("euid", 0, ID_MAX), i64("gid", 0, ID_MAX), i64("egid", 0, ID_MAX)], ANY_CALL,
+         doc="asked once per enclave, then served inside"),
     call("getgroups", 402, "process", [], [listof("groups", GROUP, 65536)], ANY_CALL | errnos(E.EINVAL),
          doc="asked once per enclave, then served inside"),
     call("getlogin", 403, "process", [], [text("name", 256)],

@@ -18,8 +18,8 @@ from types import SimpleNamespace
 from typing import Any, Protocol
 
 from .errors import HostViolation
-from .types import MAX_FRAME, Int, List
-from .validate import CallChecks
+from .types import MAX_FRAME
+from .validate import CallChecks, Plausibility
 from .wire import CODECS, CallCodec, WireError, decode_answer, encode_request
 
 log = logging.getLogger("posix_shim.enclave")
@@ -52,20 +52,6 @@ class Transport(Protocol):
 EventHook = Callable[[str, tuple, Any, int, int, tuple, bool], None]
 
 
-def _dirent_check(idx: tuple[int, ...]) -> Callable[[Any, Any], str | None]:
-    """A directory entry's name is one path component: a host that answered "../x", "a/b", "." or a name with NUL
-    would make scandir hand the program a path outside the directory it listed."""
-
-    def check(a: Any, v: Any) -> str | None:
-        for i in idx:
-            for name, *_ in v[i]:
-                if not name or name in (b".", b"..") or b"/" in name or b"\0" in name:
-                    return f"directory entry {bytes(name)[:64]!r} is not a file name"
-        return None
-
-    return check
-
-
 class OcallClient:
     """Issues ocalls over one transport.  Thread-safe: sequence numbers come from an atomic counter."""
 
@@ -75,24 +61,19 @@ class OcallClient:
         self.transport = transport
         self.violation = violation
         self.violations: list[HostViolation] = []
-        # Every handle the host ever handed over: its table never reuses a number, so a handle given twice would
-        # alias another open file (a "foreign" handle), and 0-2 are never issued.
-        self.issued: set[int] = set()
+        # What the run has seen (validate.Plausibility): every handle the host ever handed over (its table never
+        # reuses a number, so a handle given twice would alias another open file), listings, clocks, identity.
+        self.plausible = Plausibility()
+        self.issued: set[int] = self.plausible.issued
         self.on_event: EventHook | None = None
         self._seq = itertools.count(1)
         self.stubs = SimpleNamespace(**{codec.call.name: self._stub(codec) for codec in CODECS.values()})
 
     def _stub(self, codec: CallCodec) -> Callable[..., Any]:
         checks = CallChecks(codec.call)
-        answer_checks = checks.answer
-        handle_results = tuple(i for i, f in enumerate(codec.call.results)
-                               if isinstance(f.type, Int) and f.type.role == "handle")
-        if handle_results:
-            answer_checks = [*answer_checks, self._handle_check(handle_results)]
-        entries = tuple(i for i, f in enumerate(codec.call.results)
-                        if isinstance(f.type, List) and f.type.item.name == "dirent")
-        if entries:
-            answer_checks = [*answer_checks, _dirent_check(entries)]
+        # The checks of the table (ranges, bounds, relations), then those that remember the run: one list.
+        answer_checks = [*checks.answer, *self.plausible.checks(codec.call)]
+        begin = self.plausible.begin if codec.call.name in Plausibility.TIMED else None
         retry = codec.call.name not in NO_EINTR_RETRY
         allowed = checks.errnos
         single = codec.nresults == 1
@@ -106,6 +87,8 @@ class OcallClient:
         pack_request, unpack_answer = codec.pack_request, codec.unpack_answer
 
         def stub(*args: Any) -> Any:
+            if begin is not None:
+                begin()  # the enclave's own counter brackets the host's answer
             seq = next(seqs) & 0xFFFFFFFF
             try:
                 frame = pack_request(seq, args)
@@ -186,24 +169,6 @@ class OcallClient:
         stub.__name__ = name
         stub.__qualname__ = f"ocall.{name}"
         return stub
-
-    def _handle_check(self, idx: tuple[int, ...]) -> Callable[[Any, Any], str | None]:
-        issued = self.issued
-
-        def check(a: Any, v: Any) -> str | None:
-            for i in idx:
-                h = v[i]
-                if h < 3:
-                    return f"handle {h} is one the host never issues"
-                if h in issued:
-                    return f"handle {h} was issued before: it would alias another open file"
-            got = [v[i] for i in idx]
-            if len(set(got)) != len(got):
-                return f"the same handle twice: {got}"
-            issued.update(got)
-            return None
-
-        return check
 
     def _refuse(self, call: str, problem: str, args: tuple = ()) -> HostViolation:
         exc = HostViolation(call, problem)

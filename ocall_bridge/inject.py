@@ -32,7 +32,7 @@ from typing import Any
 from . import lies
 from . import types as T
 from .calls import CALLS, FAMILIES, Call
-from .wire import CODECS, WireError, decode_request
+from .wire import CODECS, CODECS_BY_NAME, HEADER, WireError, decode_answer, decode_request
 
 PerformFn = Callable[[Any, tuple], Any]  # Host.perform(entry, args)
 
@@ -203,6 +203,16 @@ class Injector:
         self.lying = any(r.lie for r in rules)
         self._lie = threading.local()  # the lie decided for the call in progress on this thread
         self.issued: list[int] = []  # handles honest answers handed over (a badfd lie aliases the last one)
+        # What stdio, replay and endless lies need of honest answers: the stdio handles ("stdio"), the last
+        # successful answer of each call a replay rule names (("last", number)), the last page of each listing
+        # (("page", handle)).  Only what a rule needs is kept.
+        self.memory: dict[Any, Any] = {}
+        kinds = {r.lie for r in rules}
+        by_name = {c.name: c.number for c in CALLS if c.number is not None}
+        self._replayed = {by_name[n] for r in rules if r.lie == "replay" for n in r.calls}
+        self._keep_pages = "endless" in kinds
+        self._keep_stdio = "stdio" in kinds
+        self._swaps: dict[int, dict[str, Any]] = {}  # call number -> the answer waiting for a partner to swap with
         names = set().union(*(r.calls for r in rules)) if rules else set()
         self._by_call: dict[str, list[int]] = {n: [i for i, r in enumerate(rules) if n in r.calls] for n in names}
 
@@ -258,23 +268,35 @@ class Injector:
         state = self._lie
         issued = self.issued
         handle_calls = {n for n, c in CODECS.items() if lies.applies("badfd", c.call)}
+        remember = self._remember
+        watched = self._replayed | ({CODECS_BY_NAME["getdents"].number} if self._keep_pages else set()) | (
+            {CODECS_BY_NAME["attach"].number} if self._keep_stdio else set())
 
         def serve_lying(frame: Any) -> Any:
+            # Saved and restored: a call served while this one is performed (the sim backend's enclave writing
+            # while the host resolves a name) must not clear the lie decided for this one.
+            outer = getattr(state, "kind", None)
             state.kind = None
             answer = serve(frame)
             kind = state.kind
+            state.kind = outer
             if answer is None:
                 return answer
+            number = frame[6] | frame[7] << 8 if len(frame) >= 8 else -1
             if kind is None:
-                if len(frame) >= 8 and (frame[6] | frame[7] << 8) in handle_calls:
-                    issued.extend(lies.issued_handles(CODECS[frame[6] | frame[7] << 8], answer))
+                if number in handle_calls:
+                    issued.extend(lies.issued_handles(CODECS[number], answer))
+                if number in watched:
+                    remember(frame, answer)
                 return answer
-            state.kind = None
             try:
                 codec, _, args = decode_request(frame)
             except WireError:
                 return answer
-            forged = lies.tell(kind, codec, args, answer, issued)
+            if kind == "swap":
+                forged = self._swap(number, bytes(answer))
+            else:
+                forged = lies.tell(kind, codec, args, answer, issued, self.memory)
             if forged is None:
                 return answer
             with self._lock:
@@ -282,6 +304,46 @@ class Injector:
             return forged
 
         return serve_lying
+
+    def _remember(self, frame: Any, answer: Any) -> None:
+        """Keep what a later stdio, replay or endless lie needs of this honest answer."""
+        try:
+            codec, seq, args = decode_request(frame)
+            err, values = decode_answer(answer, codec, seq)
+        except WireError:
+            return
+        if err:
+            return
+        with self._lock:
+            if codec.number in self._replayed:
+                self.memory[("last", codec.number)] = bytes(answer)
+            if codec.call.name == "getdents" and values[0]:
+                self.memory[("page", args[0])] = values[0]
+            elif codec.call.name == "attach":
+                self.memory["stdio"] = tuple(values)
+
+    def _swap(self, number: int, answer: bytes) -> bytes | None:
+        """Wait (up to lies.SWAP_WAIT_S) for another call of the same kind and exchange answers with it.
+
+        Each side keeps its own header (call, sequence number) and takes the other's body and errno: what a host
+        that mixes up two concurrent answers on purpose sends.  None: no partner came, answer honestly.
+        """
+        with self._lock:
+            other = self._swaps.pop(number, None)
+            if other is None:
+                mine: dict[str, Any] = {"answer": answer, "done": threading.Event(), "theirs": None}
+                self._swaps[number] = mine
+        if other is not None:
+            other["theirs"] = answer
+            other["done"].set()
+            return lies.with_seq(other["answer"], HEADER.unpack_from(answer, 0)[4])
+        if not mine["done"].wait(lies.SWAP_WAIT_S):
+            with self._lock:
+                if self._swaps.get(number) is mine:
+                    del self._swaps[number]
+                    return None
+            mine["done"].wait()
+        return lies.with_seq(mine["theirs"], HEADER.unpack_from(answer, 0)[4])
 
     def _shorten(self, c: Call, args: tuple, short: int) -> tuple:
         where = _short_index(c)

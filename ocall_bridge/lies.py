@@ -20,6 +20,25 @@ Kinds:
     backwards  a monotonic clock runs backwards (clock_gettime)
     flip       one byte of the answer's data changes: a well-formed answer with other content, which only a
                content check (a signed manifest's trusted files, enclave_libc/trusted.py) can catch
+
+Plausible lies: well-formed answers, every field in its range, that a careless enclave would believe (each is
+refused by a relation of calls.RULES, checked in validate.py):
+    blksize    st_blksize = 2**40 (a buffered open() would then ask for a terabyte)
+    notype     st_mode without a file type, and st_nlink = 0
+    nlink      st_nlink = 0 for a name just found (stat, lstat)
+    seek       lseek answers another position: SEEK_SET to N answers 2**62, SEEK_CUR/END less than the offset
+    endless    a directory listing never ends: a page the host gave before, again (or a name twice in one page)
+    stdio      a new handle equal to the enclave's own stdout handle (from attach)
+    winsize    a terminal of 2**31-1 columns and lines
+    realtime   CLOCK_REALTIME (and TAI) answers -2**62
+    jump       a monotonic clock jumps a century forward
+    flood      a name resolves to 65 arbitrary addresses
+    family     a name resolves to an address of another family than the one asked
+    pid        getids answers pid 2**62
+    longsleep  a sleep claims to have lasted a year
+    replay     the previous honest answer of the same call again, its sequence number fixed up
+    swap       the answers of two concurrent calls of the same kind exchanged (each keeps its own header); the
+               first waits up to SWAP_WAIT_S for a partner and is answered honestly when none comes
 """
 
 from __future__ import annotations
@@ -29,14 +48,25 @@ import os
 import struct
 import time as _time
 from collections.abc import Sequence
+from socket import AF_INET, AF_INET6, SOCK_STREAM
 from typing import Any
 
 from . import types as T
-from .calls import BY_NUMBER, Call
+from .calls import BY_NUMBER, MAX_RESOLVED, MAX_TERMINAL, RULES, STAT, Call
 from .wire import HEADER, HEADER_SIZE, CallCodec, WireError, decode_answer, encode_error
 
 KINDS: tuple[str, ...] = ("oversize", "negative", "badfd", "seq", "call", "errno", "truncated", "garbage",
-                          "hugelen", "backwards", "flip")
+                          "hugelen", "backwards", "flip", "blksize", "notype", "nlink", "seek", "endless", "stdio",
+                          "winsize", "realtime", "jump", "flood", "family", "pid", "longsleep", "replay", "swap")
+# The plausible kinds, and the relation of calls.RULES each one breaks: the calls it applies to come from there.
+RULE_OF: dict[str, str] = {"blksize": "blksize", "notype": "filetype", "nlink": "nlink", "seek": "seek",
+                           "endless": "listing", "stdio": "fresh", "realtime": "clock", "jump": "clock",
+                           "flood": "resolver", "family": "resolver", "pid": "stable", "longsleep": "slept"}
+SWAP_WAIT_S = 2.0
+REALTIME_CLOCKS = frozenset(getattr(_time, n) for n in ("CLOCK_REALTIME", "CLOCK_REALTIME_COARSE", "CLOCK_TAI")
+                            if hasattr(_time, n))
+_ST = {f.name: i for i, f in enumerate(STAT.fields)}
+_CENTURY_NS = 100 * 365 * 86_400 * 10**9
 
 # Clocks that may never run backwards (the enclave holds them to it: enclave_libc/time.py).
 MONOTONIC_CLOCKS = frozenset(getattr(_time, n) for n in (
@@ -98,6 +128,14 @@ def applies(kind: str, c: Call) -> bool:
         return c.name == "clock_gettime"
     if kind == "flip":
         return _data(c) is not None
+    if kind == "winsize":
+        return any(isinstance(f.type, T.Int) and f.type.hi == MAX_TERMINAL for f in c.results)
+    if kind == "stdio":
+        return c.name != "attach" and bool(_handles(c))
+    if kind in RULE_OF:
+        return any(r.kind == RULE_OF[kind] and c.name in r.calls for r in RULES)
+    if kind in ("replay", "swap"):
+        return bool(c.results)
     raise ValueError(f"unknown lie {kind!r} (one of {', '.join(KINDS)})")
 
 
@@ -105,6 +143,12 @@ def wants(kind: str, c: Call, args: Sequence[Any]) -> bool:
     """Whether this very request can carry the lie (a backwards clock only for a monotonic one)."""
     if kind == "backwards":
         return bool(args) and args[0] in MONOTONIC_CLOCKS
+    if kind == "jump":
+        return bool(args) and args[0] in MONOTONIC_CLOCKS
+    if kind == "realtime":
+        return bool(args) and args[0] in REALTIME_CLOCKS
+    if kind == "seek":
+        return args[2] == os.SEEK_SET or args[1] > 0  # otherwise every non-negative position is believable
     return True
 
 
@@ -152,13 +196,30 @@ def _oversize(c: Call, args: Sequence[Any], results: list) -> list | None:
     return results
 
 
+def _set(results: list, i: int, j: int, value: Any) -> None:
+    rec = list(results[i])
+    rec[j] = value
+    results[i] = tuple(rec)
+
+
+def with_seq(answer: bytes, seq: int) -> bytes:
+    """`answer` as the answer to sequence number `seq` (what a replaying or swapping host fixes up)."""
+    return answer[:8] + struct.pack("<I", seq) + answer[12:]
+
+
 def tell(kind: str, codec: CallCodec, args: Sequence[Any], answer: bytes | memoryview,
-         issued: Sequence[int] = ()) -> bytes | None:
+         issued: Sequence[int] = (), memory: dict | None = None) -> bytes | None:
     """The answer rewritten into lie `kind`, or None when this answer has nothing to falsify (a lie about a
-    result needs a successful answer).  `issued`: handles the host gave this enclave before (for badfd)."""
+    result needs a successful answer).  `issued`: handles the host gave this enclave before (for badfd);
+    `memory`: what the injector remembered of honest answers (the stdio handles, the last answer of each call,
+    the last page of each listing) for stdio, replay and endless."""
     c = codec.call
+    memory = {} if memory is None else memory
     answer = bytes(answer)
     length, version, kind_, number, seq, err = HEADER.unpack_from(answer, 0)
+    if kind == "replay":
+        old = memory.get(("last", number))
+        return None if old is None or old[16:] == answer[16:] else with_seq(old, seq)
     if kind == "seq":
         return HEADER.pack(length, version, kind_, number, (seq + 1) & 0xFFFFFFFF, err) + answer[HEADER_SIZE:]
     if kind == "call":
@@ -219,6 +280,47 @@ def tell(kind: str, codec: CallCodec, args: Sequence[Any], answer: bytes | memor
             return None  # nothing to change in an empty answer (end of file)
         data[len(data) // 2] ^= 1
         results[i] = bytes(data)
+    elif kind == "blksize":
+        _set(results, 0, _ST["blksize"], 2**40)
+    elif kind == "notype":
+        _set(results, 0, _ST["mode"], results[0][_ST["mode"]] & 0o7777)
+        _set(results, 0, _ST["nlink"], 0)
+    elif kind == "nlink":
+        _set(results, 0, _ST["nlink"], 0)
+    elif kind == "seek":
+        if args[2] == os.SEEK_SET:
+            results[0] = 2**62 if args[1] != 2**62 else 0
+        else:
+            results[0] = args[1] - 1
+    elif kind == "endless":
+        page = memory.get(("page", args[0]))
+        if page is not None and not args[2]:
+            results[0] = page  # the listing starts over instead of ending
+        elif results[0]:
+            results[0] = [*results[0], results[0][0]]  # one name twice
+        else:
+            return None
+    elif kind == "stdio":
+        stdio = memory.get("stdio") or (1, 1, 1)
+        results[_handles(c)[0]] = stdio[1] if stdio[1] >= 0 else stdio[0]
+    elif kind == "winsize":
+        results = [2**31 - 1] * len(results)
+    elif kind == "realtime":
+        results[0] = -(2**62)
+    elif kind == "jump":
+        results[0] = results[0] + _CENTURY_NS
+    elif kind == "flood":
+        rec = (AF_INET, SOCK_STREAM, 6, "", (AF_INET, "", 80, 0, 0, b""))
+        results[0] = [(*rec[:4], (AF_INET, f"10.66.{i // 256}.{i % 256}", 80, 0, 0, b""))
+                      for i in range(MAX_RESOLVED + 1)]
+    elif kind == "family":
+        other = AF_INET6 if args[2] == AF_INET else AF_INET
+        host = "::1" if other == AF_INET6 else "127.0.0.1"
+        results[0] = [(other, SOCK_STREAM, 6, "", (other, host, 80, 0, 0, b""))]
+    elif kind == "pid":
+        results[0] = 2**62
+    elif kind == "longsleep":
+        results[0] = 365 * 86_400 * 10**9
     else:
         raise ValueError(f"unknown lie {kind!r}")
     try:

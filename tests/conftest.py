@@ -65,3 +65,20 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     terminalreporter.section("posix_shim boundary figures")
     for name in sorted(FIGURES):
         terminalreporter.write_line(f"{name:<48} {FIGURES[name]:>12,}")
+
+
+# -- the mutation run ---------------------------------------------------------------------------------------------
+# tests/test_mutation.py runs one pytest per mutant: only when asked for (`-m mutation`, POSIX_SHIM_MUTATION=1).
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "mutation: the mutation run of tests/mutation.py (asked for with -m mutation)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if "mutation" in (config.getoption("markexpr") or "") or os.environ.get("POSIX_SHIM_MUTATION") == "1":
+        return
+    skip = pytest.mark.skip(reason="the mutation run: ask for it with -m mutation or POSIX_SHIM_MUTATION=1")
+    for item in items:
+        if "mutation" in item.keywords:
+            item.add_marker(skip)

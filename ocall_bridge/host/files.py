@@ -8,6 +8,7 @@ tuple, or None) or raises OSError, which becomes an errno answer.
 from __future__ import annotations
 
 import errno
+import logging
 import stat as _stat
 
 from ..access import open_kinds
@@ -19,6 +20,7 @@ from .runtime import Host
 # Every path operation goes through the policy's Confiner (confine.py): resolved by the kernel beneath the root
 # that grants it.  Under allow-all there is nothing to confine and the plain calls are used.
 _WRITE, _STAT = ("write",), ("stat",)
+log = logging.getLogger("posix_shim.host")
 
 
 def _fd_path(fd: int) -> bytes:
@@ -72,14 +74,21 @@ def _kind_of(fd: int) -> str:
 def open(host: Host, path: bytes, flags: int, mode: int) -> int:
     # O_CLOEXEC always: the enclave never execs, and a host child must not inherit enclave files.
     conf = confiner_for(host.access)
-    if conf is None:
-        fd = os.open(path, flags | os.O_CLOEXEC, mode)
-    else:
-        fd = conf.open_fd(path, open_kinds(flags), flags, mode)
+    # A FIFO's open waits for its partner: noted, so that closing the host releases this thread.
+    wait = host.open_may_wait(path, flags) if not flags & os.O_NONBLOCK else None
+    try:
+        if conf is None:
+            fd = os.open(path, flags | os.O_CLOEXEC, mode)
+        else:
+            fd = conf.open_fd(path, open_kinds(flags), flags, mode)
+    finally:
+        if wait is not None:
+            host.end_wait(wait)
     try:
         return host.handles.add(fd, _kind_of(fd), path)
     except BaseException:
-        os.close(fd)
+        if not host.handles.closed:  # a closed table closed it already (the enclave went while this waited)
+            os.close(fd)
         raise
 
 
@@ -273,7 +282,23 @@ def chmod(host: Host, path: bytes, mode: int, follow: bool) -> None:
         os.chmod(name, mode, dir_fd=d, follow_symlinks=False)
 
 
+def _may_change(host: Host, h: Handle, call: str) -> None:
+    """fchmod, futime and fchown change the file itself, exactly as chmod, utime and chown of its path would: they
+    need the same write grant, whatever the descriptor's access mode (the kernel lets an owner fchmod a file it
+    opened read-only).  A pipe or socket the enclave created has no path and is its own; the host's stdio
+    streams are the host's, changed only when the policy confines no writes at all."""
+    if h.path is None:
+        if h.kind in ("pipe", "socket") or host.access.roots("write") is None:
+            return
+        raise OSError(errno.EACCES, f"{call}: the host's standard streams are not the enclave's to change")
+    denial = host.access.check(call, "write", h.path)
+    if denial:
+        log.warning("host refused %s: %s", call, denial)
+        raise OSError(errno.EACCES, denial)
+
+
 def fchmod(host: Host, h: Handle, mode: int) -> None:
+    _may_change(host, h, "fchmod")
     os.fchmod(h.fd, mode)
 
 
@@ -288,6 +313,7 @@ def chown(host: Host, path: bytes, uid: int, gid: int, follow: bool) -> None:
 
 
 def fchown(host: Host, h: Handle, uid: int, gid: int) -> None:
+    _may_change(host, h, "fchown")
     os.fchown(h.fd, uid, gid)
 
 
@@ -303,6 +329,7 @@ def utime(host: Host, path: bytes, atime_ns: int, mtime_ns: int, now: bool, foll
 
 
 def futime(host: Host, h: Handle, atime_ns: int, mtime_ns: int, now: bool) -> None:
+    _may_change(host, h, "futime")
     if now:
         os.utime(h.fd)
     else:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .real import fcntl, os
+from .real import fcntl, os, socket
 
 
 @dataclass(eq=False)
@@ -32,9 +32,15 @@ class HandleTable:
         self._lock = threading.Lock()
         # Told of every handle issued: the process transport passes its descriptor to the enclave process.
         self.on_issue: Callable[[int], None] | None = None
+        self.closed = False
 
     def add(self, fd: int, kind: str, path: bytes | None = None) -> int:
         with self._lock:
+            if self.closed:
+                # A call that completed after the enclave went (a FIFO open released at close): nobody can
+                # use or close this descriptor any more.
+                os.close(fd)
+                raise OSError(errno.EBADF, "the enclave is gone")
             number = self._next
             self._next += 1
             self._handles[number] = Handle(number, fd, kind, path)
@@ -64,10 +70,21 @@ class HandleTable:
         """Release every descriptor the enclave held: the enclave is gone or finalized."""
         with self._lock:
             handles, self._handles = list(self._handles.values()), {}
+            self.closed = True
         for h in handles:
             it = h.state.pop("dir", None)
             if it is not None:
                 it.close()
+            if h.kind == "socket":
+                # close(2) does not wake a thread blocked in accept/recv/send on the socket; shutdown does.
+                try:
+                    s = socket.socket(fileno=h.fd)  # the C type: nothing interposed
+                    try:
+                        s.shutdown(socket.SHUT_RDWR)
+                    finally:
+                        s.detach()
+                except OSError:
+                    pass
             try:
                 os.close(h.fd)
             except OSError:

@@ -8,6 +8,8 @@ the events, and every entry gets the answer filtered by its own events.
 
 from __future__ import annotations
 
+import errno
+
 from .real import select
 from .runtime import Host
 
@@ -33,7 +35,13 @@ def poll(host: Host, fds: list[tuple[int, int]], timeout_ms: int) -> list[tuple[
         p.register(fd, events)
     # An invalid entry is "ready" (POLLNVAL), so the call does not wait, as poll(2) would not.
     timeout = 0 if invalid else None if timeout_ms < 0 else min(timeout_ms, _MAX_MS)
+    wake = -1
+    if timeout != 0:
+        wake = host.wake_fd()  # readable once the enclave is gone: a wait never outlives it
+        p.register(wake, select.POLLIN)
     revents = dict(p.poll(timeout)) if wanted or timeout != 0 else {}
+    if wake >= 0 and revents.pop(wake, 0):
+        raise OSError(errno.EINTR, "the enclave is gone")
     out = []
     for index, ((_, events), fd) in enumerate(zip(fds, real, strict=True)):
         if fd is None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import errno
 import importlib
 import logging
+import stat as _stat
 import sys
 import threading
 from collections.abc import Callable
@@ -34,6 +35,7 @@ from ..wire import (
     encode_error,
 )
 from .handles import Handle, HandleTable
+from .real import os as real_os
 
 log = logging.getLogger("posix_shim.host")
 
@@ -115,6 +117,46 @@ class Host:
         # return an errno to answer instead.  Empty by default, so the fast path is one truth test.
         self.before: list[Callable[[Entry, tuple], int | None]] = []
         self.closed = False
+        # Releasing the workers blocked on this enclave's behalf when it goes (close): `gone` ends host sleeps,
+        # the wake pipe ends polls, and the FIFO opens still waiting for a partner are given one.
+        self.gone = threading.Event()
+        self._waits: dict[int, tuple[bytes, int]] = {}  # thread id -> (path, flags) of an open(2) that may wait
+        self._waits_lock = threading.Lock()
+        self._wake: tuple[int, int] | None = None
+
+    # -- blocked calls, released at close ------------------------------------------------------------------------
+    def open_may_wait(self, path: bytes, flags: int) -> int:
+        """Note that this thread is in an open(2) that may wait (a FIFO waits for its partner); end_wait after."""
+        key = threading.get_ident()
+        with self._waits_lock:
+            if self.closed:
+                raise OSError(errno.EBADF, "the enclave is gone")
+            self._waits[key] = (path, flags)
+        return key
+
+    def end_wait(self, key: int) -> None:
+        with self._waits_lock:
+            self._waits.pop(key, None)
+
+    def wake_fd(self) -> int:
+        """The read end of a pipe that becomes readable when the enclave is gone: host polls include it."""
+        with self._waits_lock:
+            if self.closed:
+                raise OSError(errno.EBADF, "the enclave is gone")
+            if self._wake is None:
+                self._wake = real_os.pipe2(real_os.O_CLOEXEC | real_os.O_NONBLOCK)
+            return self._wake[0]
+
+    def _release_waits(self) -> None:
+        with self._waits_lock:
+            waits, self._waits = list(self._waits.values()), {}
+            wake, self._wake = self._wake, None
+        if wake is not None:
+            real_os.close(wake[1])  # the read end hangs up: every poll including it returns
+        for path, flags in dict.fromkeys(waits):
+            _give_fifo_a_partner(path, flags)
+        if wake is not None:
+            real_os.close(wake[0])
 
     # -- the one entry point -------------------------------------------------------------------------------
     def serve(self, frame: bytes | memoryview) -> bytes | memoryview | None:
@@ -218,9 +260,37 @@ class Host:
         return None
 
     def close(self) -> None:
-        if not self.closed:
+        """The enclave is gone: release its handles and every host thread still blocked on its behalf."""
+        with self._waits_lock:
+            if self.closed:
+                return
             self.closed = True
-            self.handles.close_all()
+        self.gone.set()
+        self.handles.close_all()
+        self._release_waits()
+
+
+def _give_fifo_a_partner(path: bytes, flags: int) -> None:
+    """Complete an open(2) of a FIFO that waits for the other end: open that end without blocking, then close it.
+
+    The path is pinned first with O_PATH and reopened through its descriptor only when it is a FIFO, so a path
+    swapped meanwhile for a regular file (or a symlink to one) is never opened for writing here.
+    """
+    try:
+        pinned = real_os.open(path, real_os.O_PATH | real_os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        if not _stat.S_ISFIFO(real_os.fstat(pinned).st_mode):
+            return
+        other = real_os.O_RDONLY if flags & 3 == real_os.O_WRONLY else real_os.O_WRONLY
+        try:
+            fd = real_os.open(b"/proc/self/fd/%d" % pinned, other | real_os.O_NONBLOCK | real_os.O_CLOEXEC)
+        except OSError:
+            return  # ENXIO: no reader any more (it was released another way)
+        real_os.close(fd)
+    finally:
+        real_os.close(pinned)
 
 
 def _errno_of(exc: OSError) -> int:

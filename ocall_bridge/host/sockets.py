@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import errno
 
-from ..calls import SOCKET_FAMILIES, SOCKET_TYPE_FLAGS, SOCKET_TYPES, SOCKOPTS
+from ..calls import MAX_RESOLVED, SOCKET_FAMILIES, SOCKET_TYPE_FLAGS, SOCKET_TYPES, SOCKOPTS
 from .confine import unix_path
 from .handles import Handle
 from .real import fcntl, os
@@ -262,7 +262,7 @@ def getaddrinfo(host: Host, name: str, port: str, family: int, type: int, proto:
         if af == _AF_INET6 and "%" in rec[1]:
             rec = (rec[0], rec[1].partition("%")[0], *rec[2:])  # the scope travels as scope_id
         out.append((af, socktype, proto_, canonname, rec))
-        if len(out) == 256:
+        if len(out) == MAX_RESOLVED:  # more would be refused as implausible (calls.RULES)
             break
     return out
 

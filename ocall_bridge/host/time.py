@@ -47,7 +47,9 @@ def sleep(host: Host, ns: int) -> int:
     start = time.monotonic_ns()
     elapsed = 0
     while elapsed < ns:
-        time.sleep((ns - elapsed) / 1e9)
+        # Waiting on the host's `gone` event rather than time.sleep: a sleep ends when the enclave goes.
+        if host.gone.wait((ns - elapsed) / 1e9):
+            raise OSError(errno.EINTR, "the enclave is gone")
         elapsed = time.monotonic_ns() - start
     if ns == 0:
         time.sleep(0)  # sleep(0) still yields the processor, as natively
