@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from ocall_bridge.access import ALLOW_ALL
 from ocall_bridge.host.runtime import Host
 from posix_shim import Enclave
 
@@ -52,7 +53,7 @@ def _settle(predicate, timeout: float = 20.0) -> bool:
 
 def test_workers_blocked_for_an_enclave_are_released_when_it_is_closed(tmp_path: Path) -> None:
     before = _host_workers()
-    enclave = Enclave(backend="process", policy=None)
+    enclave = Enclave(ALLOW_ALL, backend="process")
     with enclave:
         enclave.run_code(PROGRAM.format(fifo=str(tmp_path / "fifo"), n=300))
         assert _host_workers() - before >= 256  # the pool's limit: every worker is blocked

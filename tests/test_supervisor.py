@@ -154,6 +154,8 @@ def host_log() -> Iterator[list[logging.LogRecord]]:
 
     h = Keep(logging.WARNING)
     logger = logging.getLogger("posix_shim.host")
+    # A program run earlier in this process (sim) may have called logging.config with disable_existing_loggers.
+    logger.disabled = False
     logger.addHandler(h)
     yield records
     logger.removeHandler(h)
