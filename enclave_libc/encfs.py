@@ -8,12 +8,12 @@ layout below, ciphertext lengths in --trace, and the file names (names are not h
 On the host, one file is:
 
     +--------------------------- header, 112 bytes ---------------------------+
-    | magic "PSENC1\\0\\0" (8) | kind (1) | 0 (7) | file id (16) | size (8)       |
+    | magic "PSENC2\\0\\0" (8) | kind (1) | 0 (7) | file id (16) | size (8)       |
     | version (8) | root = SHA-256(tag 0 || tag 1 || ...) (32) | MAC (32)         |
     +--------------------------------------------------------------------------+
-    | chunk 0: nonce (12) | AES-GCM(4096 bytes of plaintext) | tag (16)         |   at 112 + i * 4124
+    | chunk 0: nonce (12) | AES-GCM(65536 bytes of plaintext) | tag (16)        |   at 112 + i * 65564
     | chunk 1: ...                                                              |
-    | last chunk: nonce (12) | AES-GCM(1..4096 bytes) | tag (16)                |
+    | last chunk: nonce (12) | AES-GCM(1..65536 bytes) | tag (16)               |
     +--------------------------------------------------------------------------+
 
 * Each chunk is AES-256-GCM with a fresh random nonce per write; its associated data is the file id and the
@@ -147,7 +147,7 @@ class _State:
         self.cache: tuple[int, bytes] | None = None  # the last chunk decrypted
         # The chunk records as read (and verified against the root) at open, for files up to RAW_CACHE: the
         # first read after open then costs no ocall.  Dropped at the first write.
-        self.raw: list[tuple[int, bytes]] | None = None  # (index of its first chunk, whole records)
+        self.raw: list[tuple[int, Any]] | None = None  # (index of its first chunk, whole records)
 
     @property
     def rel(self) -> bytes:
@@ -177,9 +177,17 @@ class _State:
         self.version = _versions().get(self.full, (b"", 0))[1]
         self.commit()
 
-    def load(self) -> None:
+    def load(self, actual: int) -> None:
+        """Verify the file the host has (`actual` bytes by its fstat) and take its header and tags.
+
+        A file whose records fit the copy kept for reads is read from offset 0 with the header in the same pread
+        (one ocall fewer); `actual` only sizes that read, and is checked against the authenticated size below.
+        """
         full = self.full
-        head = files.pread(self.fd, HDR, 0)
+        first = HDR
+        if actual <= HDR + RAW_CACHE:
+            first = max(HDR, min(actual, HDR + (MAX_DATA - HDR) // REC * REC))
+        head = files.pread(self.fd, first, 0)
         if len(head) < HDR:
             raise _violation("pread", full, f"{len(head)} bytes: not an encrypted file (no header)")
         if head[:8] != MAGIC or head[8] not in KINDS.values():
@@ -192,7 +200,6 @@ class _State:
         if not hmac.compare_digest(self._mac(root_hash), mac):
             raise _violation("pread", full, "header authentication failed (modified, another file's, or not "
                                             "written by this enclave's key)")
-        actual = files.fstat(self.fd).st_size
         if actual != self.length():
             what = "truncated" if actual < self.length() else "extended"
             raise _violation("fstat", full, f"{what}: {actual} bytes on the host, {self.length()} expected")
@@ -202,23 +209,25 @@ class _State:
             # One copy of the records in enclave memory (the bytes the preads answered, kept as they came: whole
             # records per pread, so no second copy joins them); the tags are checked against the root from it
             # here, and the reads that follow decrypt from the same copy.
-            pieces = []
-            pos = HDR
+            pieces: list[Any] = [memoryview(head)[HDR:]] if len(head) > HDR else []
+            pos = HDR + sum(map(len, pieces))
             while pos < end:
                 piece = files.pread(self.fd, min(MAX_DATA - MAX_DATA % REC, end - pos), pos)
                 if not piece:
                     raise _violation("pread", full, "truncated while reading")
                 pieces.append(piece)
                 pos += len(piece)
+            if pos != end:
+                raise _violation("pread", full, f"{pos} bytes read, {end} expected")
             if any(len(piece) % REC for piece in pieces[:-1]):
                 pieces = [b"".join(pieces)]  # a short answer split a record
             raw = []
             tags = []
             for piece in pieces:
                 raw.append((len(tags), piece))
-                tags.extend(piece[at - 16:at] for at in range(REC, len(piece) + 1, REC))
+                tags.extend(bytes(piece[at - 16:at]) for at in range(REC, len(piece) + 1, REC))
             if pieces and len(pieces[-1]) % REC:
-                tags.append(pieces[-1][-16:])
+                tags.append(bytes(pieces[-1][-16:]))
         else:
             raw = None
             tags = []
@@ -438,7 +447,10 @@ def _acquire(full: bytes, root: bytes, writable: bool, create: bool, exclusive: 
         return state
     flags = (_os.O_RDWR if writable else _os.O_RDONLY) | _O_CLOEXEC
     created = False
-    if create:
+    if fresh and not exclusive and state is None:
+        fd = files.open(full, flags | _os.O_CREAT | _os.O_TRUNC, 0o666)  # empty now, as "w" natively
+        created = True
+    elif create:
         try:
             fd = files.open(full, flags | _os.O_CREAT | _os.O_EXCL, 0o666)
             created = True
@@ -449,7 +461,8 @@ def _acquire(full: bytes, root: bytes, writable: bool, create: bool, exclusive: 
     else:
         fd = files.open(full, flags)
     try:
-        if _stat.S_ISDIR(files.fstat(fd).st_mode):
+        st = files.fstat(fd)
+        if _stat.S_ISDIR(st.st_mode):
             raise oserror(errno.EISDIR, _os.fsdecode(full))
         if state is not None:  # upgrade a read-only state to a writable descriptor
             files.close(state.fd)
@@ -459,11 +472,13 @@ def _acquire(full: bytes, root: bytes, writable: bool, create: bool, exclusive: 
                 state.truncate(0)
             return state
         state = _State(full, root, fd, writable)
-        if created or fresh:
+        if created:  # new (O_EXCL) or emptied (O_TRUNC)
+            state.create()
+        elif fresh:
             files.ftruncate(fd, 0)
             state.create()
         else:
-            state.load()
+            state.load(st.st_size)
     except BaseException:
         files.close(fd)
         raise
