@@ -320,3 +320,52 @@ def test_policy_file_key_and_enclave_binding(tmp_path: Path) -> None:
     (tmp_path / "bad.toml").write_text('[encrypted]\npaths = ["vault"]\nbound_to = "nobody"\n')
     result = run_shim(["rw.py"], cwd=tmp_path, options=["--policy", "bad.toml"], env=env)
     assert result.returncode != 0 and b'encrypted.bound_to: must be "enclave" or "signer"' in result.stderr
+
+
+BIG = r'''
+import os, sys
+data = bytes(range(256)) * (int(sys.argv[1]) // 256)
+with open("vault/big.bin", "wb") as f:
+    f.write(data)
+with open("vault/big.bin", "r+b") as f:
+    f.seek(70000)  # a partial chunk rewritten in place, then read across chunk boundaries
+    f.write(b"X" * 100000)
+    f.seek(65000)
+    got = f.read(300000)
+expect = bytearray(data)
+expect[70000:170000] = b"X" * 100000
+assert got == bytes(expect[65000:365000])
+assert open("vault/big.bin", "rb").read() == bytes(expect)
+print("ok")
+'''
+
+
+@pytest.mark.parametrize("size,cap", [(3 << 20, 100_003), (17 << 20, None)])
+def test_reads_survive_short_answers_and_files_beyond_the_kept_copy(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str], size: int,
+        cap: int | None) -> None:
+    """Open keeps the records the preads answered as they came: a host answering short (splitting a record) still
+    reads back right, and a file beyond the kept copy (16 MiB) takes the pread-per-read path."""
+    from enclave_libc import encfs, files
+    from posix_shim import Enclave
+    from posix_shim import policy as policy_mod
+
+    monkeypatch.setenv("POSIX_SHIM_PLATFORM_SECRET", str(tmp_path / "platform-secret"))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "vault").mkdir()
+    if cap is not None:
+        pread = files.pread
+        monkeypatch.setattr(files, "pread", lambda fd, n, off: pread(fd, min(n, cap), off))
+    loads: list[bool] = []
+    load = encfs._State.load
+
+    def spy(self: encfs._State, actual: int) -> None:
+        load(self, actual)
+        loads.append(self.raw is not None)
+
+    monkeypatch.setattr(encfs._State, "load", spy)
+    rules = policy_mod.parse(["-A", "--encrypted=vault"], "code", BIG)
+    with Enclave(policy=rules, backend="sim") as enclave:
+        assert enclave.run_code(BIG, [str(size)]) == 0
+    assert capfd.readouterr().out.strip() == "ok"
+    assert loads and all(kept is (size <= encfs.RAW_CACHE) for kept in loads)
