@@ -180,14 +180,19 @@ class _State:
     def load(self, actual: int) -> None:
         """Verify the file the host has (`actual` bytes by its fstat) and take its header and tags.
 
-        A file whose records fit the copy kept for reads is read from offset 0 with the header in the same pread
-        (one ocall fewer); `actual` only sizes that read, and is checked against the authenticated size below.
+        A file whose records fit the copy kept for reads (RAW_CACHE) is read whole, header included, into one
+        enclave buffer: its bytes are copied once from the host's answers, then verified (header MAC, length,
+        tags against the root) and later decrypted from that copy.  `actual` only sizes the buffer and the
+        reads; it is checked against the authenticated size before anything else is read.
         """
         full = self.full
-        first = HDR
+        buf: memoryview | None = None
         if actual <= HDR + RAW_CACHE:
-            first = max(HDR, min(actual, HDR + (MAX_DATA - HDR) // REC * REC))
-        head = files.pread(self.fd, first, 0)
+            buf = _records_buffer(self, max(actual, HDR))
+            got = files.pread_into(self.fd, buf, 0)
+            head = bytes(buf[:min(got, HDR)])
+        else:
+            head = files.pread(self.fd, HDR, 0)
         if len(head) < HDR:
             raise _violation("pread", full, f"{len(head)} bytes: not an encrypted file (no header)")
         if head[:8] != MAGIC or head[8] not in KINDS.values():
@@ -205,45 +210,35 @@ class _State:
             raise _violation("fstat", full, f"{what}: {actual} bytes on the host, {self.length()} expected")
         n = -(-self.size // CHUNK)
         end = self.length()
-        if end - HDR <= RAW_CACHE:
-            # One copy of the records in enclave memory (the bytes the preads answered, kept as they came: whole
-            # records per pread, so no second copy joins them); the tags are checked against the root from it
-            # here, and the reads that follow decrypt from the same copy.
-            pieces: list[Any] = [memoryview(head)[HDR:]] if len(head) > HDR else []
-            pos = HDR + sum(map(len, pieces))
+        raw: list[tuple[int, Any]] | None
+        if buf is not None:
+            pos = got
             while pos < end:
-                piece = files.pread(self.fd, min(MAX_DATA - MAX_DATA % REC, end - pos), pos)
-                if not piece:
+                more = files.pread_into(self.fd, buf[pos:end], pos)
+                if not more:
                     raise _violation("pread", full, "truncated while reading")
-                pieces.append(piece)
-                pos += len(piece)
-            if pos != end:
-                raise _violation("pread", full, f"{pos} bytes read, {end} expected")
-            if any(len(piece) % REC for piece in pieces[:-1]):
-                pieces = [b"".join(pieces)]  # a short answer split a record
-            raw = []
-            tags = []
-            for piece in pieces:
-                raw.append((len(tags), piece))
-                tags.extend(bytes(piece[at - 16:at]) for at in range(REC, len(piece) + 1, REC))
-            if pieces and len(pieces[-1]) % REC:
-                tags.append(bytes(pieces[-1][-16:]))
+                pos += more
+            records = buf[HDR:end]
+            tags = [bytes(records[at - 16:at]) for at in range(REC, len(records) + 1, REC)]
+            if len(records) % REC:
+                tags.append(bytes(records[-16:]))
+            raw = [(0, records)]
         else:
             raw = None
             tags = []
             pos = HDR
-            buf = b""
+            carry = b""
             while pos < end:
                 piece = files.pread(self.fd, min(MAX_DATA - MAX_DATA % REC, end - pos), pos)
                 if not piece:
                     raise _violation("pread", full, "truncated while reading")
-                buf = buf + piece if buf else piece
+                carry = carry + piece if carry else piece
                 pos += len(piece)
-                whole = len(buf) // REC * REC
-                tags.extend(buf[at - 16:at] for at in range(REC, whole + 1, REC))
-                buf = buf[whole:]
-            if buf:
-                tags.append(buf[-16:])
+                whole = len(carry) // REC * REC
+                tags.extend(carry[at - 16:at] for at in range(REC, whole + 1, REC))
+                carry = carry[whole:]
+            if carry:
+                tags.append(carry[-16:])
         if len(tags) != n or hashlib.sha256(b"".join(tags)).digest() != root_hash:
             raise _violation("pread", full, "chunks do not match the header (swapped, reordered or rolled back)")
         self.tags = tags
@@ -340,7 +335,8 @@ class _State:
         total = last * CHUNK + min(CHUNK, self.size - last * CHUNK) - first * CHUNK
         out = _scratch("encfs.in", total)
         self._plain(first, last, out)
-        self.cache = (last, bytes(out[(last - first) * CHUNK:]))
+        if end < self.size:  # the next read starts in this chunk; at the end of the file none will
+            self.cache = (last, bytes(out[(last - first) * CHUNK:]))
         return bytes(out[off:off + end - pos])
 
     def write(self, pos: int, data: Any) -> None:
@@ -417,6 +413,22 @@ class _State:
             self.write((n - 1) * CHUNK, keep)  # the new last chunk, re-encrypted; commits
         else:
             self.commit()
+
+
+def _records_buffer(state: _State, n: int) -> memoryview:
+    """n bytes for an opening file's records, which it keeps (state.raw) for the reads that follow.
+
+    Small files share one buffer kept for the run, as _scratch does: the file that loaded last owns it, and the
+    one it takes it from drops its copy (its reads then pread again, as after a write).
+    """
+    if n > SCRATCH_MAX:
+        return memoryview(bytearray(n))
+    extra = runtime.RT.extra
+    owner = extra.get("encfs.raw.owner")
+    if owner is not None and owner is not state:
+        owner.raw = None
+    extra["encfs.raw.owner"] = state
+    return _scratch("encfs.raw", n)
 
 
 def _scratch(name: str, n: int) -> memoryview:
@@ -498,6 +510,9 @@ def _release(state: _State) -> None:
     state.refs -= 1
     if state.refs <= 0:
         _states().pop(state.full, None)
+        if runtime.RT.extra.get("encfs.raw.owner") is state:
+            del runtime.RT.extra["encfs.raw.owner"]
+        state.raw = None
         files.close(state.fd)
 
 

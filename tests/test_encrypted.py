@@ -344,8 +344,8 @@ print("ok")
 def test_reads_survive_short_answers_and_files_beyond_the_kept_copy(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str], size: int,
         cap: int | None) -> None:
-    """Open keeps the records the preads answered as they came: a host answering short (splitting a record) still
-    reads back right, and a file beyond the kept copy (16 MiB) takes the pread-per-read path."""
+    """A host answering preads short (splitting records) still reads back right, and a file beyond the copy kept
+    at open (16 MiB) takes the pread-per-read path."""
     from enclave_libc import encfs, files
     from posix_shim import Enclave
     from posix_shim import policy as policy_mod
@@ -354,8 +354,9 @@ def test_reads_survive_short_answers_and_files_beyond_the_kept_copy(
     monkeypatch.chdir(tmp_path)
     (tmp_path / "vault").mkdir()
     if cap is not None:
-        pread = files.pread
+        pread, pread_into = files.pread, files.pread_into
         monkeypatch.setattr(files, "pread", lambda fd, n, off: pread(fd, min(n, cap), off))
+        monkeypatch.setattr(files, "pread_into", lambda fd, view, off: pread_into(fd, view[:cap], off))
     loads: list[bool] = []
     load = encfs._State.load
 
