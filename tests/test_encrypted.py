@@ -335,7 +335,12 @@ with open("vault/big.bin", "r+b") as f:
 expect = bytearray(data)
 expect[70000:170000] = b"X" * 100000
 assert got == bytes(expect[65000:365000])
-assert open("vault/big.bin", "rb").read() == bytes(expect)
+with open("vault/big.bin", "rb") as f:  # read to the end twice: the second from the host again
+    assert f.read() == bytes(expect)
+    f.seek(1000)
+    assert f.read() == bytes(expect[1000:])
+    f.seek(len(expect) - 5)
+    assert f.read() == bytes(expect[-5:])
 print("ok")
 '''
 
