@@ -54,7 +54,7 @@ from .errors import HostViolation, Unsupported, oserror, with_filename
 
 MAGIC = b"PSENC2\0\0"
 # 64 KiB of plaintext per chunk: each AES-GCM call and each Python step per chunk has a fixed cost that 4 KiB
-# chunks paid 256 times per MiB (reads ran at 3-8 % of plain I/O); at 64 KiB it is paid 16 times.  The price is
+# chunks paid 256 times per MiB (reads ran at 3-19 % of plain I/O); at 64 KiB it is paid 16 times.  The price is
 # in small random writes and reads, which seal or open one whole chunk: about 64 KiB of AES (tens of
 # microseconds), the same order as the one ocall such an access makes anyway.
 CHUNK = 64 << 10
