@@ -119,13 +119,26 @@ class _Keys:
         # object cost more than a small file's I/O, and the base key is still asked of the host at every open.
         known = runtime.RT.extra.setdefault("encfs.keys", {})
         if base in known:
-            self.aes, self.mac = known[base]
+            self.aes, self.mac, self.encrypt_into, self.decrypt_into = known[base]
             return
         okm = HKDF(algorithm=hashes.SHA256(), length=64, salt=b"posix_shim encrypted files v1",
                    info=b"chunk key || header mac key").derive(base)
-        self.aes = AESGCM(okm[:32])
+        self.aes = aes = AESGCM(okm[:32])
         self.mac = okm[32:]
-        known[base] = (self.aes, self.mac)
+        # encrypt_into/decrypt_into (newer cryptography releases) write into our buffers; with an older one the
+        # same results are copied there.
+        self.encrypt_into: Any = getattr(aes, "encrypt_into", None) or _copying(aes.encrypt)
+        self.decrypt_into: Any = getattr(aes, "decrypt_into", None) or _copying(aes.decrypt)
+        known[base] = (self.aes, self.mac, self.encrypt_into, self.decrypt_into)
+
+
+def _copying(fn: Any) -> Any:
+    def into(nonce: Any, data: Any, aad: Any, out: memoryview) -> int:
+        result = fn(nonce, data, aad)
+        out[:len(result)] = result
+        return len(result)
+
+    return into
 
 
 # -- one file's state, shared by every handle open on it ------------------------------------------------------
@@ -271,7 +284,7 @@ class _State:
         """
         from cryptography.exceptions import InvalidTag
 
-        decrypt_into, tags, size, fid = self.keys.aes.decrypt_into, self.tags, self.size, self.file_id
+        decrypt_into, tags, size, fid = self.keys.decrypt_into, self.tags, self.size, self.file_id
         for i, j, blob in self._blobs(first, last):
             for k in range(i, j + 1):
                 at = (k - i) * REC
@@ -348,7 +361,7 @@ class _State:
         a later read takes its records from the host again (and checks them against the same tags)."""
         from cryptography.exceptions import InvalidTag
 
-        decrypt_into, tags, size, fid = self.keys.aes.decrypt_into, self.tags, self.size, self.file_id
+        decrypt_into, tags, size, fid = self.keys.decrypt_into, self.tags, self.size, self.file_id
         blobs = self._blobs(first, (end - 1) // CHUNK)
         self.raw = None  # spent from here on, whatever happens below
         plains = []
@@ -392,7 +405,7 @@ class _State:
         plaintext first (which may still come from the copy kept at open)."""
         first, last = pos // CHUNK, (end - 1) // CHUNK
         nchunks, old_size = len(self.tags), self.size
-        encrypt_into, tags, fid = self.keys.aes.encrypt_into, self.tags, self.file_id
+        encrypt_into, tags, fid = self.keys.encrypt_into, self.tags, self.file_id
         per = MAX_DATA // REC  # records per pwrite
         plain: Any = b""
         i = first
