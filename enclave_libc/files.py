@@ -154,6 +154,24 @@ def read_into(fd: int, view: memoryview) -> int:
     return n
 
 
+def pread_into(fd: int, view: memoryview, offset: int) -> int:
+    """pread(2) into a writable flat byte view; returns the count.  As read_into: a bulk answer is copied once,
+    from the validated answer frame into `view` (encrypted files read their records this way)."""
+    if offset < 0:
+        raise oserror(errno.EINVAL)
+    rt = runtime.RT
+    handle = rt.fds.get(fd).handle
+    count = min(len(view), MAX_DATA)
+    stub = rt.ocall.pread
+    into = getattr(stub, "into", None)
+    if into is not None and count >= _INTO_MIN:
+        return into(view, handle, count, offset)
+    data = stub(handle, count, offset)
+    n = len(data)
+    view[:n] = data
+    return n
+
+
 def _chunk(data: Any) -> Any:
     if isinstance(data, bytes) and len(data) <= MAX_DATA:
         return data

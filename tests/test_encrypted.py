@@ -51,29 +51,32 @@ with shelve.Shelf(dbm.dumb.open(f"{d}/shelf", "c")) as s:
     s["big"] = M * 500
 with shelve.Shelf(dbm.dumb.open(f"{d}/shelf", "r")) as s:
     assert s["k"] == {"v": M, "n": 7} and s["big"] == M * 500
-# random access, append, truncate, stat with the plaintext size
+# random access, append, truncate, stat with the plaintext size, across the 64 KiB chunks' boundaries
+CH = 1 << 16
 with open(f"{d}/r.bin", "wb") as f:
-    f.write(bytes(range(256)) * 40)  # 10240 bytes: 3 chunks
+    f.write(bytes(range(256)) * 640)  # 2.5 chunks
 with open(f"{d}/r.bin", "r+b") as f:
-    f.seek(4090)
+    f.seek(CH - 6)
     f.write(M.encode())
-    f.seek(20000)  # a hole: zeros, as natively
+    f.seek(4 * CH + 20000)  # a hole: zeros, as natively
     f.write(b"end")
     f.flush()
-    assert os.stat(f.name).st_size == 20003
-    f.truncate(12000)
+    assert os.stat(f.name).st_size == 4 * CH + 20003
+    f.truncate(2 * CH + 40000)
 with open(f"{d}/r.bin", "ab") as f:
     f.write(b"tail")
-expect = bytearray(bytes(range(256)) * 40)
-expect[4090:4090 + len(M)] = M.encode()
-expect += b"\0" * (12000 - len(expect))
+expect = bytearray(bytes(range(256)) * 640)
+expect[CH - 6:CH - 6 + len(M)] = M.encode()
+expect += b"\0" * (2 * CH + 40000 - len(expect))
 expect += b"tail"
 data = open(f"{d}/r.bin", "rb").read()
 assert data == bytes(expect), (len(data), len(expect))
 assert os.path.getsize(f"{d}/r.bin") == len(expect) == os.stat(f"{d}/r.bin").st_size
 with open(f"{d}/r.bin", "rb") as f:
-    f.seek(4096 - 3)
-    assert f.read(6) == bytes(expect[4093:4099])
+    f.seek(CH - 3)
+    assert f.read(6) == bytes(expect[CH - 3:CH + 3])
+    f.seek(CH + 5)
+    assert f.read(2 * CH) == bytes(expect[CH + 5:3 * CH + 5])
     try:
         f.fileno()
     except io.UnsupportedOperation as e:
@@ -82,13 +85,13 @@ try:
     os.open(f"{d}/r.bin", os.O_RDONLY)
 except OSError as e:
     print("os.open refused:", e.errno, "encrypted folder" in str(e))
-os.truncate(f"{d}/r.bin", 5000)
-assert open(f"{d}/r.bin", "rb").read() == bytes(expect[:5000])
+os.truncate(f"{d}/r.bin", CH + 5000)
+assert open(f"{d}/r.bin", "rb").read() == bytes(expect[:CH + 5000])
 os.truncate(f"{d}/r.bin", len(expect))
-assert open(f"{d}/r.bin", "rb").read() == bytes(expect[:5000]) + b"\0" * (len(expect) - 5000)
+assert open(f"{d}/r.bin", "rb").read() == bytes(expect[:CH + 5000]) + b"\0" * (len(expect) - CH - 5000)
 with open(f"{d}/r.bin", "r+b") as f:
-    f.seek(5000)
-    f.write(bytes(expect[5000:]))
+    f.seek(CH + 5000)
+    f.write(bytes(expect[CH + 5000:]))
 try:
     os.link(f"{d}/r.bin", f"{d}/hard.bin")
 except OSError as e:
@@ -119,7 +122,7 @@ def test_stdlib_programs_work_unchanged_and_the_host_sees_no_plaintext(backend: 
     assert names == ["app.log", "data.json", "shelf.bak", "shelf.dat", "shelf.dir", "t.csv", "z.zip"]
     for p in (tmp_path / "vault").iterdir():
         raw = p.read_bytes()
-        assert raw.startswith(b"PSENC1\0\0"), p.name
+        assert raw.startswith(b"PSENC2\0\0"), p.name
         assert MARKER.encode() not in raw and b"INFO event" not in raw and b"row 1" not in raw, p.name
     # Negative control: the same program on a plain folder leaves the plaintext on the host.
     (tmp_path / "plain").mkdir()
@@ -133,7 +136,7 @@ import sys
 folder, action, name = sys.argv[1:4]
 if action == "write":
     with open(f"{folder}/{name}", "wb") as f:
-        f.write(sys.argv[4].encode() * 3000)  # 3 chunks and a bit, for 4-byte words
+        f.write(sys.argv[4].encode() * 50000)  # 3 chunks and a bit, for 4-byte words
     print("written")
 else:
     try:
@@ -143,7 +146,7 @@ else:
         print("refused", e.errno, e)
 '''
 
-REC = 12 + 4096 + 16
+REC = 12 + 65536 + 16
 HDR = 112
 
 
@@ -191,7 +194,7 @@ def test_tampering_is_refused_with_eio_and_logged(where: str, tmp_path: Path, ki
     assert out.startswith("read "), out
     # And the untampered file of the encrypted folder still reads.
     out, _ = _run(tmp_path, backend, "rw.py", "vault", "read", "b.bin")
-    assert out.strip() == "read 12000 BBBB"
+    assert out.strip() == "read 200000 BBBB"
 
 
 def test_swapped_files_are_caught_by_the_path_binding(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -260,7 +263,7 @@ def test_files_are_unreadable_under_another_identity_binding(tmp_path: Path) -> 
     _run(tmp_path, "sim", "rw.py", "vault", "write", "a.bin", "AAAA")
     (tmp_path / "rw.py").write_text(RW + "\n# updated program\n")
     out, _ = _run(tmp_path, "sim", "rw.py", "vault", "read", "a.bin")
-    assert out.strip() == "read 12000 AAAA"
+    assert out.strip() == "read 200000 AAAA"
     result = run_shim(["rw.py", "vault", "read", "a.bin"], cwd=tmp_path,
                       options=["-A", "--encrypted=vault", "--deny-read=/nonexistent"],
                       env={"POSIX_SHIM_PLATFORM_SECRET": str(tmp_path / "platform-secret")})
@@ -276,9 +279,9 @@ def test_trace_shows_ciphertext_lengths(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr.decode()
     trace = result.stderr.decode()
     assert "pwrite(" in trace and "AAAA" not in trace
-    # 12000 bytes of plaintext: 3 chunk records (2 full, 1 of 3808 bytes) written as one pwrite after the header,
-    # then the header (112 bytes at offset 0) that commits them.
-    records = 2 * REC + 3808 + 28
+    # 200000 bytes of plaintext: 4 chunk records (3 full, 1 of 3392 bytes) written as one pwrite after the
+    # header, then the header (112 bytes at offset 0) that commits them.
+    records = 3 * REC + 3392 + 28
     assert f"..., {HDR}) = {records} <" in trace and "..., 0) = 112 <" in trace
 
 
@@ -295,7 +298,7 @@ def test_sealed_inspect_describes_an_encrypted_file(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr.decode()
     out = result.stdout.decode().strip()
     assert out.startswith("vault/a.bin: encrypted-folder file, bound to signer identity, file id ")
-    assert out.endswith(", version 2, 12000 bytes of plaintext in 3 chunks")
+    assert out.endswith(", version 2, 200000 bytes of plaintext in 4 chunks")
 
 
 def test_policy_file_key_and_enclave_binding(tmp_path: Path) -> None:
@@ -307,9 +310,9 @@ def test_policy_file_key_and_enclave_binding(tmp_path: Path) -> None:
     result = run_shim(["rw.py", "vault", "write", "a.bin", "AAAA"], cwd=tmp_path, options=opts, env=env)
     assert result.returncode == 0, result.stderr.decode()
     raw = (tmp_path / "vault" / "a.bin").read_bytes()
-    assert raw[:9] == b"PSENC1\0\0\0" and b"AAAA" not in raw  # kind 0: bound to the enclave identity
+    assert raw[:9] == b"PSENC2\0\0\0" and b"AAAA" not in raw  # kind 0: bound to the enclave identity
     result = run_shim(["rw.py", "vault", "read", "a.bin"], cwd=tmp_path, options=opts, env=env)
-    assert result.stdout.decode().strip() == "read 12000 AAAA"
+    assert result.stdout.decode().strip() == "read 200000 AAAA"
     # Bound to the enclave: an updated program cannot read it any more.
     (tmp_path / "rw.py").write_text(RW + "\n# updated\n")
     result = run_shim(["rw.py", "vault", "read", "a.bin"], cwd=tmp_path, options=opts, env=env)
@@ -317,3 +320,58 @@ def test_policy_file_key_and_enclave_binding(tmp_path: Path) -> None:
     (tmp_path / "bad.toml").write_text('[encrypted]\npaths = ["vault"]\nbound_to = "nobody"\n')
     result = run_shim(["rw.py"], cwd=tmp_path, options=["--policy", "bad.toml"], env=env)
     assert result.returncode != 0 and b'encrypted.bound_to: must be "enclave" or "signer"' in result.stderr
+
+
+BIG = r'''
+import os, sys
+data = bytes(range(256)) * (int(sys.argv[1]) // 256)
+with open("vault/big.bin", "wb") as f:
+    f.write(data)
+with open("vault/big.bin", "r+b") as f:
+    f.seek(70000)  # a partial chunk rewritten in place, then read across chunk boundaries
+    f.write(b"X" * 100000)
+    f.seek(65000)
+    got = f.read(300000)
+expect = bytearray(data)
+expect[70000:170000] = b"X" * 100000
+assert got == bytes(expect[65000:365000])
+with open("vault/big.bin", "rb") as f:  # read to the end twice: the second from the host again
+    assert f.read() == bytes(expect)
+    f.seek(1000)
+    assert f.read() == bytes(expect[1000:])
+    f.seek(len(expect) - 5)
+    assert f.read() == bytes(expect[-5:])
+print("ok")
+'''
+
+
+@pytest.mark.parametrize("size,cap", [(3 << 20, 100_003), (17 << 20, None)])
+def test_reads_survive_short_answers_and_files_beyond_the_kept_copy(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str], size: int,
+        cap: int | None) -> None:
+    """A host answering preads short (splitting records) still reads back right, and a file beyond the copy kept
+    at open (16 MiB) takes the pread-per-read path."""
+    from enclave_libc import encfs, files
+    from posix_shim import Enclave
+    from posix_shim import policy as policy_mod
+
+    monkeypatch.setenv("POSIX_SHIM_PLATFORM_SECRET", str(tmp_path / "platform-secret"))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "vault").mkdir()
+    if cap is not None:
+        pread, pread_into = files.pread, files.pread_into
+        monkeypatch.setattr(files, "pread", lambda fd, n, off: pread(fd, min(n, cap), off))
+        monkeypatch.setattr(files, "pread_into", lambda fd, view, off: pread_into(fd, view[:cap], off))
+    loads: list[bool] = []
+    load = encfs._State.load
+
+    def spy(self: encfs._State, actual: int) -> None:
+        load(self, actual)
+        loads.append(self.raw is not None)
+
+    monkeypatch.setattr(encfs._State, "load", spy)
+    rules = policy_mod.parse(["-A", "--encrypted=vault"], "code", BIG)
+    with Enclave(policy=rules, backend="sim") as enclave:
+        assert enclave.run_code(BIG, [str(size)]) == 0
+    assert capfd.readouterr().out.strip() == "ok"
+    assert loads and all(kept is (size <= encfs.RAW_CACHE) for kept in loads)
