@@ -185,15 +185,21 @@ def _run_target(target: str, examples: int, rnd: random.Random) -> Tally:
 def run(examples: int, seed: int = 0, targets: tuple[str, ...] = ("request", "answer", "host"),
         out: Callable[[str], None] | None = None) -> list[Tally]:
     say = out or (lambda s: print(s, flush=True))
-    # The host logs every malformed frame it refuses: millions of warnings would be the whole output.
-    logging.getLogger("posix_shim.host").setLevel(logging.CRITICAL)
+    # The host logs every malformed frame it refuses: millions of warnings would be the whole output.  The level
+    # is put back afterwards (run inside pytest, later tests read the host's log).
+    logger = logging.getLogger("posix_shim.host")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
     tallies = []
-    for target in targets:
-        tally = _run_target(target, examples, random.Random(f"{seed}-{target}"))
-        say(tally.line())
-        for tb in tally.tracebacks:
-            say(tb)
-        tallies.append(tally)
+    try:
+        for target in targets:
+            tally = _run_target(target, examples, random.Random(f"{seed}-{target}"))
+            say(tally.line())
+            for tb in tally.tracebacks:
+                say(tb)
+            tallies.append(tally)
+    finally:
+        logger.setLevel(level)
     return tallies
 
 

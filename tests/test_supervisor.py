@@ -154,11 +154,18 @@ def host_log() -> Iterator[list[logging.LogRecord]]:
 
     h = Keep(logging.WARNING)
     logger = logging.getLogger("posix_shim.host")
-    # A program run earlier in this process (sim) may have called logging.config with disable_existing_loggers.
+    # Programs run earlier in this process (sim, in-process tools) may have changed logging's global state:
+    # logging.config's disable_existing_loggers, logging.disable(), a level on the logger.  Undo it for this test.
+    saved = (logger.disabled, logger.level, logging.root.manager.disable)
     logger.disabled = False
+    logger.setLevel(logging.WARNING)
+    logging.disable(logging.NOTSET)
     logger.addHandler(h)
     yield records
     logger.removeHandler(h)
+    logger.disabled, _, disabled_level = saved
+    logger.setLevel(saved[1])
+    logging.disable(disabled_level)
 
 
 # ------------------------------------------------------------------------------------------------------------
