@@ -709,7 +709,8 @@ def _only_raises(fn: Any) -> bool:
     code = getattr(fn, "__code__", None)
     if code is None:
         return False
-    return not any(ins.opname == "RETURN_VALUE" for ins in dis.get_instructions(code))
+    # RETURN_CONST (3.12+) is how a function returns None (or any constant) without loading it first.
+    return not any(ins.opname in ("RETURN_VALUE", "RETURN_CONST") for ins in dis.get_instructions(code))
 
 
 def _declared_refused(fn: Any) -> str | None:
