@@ -37,6 +37,15 @@ PURE: dict[str, frozenset[str]] = {
     "_socket": frozenset({"CMSG_LEN", "CMSG_SPACE", "htonl", "htons", "ntohl", "ntohs", "inet_aton", "inet_ntoa",
                           "inet_ntop", "inet_pton"}),
     "resource": frozenset({"getpagesize", "getrlimit", "getrusage"}),
+    # readline's in-memory state (completer, history list, hooks): the process's own.  Its file calls
+    # (read_history_file, write_history_file, append_history_file, read_init_file) stay refused.
+    "readline": frozenset({"set_completer", "get_completer", "set_completer_delims", "get_completer_delims",
+                           "parse_and_bind", "set_completion_display_matches_hook", "set_startup_hook",
+                           "set_pre_input_hook", "get_line_buffer", "insert_text", "redisplay", "get_begidx",
+                           "get_endidx", "add_history", "clear_history", "get_history_length",
+                           "set_history_length", "get_current_history_length", "get_history_item",
+                           "remove_history_item", "replace_history_item", "set_auto_history",
+                           "get_completion_type"}),
     # Signal dispositions and timers of the process the enclave runs in: the program's own on both backends
     # (on sim that process is shared with the host, as docs/threat-model.md says).
     "_signal": frozenset({"alarm", "default_int_handler", "getitimer", "setitimer", "getsignal", "signal",

@@ -49,6 +49,8 @@ ALL = "\x00all"  # the const of `--allow-read` given without a value: everything
 LIBC_CONFIGURATION = ("/etc/nsswitch.conf", "/etc/passwd", "/etc/group", "/etc/localtime", "/usr/share/zoneinfo",
                       "/etc/ld.so.cache", "/etc/hosts", "/etc/host.conf", "/etc/gai.conf", "/etc/services",
                       "/etc/protocols", "/etc/ssl/openssl.cnf", "/usr/lib/ssl/openssl.cnf", "/usr/share/locale",
+                      # The terminal descriptions readline and curses load (pdb and the REPL import readline).
+                      "/etc/terminfo", "/usr/share/terminfo",
                       # The public CA certificates (ssl.create_default_context verifies servers with them).
                       "/etc/ssl/certs", "/usr/share/ca-certificates",
                       # What platform.freedesktop_os_release() and pip's user agent read to name the system.
