@@ -163,14 +163,19 @@ def _scan_default_holders(namespace: dict) -> list[Any]:
         if isinstance(value, types.FunctionType):
             functions.append(value)
         elif isinstance(value, type) and value.__module__ == module_name:
-            for member in list(vars(value).values()):
+            for name, member in list(vars(value).items()):
+                if isinstance(member, staticmethod) and (isinstance(member.__func__, types.BuiltinFunctionType)
+                                                         or getattr(member.__func__, "__posix_shim__", False)):
+                    # A builtin kept as a class attribute (3.13's glob: `scandir = staticmethod(os.scandir)`).
+                    functions.append((value, name, member))
+                    continue
                 if isinstance(member, staticmethod | classmethod):
                     member = member.__func__
                 if isinstance(member, types.FunctionType):
                     functions.append(member)
-    return [fn for fn in functions
-            if any(callable(d) for d in fn.__defaults__ or ()) or any(callable(d) for d in
-                                                                      (fn.__kwdefaults__ or {}).values())]
+    return [fn for fn in functions if isinstance(fn, tuple)
+            or any(callable(d) for d in fn.__defaults__ or ()) or any(callable(d) for d in
+                                                                       (fn.__kwdefaults__ or {}).values())]
 
 
 # id(namespace) -> (namespace, its size when scanned, the functions with a callable default).  Scanning every
@@ -253,9 +258,17 @@ class Interposer:
                 self._undo.append((namespace, key, value))
 
     def _patch_defaults(self, namespace: dict) -> None:
-        """Swap originals captured as default arguments (`def close(self, unlink=_os.unlink)`)."""
+        """Swap originals captured as default arguments (`def close(self, unlink=_os.unlink)`), and builtins a
+        class keeps as staticmethods (`scandir = staticmethod(os.scandir)`)."""
         reps = self.replacements
         for fn in _default_holders(namespace):
+            if isinstance(fn, tuple):
+                cls, name, member = fn
+                entry = reps.get(id(member.__func__))
+                if entry is not None and entry[0] is member.__func__:
+                    setattr(cls, name, staticmethod(entry[1]) if not isinstance(entry[1], staticmethod) else entry[1])
+                    self._defaults.append((cls, name, member))
+                continue
             defaults = fn.__defaults__
             if defaults:
                 swapped = tuple(reps[id(d)][1] if id(d) in reps and reps[id(d)][0] is d else d for d in defaults)
@@ -335,6 +348,13 @@ class Interposer:
                 if entry is not None and entry[0] is value:
                     namespace[key] = entry[1]
             for fn in _default_holders(namespace):
+                if isinstance(fn, tuple):  # a class's staticmethod of a builtin, taken while installed
+                    cls, attr, member = fn
+                    func = getattr(member, "__func__", None)
+                    entry = originals.get(id(func))
+                    if entry is not None and entry[0] is func:
+                        setattr(cls, attr, staticmethod(entry[1]))
+                    continue
                 defaults = fn.__defaults__
                 if defaults and any(id(d) in originals and originals[id(d)][0] is d for d in defaults):
                     fn.__defaults__ = tuple(originals[id(d)][1] if id(d) in originals and originals[id(d)][0] is d

@@ -322,3 +322,25 @@ def test_file_calls_with_no_ocall_are_served_or_refused_never_passed_through(tmp
         "copy2 100",
         "anonymous b'hello' True",
     ]
+
+
+def test_a_builtin_kept_as_a_class_staticmethod_is_swapped_and_restored(tmp_path: Path) -> None:
+    # 3.13's glob keeps `scandir = staticmethod(os.scandir)` on a class: left alone, the real scandir runs inside
+    # (refused by the sealed audit hook, so pathlib's glob silently found nothing).
+    module = types.ModuleType("posix_shim_test_statics")
+
+    class Globber:
+        scandir = staticmethod(posix.scandir)
+
+    Globber.__module__ = module.__name__
+    module.Globber = Globber
+    sys.modules[module.__name__] = module
+    try:
+        with Enclave(ALLOW_ALL, backend="sim") as enclave:
+            from enclave_libc import dirs
+
+            module.check = lambda: Globber.scandir is dirs.scandir  # the enclave's, as os.scandir is now
+            assert enclave.call("posix_shim_test_statics:check") is True
+        assert Globber.scandir is posix.scandir
+    finally:
+        del sys.modules[module.__name__]
