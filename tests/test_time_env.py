@@ -7,6 +7,7 @@ the host's answers are driven by in-process sim enclaves whose host functions ar
 from __future__ import annotations
 
 import errno
+import gc
 import logging
 import os
 import signal
@@ -63,7 +64,14 @@ def _run_inside(code: str, capfd: pytest.CaptureFixture[str], policy: Access | N
             entry = next(e for e in host.entries.values() if e.codec.call.name == name)
             entry.fn = fn
         capfd.readouterr()
-        status = enclave.run_code(code)
+        # The sim backend interposes the whole test process, so a collection during the run would let
+        # hypothesis's gc callback (it reads time.perf_counter) take answers meant for the program.
+        gc.collect()
+        gc.disable()
+        try:
+            status = enclave.run_code(code)
+        finally:
+            gc.enable()
         out, err = capfd.readouterr()
         return status, out, err, enclave._backend
 
