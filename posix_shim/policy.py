@@ -568,7 +568,7 @@ class Builder:
         # of the installation; the program's own sys.path[0] is its script folder or the cwd, granted below.
         install += [p for p in sys.path[1:] if p]
         kept: list[bytes] = []
-        for p in sorted({normalize(os.fsencode(os.path.abspath(p))) for p in install}, key=len):
+        for p in sorted({normalize(os.fsencode(os.path.abspath(p))) for p in install}, key=lambda p: (len(p), p)):
             if os.path.exists(p) and not any(covers(k, p) for k in kept):  # nested entries add nothing
                 kept.append(p)
                 self.add_path("read", True, p, "default: the Python installation", cwd)

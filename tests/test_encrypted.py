@@ -8,7 +8,6 @@ reads what the host put there), which is the attack the encryption exists to sto
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -105,11 +104,6 @@ print("stdlib ok")
 '''
 
 
-_FLAKY_313 = pytest.mark.xfail(sys.version_info >= (3, 13), strict=False,
-                                reason="on 3.13 a later run sometimes fails to authenticate a header an earlier run "
-                                       "wrote (intermittent, under investigation: see the closing note of issue 15)")
-
-
 def _run(tmp_path: Path, backend: str, script: str, *args: str, encrypted: bool = True) -> tuple[str, str]:
     options = ["-A"] + (["--encrypted=vault"] if encrypted else [])
     result = run_shim([script, *args], backend=backend, cwd=tmp_path, options=options, timeout=90,
@@ -181,7 +175,6 @@ def _tamper(path: Path, kind: str, other: Path) -> None:
 KINDS = ["flip", "flip-header", "truncate", "truncate-chunk", "extend", "swap-chunks", "swap-files"]
 
 
-@_FLAKY_313
 # Every kind on the sim backend, two on the process backend (the checks are the same code; the machine is shared).
 @pytest.mark.parametrize("kind,where", [(k, "sim") for k in KINDS] + [("flip", "process"), ("swap-files", "process")])
 def test_tampering_is_refused_with_eio_and_logged(where: str, tmp_path: Path, kind: str) -> None:
@@ -308,7 +301,6 @@ def test_sealed_inspect_describes_an_encrypted_file(tmp_path: Path) -> None:
     assert out.endswith(", version 2, 200000 bytes of plaintext in 4 chunks")
 
 
-@_FLAKY_313
 def test_policy_file_key_and_enclave_binding(tmp_path: Path) -> None:
     (tmp_path / "vault").mkdir()
     (tmp_path / "rw.py").write_text(RW)

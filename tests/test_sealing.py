@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from conftest import run_shim
+from conftest import REPO, run_shim
 
 SEALER = r'''
 import sys
@@ -175,3 +177,38 @@ def test_sealed_inspect_says_what_a_blob_is_bound_to(scripts: Path) -> None:
     assert out.startswith("blob: sealed blob, bound to signer identity, key id ")
     assert out.endswith(", 16 bytes of plaintext")
     assert result.stderr.decode().strip() == "plain: not a posix_shim sealed blob"
+
+
+IDENTITY_OF_DEFAULT_POLICY = r'''
+import builtins, hashlib, sys
+from posix_shim import policy
+from ocall_bridge.host.sealing import canonical_policy
+if sys.argv[1] == "length-only":  # the negative control: ties between equal-length paths keep the set's order
+    policy.sorted = lambda it, key=None, **kw: builtins.sorted(it, key=len) if key else builtins.sorted(it, **kw)
+print(hashlib.sha256(canonical_policy(policy.parse(["--encrypted=vault"], "path", "a.py"))).hexdigest())
+'''
+
+
+@pytest.mark.parametrize("tie_break", ["path", "length-only"])
+def test_the_identity_does_not_depend_on_the_hash_seed(tmp_path: Path, tie_break: str) -> None:
+    """The sealing identity hashes the canonical policy, so its grants must come out in one order in every run.
+
+    Python installation folders of equal length (here: sys.path entries) were ordered by a set's iteration,
+    which follows PYTHONHASHSEED: a later run then derived another key and could not read the encrypted files
+    an earlier run wrote (seen on 3.13, where the CI venv's paths tie).
+    """
+    folders = [tmp_path / name for name in ("aa", "bb", "cc", "dd", "ee", "ff")]
+    for f in folders:
+        f.mkdir()
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), *map(str, folders)]))
+    digests = set()
+    for seed in range(8):
+        env["PYTHONHASHSEED"] = str(seed)
+        result = subprocess.run([sys.executable, "-c", IDENTITY_OF_DEFAULT_POLICY, tie_break], env=env, cwd=tmp_path,
+                                capture_output=True, timeout=60)
+        assert result.returncode == 0, result.stderr.decode()
+        digests.add(result.stdout.strip())
+    if tie_break == "path":
+        assert len(digests) == 1
+    else:
+        assert len(digests) > 1  # without the tie-break, the seed changes the identity
