@@ -42,6 +42,18 @@ def run_native(args: list[str], cwd: os.PathLike | str | None = None, input: byt
                           timeout=timeout)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _own_platform_secret(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """One simulated platform per test session, never the user's (~/.local/state/posix_shim/platform-secret).
+
+    Two runs of the suite at once (or a user's own sealed data) would otherwise share the secret the sealing and
+    encrypted-folder keys come from.  Children inherit it through the environment; tests that want a platform
+    of their own still set POSIX_SHIM_PLATFORM_SECRET themselves.
+    """
+    if "POSIX_SHIM_PLATFORM_SECRET" not in os.environ:
+        os.environ["POSIX_SHIM_PLATFORM_SECRET"] = str(tmp_path_factory.mktemp("platform") / "secret")
+
+
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
     return request.param

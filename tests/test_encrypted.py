@@ -222,11 +222,12 @@ def test_swapped_files_are_caught_by_the_path_binding(tmp_path: Path, monkeypatc
     assert attempt() == 0
 
 
-def test_rollback_within_the_enclave_lifetime_is_refused(backend: str, tmp_path: Path) -> None:
+def test_rollback_within_the_enclave_lifetime_is_refused(backend: str, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     from posix_shim import Enclave
     from posix_shim import policy as policy_mod
 
-    os.environ["POSIX_SHIM_PLATFORM_SECRET"] = str(tmp_path / "platform-secret")
+    monkeypatch.setenv("POSIX_SHIM_PLATFORM_SECRET", str(tmp_path / "platform-secret"))
     try:
         cwd = os.getcwd()
         os.chdir(tmp_path)
@@ -253,7 +254,6 @@ def test_rollback_within_the_enclave_lifetime_is_refused(backend: str, tmp_path:
             assert enclave.run_code(probe, ["vault", "read", "a.bin"]) == 0
     finally:
         os.chdir(cwd)
-        del os.environ["POSIX_SHIM_PLATFORM_SECRET"]
 
 
 def test_files_are_unreadable_under_another_identity_binding(tmp_path: Path) -> None:
