@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import errno as E
 import socket
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from .errors import require
 from .quote import SIZE as QUOTE_SIZE
 from .types import (
     MAX_NAME,
@@ -29,6 +30,7 @@ from .types import (
     Bytes,
     Field,
     Int,
+    Path,
     Record,
     Text,
     arg,
@@ -477,7 +479,24 @@ BY_NAME: dict[str, Call] = {c.name: c for c in CALLS}
 BY_NUMBER: dict[int, Call] = {c.number: c for c in CALLS if c.number is not None}
 FAMILIES: tuple[str, ...] = tuple(dict.fromkeys(c.family for c in CALLS))
 
-assert len(BY_NAME) == len(CALLS), "duplicate call name in the table"
-assert len(BY_NUMBER) == sum(1 for c in CALLS if c.number is not None), "duplicate call number in the table"
-# A path parameter must be resolvable by the kernel: PATH_MAX counts the NUL.
-assert all(f.type.max < MAX_PATH for c in CALLS for f in c.params if f.type.__class__.__name__ == "Path")
+
+
+def check_table(calls: Sequence[Call]) -> None:
+    """The table's own rules, checked at import (TableError names the offending row; survives `python -O`)."""
+    names: dict[str, Call] = {}
+    numbers: dict[int, Call] = {}
+    for c in calls:
+        require(c.name not in names, f"two rows named {c.name!r}")
+        names[c.name] = c
+        if c.number is not None:
+            require(c.number not in numbers, f"rows {numbers.get(c.number, c).name!r} and {c.name!r} share number "
+                                             f"{c.number}")
+            numbers[c.number] = c
+        for f in c.params:
+            # A path parameter must be resolvable by the kernel: PATH_MAX counts the NUL.
+            if isinstance(f.type, Path):
+                require(f.type.max < MAX_PATH,
+                        f"{c.name}: path parameter {f.name!r} allows {f.type.max} bytes, PATH_MAX is {MAX_PATH}")
+
+
+check_table(CALLS)

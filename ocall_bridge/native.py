@@ -16,9 +16,11 @@ from __future__ import annotations
 import errno
 import os
 import socket
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .calls import BY_NAME
+from .errors import require
 
 AUDIT_ARCH_X86_64 = 0xC000003E
 AT_FDCWD = -100
@@ -306,13 +308,25 @@ BY_NR: dict[int, Native] = {n.nr: n for n in NATIVE}
 FORWARDED: frozenset[str] = frozenset(n.syscall for n in NATIVE)
 NUMBERS: dict[str, int] = {n.syscall: n.nr for n in NATIVE}
 
-assert len(BY_NR) == len(NATIVE), "duplicate syscall number in the native map"
-assert all(f.row is None or f.row in BY_NAME for n in NATIVE for f in n.forms), "a form names no table row"
 
 
 def _width(f: Form) -> int:
     return sum(3 if isinstance(s, Times) else 1 for s in f.args)
 
 
-assert all(f.row is None or _width(f) == len(BY_NAME[f.row].params) for n in NATIVE for f in n.forms), \
-    "a form does not give its row exactly its parameters"
+def check_map(natives: Sequence[Native]) -> None:
+    """The map's rules, checked at import (TableError, survives `python -O`): each form feeds one real row."""
+    seen: dict[int, str] = {}
+    for n in natives:
+        require(n.nr not in seen, f"syscalls {seen.get(n.nr)!r} and {n.syscall!r} share number {n.nr}")
+        seen[n.nr] = n.syscall
+        for f in n.forms:
+            if f.row is None:
+                continue
+            require(f.row in BY_NAME, f"{n.syscall}: a form names {f.row!r}, which is no table row")
+            require(_width(f) == len(BY_NAME[f.row].params),
+                    f"{n.syscall}: its {f.row!r} form gives {_width(f)} arguments, the row has "
+                    f"{len(BY_NAME[f.row].params)} parameters")
+
+
+check_map(NATIVE)

@@ -24,6 +24,7 @@ from typing import Any
 from . import calls as K
 from . import types as T
 from .calls import Call
+from .errors import require
 
 Check = Callable[[Sequence[Any], Sequence[Any]], str | None]  # (request args, values) -> problem or None
 
@@ -274,7 +275,10 @@ _STATELESS: dict[str, Callable[[Call], Check]] = {
     "dirent": _dirent, "resolver": _resolver,
 }
 STATEFUL = frozenset({"fresh", "listing", "clock", "slept", "stable"})
-assert {r.kind for r in K.RULES} == set(_STATELESS) | STATEFUL, "a rule kind of calls.RULES has no check"
+_KINDS_USED, _KINDS_CHECKED = {r.kind for r in K.RULES}, set(_STATELESS) | STATEFUL
+require(_KINDS_USED == _KINDS_CHECKED,
+        f"rule kinds of calls.RULES with no check: {sorted(_KINDS_USED - _KINDS_CHECKED)}; "
+        f"checks no rule uses: {sorted(_KINDS_CHECKED - _KINDS_USED)}")
 
 
 def relation_checks(c: Call) -> list[Check]:

@@ -34,6 +34,7 @@ from typing import Any
 
 from .. import native as N
 from ..calls import BY_NAME
+from ..errors import require
 from ..types import MAX_DATA, MAX_PATH
 from .real import fcntl, os, select
 from .real import socket as sk
@@ -79,7 +80,7 @@ _FIRST_READ = 256
 _ADDR_END = 1 << 63
 _UIO_MAXIOV = 1024
 
-assert _STAT.size == 144 and _STATX.size == 256
+require(_STAT.size == 144 and _STATX.size == 256, "struct stat/statx layouts are not the x86-64 kernel's")
 
 
 # ---------------------------------------------------------------------------------------------------------
