@@ -75,7 +75,7 @@ _lock = threading.RLock()
 
 def _root_of(full: bytes) -> bytes | None:
     rt = runtime.RT
-    if rt is None:
+    if not rt:
         return None
     for root in getattr(rt.access, "encrypted", ()):
         if full == root or full.startswith(root + b"/"):
@@ -704,7 +704,7 @@ class EncryptedFile(_io.RawIOBase):
 def open_raw(file: Any, mode: str) -> EncryptedFile | None:
     """The raw layer for `open()`, when `file` is under an encrypted folder; None otherwise."""
     rt = runtime.RT
-    if rt is None or not getattr(rt.access, "encrypted", ()) or isinstance(file, int):
+    if not rt or not getattr(rt.access, "encrypted", ()) or isinstance(file, int):
         return None
     full, root = _locate(file)
     if root is None:
@@ -715,7 +715,7 @@ def open_raw(file: Any, mode: str) -> EncryptedFile | None:
 def refuse_descriptor(file: Any, call: str = "open") -> None:
     """Raise if `file` is under an encrypted folder: descriptor-level access would see ciphertext."""
     rt = runtime.RT
-    if rt is None or not getattr(rt.access, "encrypted", ()) or isinstance(file, int):
+    if not rt or not getattr(rt.access, "encrypted", ()) or isinstance(file, int):
         return
     full, root = _locate(file)
     if root is not None:

@@ -107,7 +107,7 @@ def current_data() -> dict[bytes, bytes]:
     from inside must not turn the enclave's `os.environ` into the host's (issue 13).  The interposer puts the
     host's own objects back when an enclave is left, so the host never reads through this."""
     rt = runtime.RT
-    if rt is None:
+    if not rt:
         if _left is not None:
             return _left
         raise Unsupported("os.environ", "no enclave is active")
@@ -198,7 +198,7 @@ def _env_bytes(value: Any) -> bytes:
 
 def _changes() -> dict[bytes, bytes | None] | None:
     rt = runtime.RT
-    return None if rt is None else rt.extra.setdefault("putenv", {})
+    return None if not rt else rt.extra.setdefault("putenv", {})
 
 
 def putenv(name: Any, value: Any, /) -> None:
@@ -253,7 +253,7 @@ def swap() -> Callable[[], None]:
                 namespace[key] = original
         # What the enclave's mapping serves once this enclave is left: its environment if it ever looked at it
         # (else there is no state anyone could have seen, and the mapping refuses as before).
-        _left = rt.extra.get("environ") if rt is not None else None
+        _left = rt.extra.get("environ") if rt else None
 
     return undo
 

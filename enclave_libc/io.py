@@ -308,7 +308,7 @@ class FileIO(_io.RawIOBase):
             warnings.warn(f"unclosed file {source!r}", ResourceWarning, stacklevel=stacklevel + 1, source=source)
 
     def __del__(self) -> None:
-        if self._fd >= 0 and self._closefd and runtime.RT is not None:
+        if self._fd >= 0 and self._closefd and runtime.active():
             self._dealloc_warn(self, stacklevel=2)
             try:
                 self.close()

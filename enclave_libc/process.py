@@ -90,7 +90,7 @@ def _active(call: str) -> runtime.EnclaveRuntime:
     """The active enclave, or a refusal: a replacement called with no enclave (say `RT = None` from inside)
     falls through to nothing of the host's."""
     rt = runtime.RT
-    if rt is None:
+    if not rt:
         raise Unsupported(call, "no enclave is active")
     return rt
 
@@ -185,7 +185,7 @@ def _native_run(rt: runtime.EnclaveRuntime | None) -> bool:
     """Whether process calls go to the real OS: only when the policy lets the program start processes
     (--allow-run / native.run), an escape hatch whose processes run outside the enclave.  No enclave object
     grants nothing (fail closed: `RT = None` from inside must not open the real calls)."""
-    if rt is None:
+    if not rt:
         return False
     allowed = getattr(rt.access, "native_allowed", None)
     return bool(allowed is not None and allowed("run"))
@@ -194,7 +194,7 @@ def _native_run(rt: runtime.EnclaveRuntime | None) -> bool:
 def kill(pid: Any, signal: Any, /) -> None:
     pid, sig = operator.index(pid), operator.index(signal)
     rt = runtime.RT
-    if rt is not None and pid == _own_pid(rt):
+    if rt and pid == _own_pid(rt):
         _no_fatal_signal("kill", rt, sig)
         # The process running the enclave's code receives it: its handlers are the program's.
         return _real_kill(_real_getpid(), sig)

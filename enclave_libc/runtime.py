@@ -15,7 +15,7 @@ import errno
 import os as _os
 from collections.abc import Callable
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 from ocall_bridge import types as T
 from ocall_bridge.access import ALLOW_ALL, Access, open_kinds
@@ -123,20 +123,55 @@ class EnclaveRuntime:
         return base + path if base.endswith(b"/") else base + b"/" + path
 
 
-RT: EnclaveRuntime | None = None
+class NoEnclave(AttributeError):
+    """Raised by any use of `RT` while no enclave is active.
+
+    An AttributeError, because that is what the same use raised when "no enclave" was `RT = None`: code that asks
+    `getattr(runtime.RT.access, "encrypted", ())` keeps its default, and nothing else changes but the message.
+    """
 
 
-def activate(rt: EnclaveRuntime | None) -> EnclaveRuntime | None:
-    """Make `rt` the enclave the family modules serve; returns the previous one."""
+class _Absent:
+    """`RT` when no enclave is active: falsy, and every attribute raises NoEnclave with a message that says so.
+
+    Typed as an EnclaveRuntime so that the family modules' `runtime.RT.fds...` needs no None check at each of its
+    ~180 uses; the places that must tell "no enclave" apart (and fail closed: a program that sets `RT = None`
+    from inside gets a refusal, not the host's objects) test `active()`, which also treats None as absent.
+    """
+
+    __slots__ = ()
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __getattr__(self, name: str) -> Any:
+        raise NoEnclave(f"posix_shim: no enclave is active (enclave_libc.runtime.RT.{name} used outside a run)")
+
+    def __repr__(self) -> str:
+        return "<no enclave>"
+
+
+ABSENT = cast(EnclaveRuntime, _Absent())
+RT: EnclaveRuntime = ABSENT
+
+
+def active() -> bool:
+    """Whether an enclave is active.  A value read from RT earlier is tested the same way: `if not rt:` (false
+    for ABSENT and for a None a program put there)."""
+    return bool(RT)
+
+
+def activate(rt: EnclaveRuntime | None) -> EnclaveRuntime:
+    """Make `rt` the enclave the family modules serve (None: none); returns the previous one."""
     global RT
-    previous, RT = RT, rt
+    previous, RT = RT, rt or ABSENT
     return previous
 
 
 def current() -> EnclaveRuntime:
-    if RT is None:
+    if not RT:
         raise RuntimeError("no enclave is active")
     return RT
 
 
-__all__ = ["EnclaveRuntime", "activate", "current", "RT", "T"]
+__all__ = ["ABSENT", "EnclaveRuntime", "NoEnclave", "activate", "active", "current", "RT", "T"]

@@ -497,7 +497,7 @@ class socket(_BaseSocket):
         return fd
 
     def __del__(self) -> None:
-        if getattr(self, "_fd", -1) >= 0 and runtime.RT is not None:
+        if getattr(self, "_fd", -1) >= 0 and runtime.active():
             import warnings
 
             try:

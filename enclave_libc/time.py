@@ -133,7 +133,7 @@ def _monotonic(rt: runtime.EnclaveRuntime, clock: int) -> int:
 
 def _clock_ns(clock: int) -> int:
     rt = runtime.RT
-    if rt is None:
+    if not rt:
         return _real_clock_gettime_ns(clock)
     if clock in MONOTONIC_CLOCKS:
         return _monotonic(rt, clock)
@@ -211,7 +211,7 @@ def clock_gettime(clk_id: Any, /) -> float:
 def clock_getres(clk_id: Any, /) -> float:
     clock = _clock_id(clk_id)
     rt = runtime.RT
-    if clock not in HOST_CLOCKS or rt is None:
+    if clock not in HOST_CLOCKS or not rt:
         return _real_clock_getres(clock)
     sec, nsec = divmod(rt.ocall.clock_getres(clock), _NS)
     return sec + nsec * 1e-9
@@ -253,7 +253,7 @@ def _sleep_ns(secs: Any) -> int:
 def sleep(secs: Any, /) -> None:
     ns = _sleep_ns(secs)
     rt = runtime.RT
-    if rt is None:
+    if not rt:
         return _real_sleep(secs)
     if ns == 0:
         rt.ocall.sleep(0)  # still a yield of the processor, on the host's side
@@ -314,7 +314,7 @@ _real_now, _real_utcnow = _type_dict["now"], _type_dict["utcnow"]
 def _inside() -> bool:
     installed = _time_module_dict.get("time")
     # The interposer may install the function itself or a staticmethod around it (builtins don't bind).
-    return runtime.RT is not None and getattr(installed, "__func__", installed) is time
+    return runtime.active() and getattr(installed, "__func__", installed) is time
 
 
 def _now(cls: type, tz: Any = None) -> Any:

@@ -58,7 +58,7 @@ _HASHED = re.compile(r"^[0-9a-f]{8}\.r?[0-9]+$")  # c_rehash names in a capath f
 
 
 def _inside() -> bool:
-    return runtime.RT is not None
+    return runtime.active()
 
 
 # -- reading files through the enclave ----------------------------------------------------------------------
@@ -221,7 +221,7 @@ def set_default_verify_paths(self: Any) -> None:
 def _warn_once(message: str) -> None:
     """One line on the program's stderr per enclave: a silent empty trust store is a puzzling failure later."""
     rt = runtime.RT
-    if rt is None or rt.extra.get("tls.warned"):
+    if not rt or rt.extra.get("tls.warned"):
         return
     rt.extra["tls.warned"] = True
     import sys

@@ -242,7 +242,7 @@ class PlatformQuoteGenerator:
 def in_enclave() -> bool:
     from enclave_libc import runtime
 
-    return runtime.RT is not None
+    return runtime.active()
 
 
 def report(user_data: bytes = b"") -> bytes:

@@ -572,7 +572,7 @@ class _InnerProcess(_Plain):
         from enclave_libc import runtime
 
         rt = runtime.RT
-        if rt is None or not isinstance(rt.access, policy_mod.Policy):
+        if not rt or not isinstance(rt.access, policy_mod.Policy):
             raise pytest.UsageError("--enclave-inner is internal to --enclave=process (no enclave is running here)")
         self.rt = rt
         with open(spec_path, encoding="utf-8") as f:

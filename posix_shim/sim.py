@@ -28,7 +28,7 @@ NESTED = ("a sim enclave cannot be started by code running inside an enclave: it
 
 class SimBackend:
     def __init__(self, access: Access, **options: Any) -> None:
-        if runtime.RT is not None:
+        if runtime.active():
             raise EnclaveStateError(NESTED)
         self.host = make_host(access, options)
         transport = SimTransport(self.host)

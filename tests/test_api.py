@@ -423,3 +423,14 @@ def test_the_default_enclave_is_confined_and_gets_the_default_policy(tmp_path: P
         with pytest.raises(EnclaveCallError) as err:
             enclave.call("builtins:open", str(outside))
     assert err.value.type_name == "PolicyDenied" and "--allow-read" in err.value.message
+
+
+def test_the_trusted_runtime_used_with_no_enclave_says_so() -> None:
+    """enclave_libc called outside any enclave fails with a message naming the cause, not 'NoneType has no ...'."""
+    from enclave_libc import files, runtime
+
+    assert not runtime.active()
+    with pytest.raises(runtime.NoEnclave, match=r"no enclave is active \(enclave_libc\.runtime\.RT\.\w+ used"):
+        files.open(b"/etc/hostname", os.O_RDONLY)
+    # An AttributeError still, as when "no enclave" was None: getattr with a default keeps working.
+    assert getattr(runtime.RT, "access", "default") == "default"
