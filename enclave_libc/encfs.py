@@ -107,6 +107,11 @@ def _states() -> dict[bytes, _State]:
 
 
 class _Keys:
+    aes: Any  # cryptography's AESGCM
+    mac: bytes
+    encrypt_into: Any  # AESGCM.encrypt_into, or a copying stand-in for older cryptography releases
+    decrypt_into: Any
+
     def __init__(self, kind: int) -> None:
         from cryptography.hazmat.primitives import hashes
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -127,8 +132,8 @@ class _Keys:
         self.mac = okm[32:]
         # encrypt_into/decrypt_into (newer cryptography releases) write into our buffers; with an older one the
         # same results are copied there.
-        self.encrypt_into: Any = getattr(aes, "encrypt_into", None) or _copying(aes.encrypt)
-        self.decrypt_into: Any = getattr(aes, "decrypt_into", None) or _copying(aes.decrypt)
+        self.encrypt_into = getattr(aes, "encrypt_into", None) or _copying(aes.encrypt)
+        self.decrypt_into = getattr(aes, "decrypt_into", None) or _copying(aes.decrypt)
         known[base] = (self.aes, self.mac, self.encrypt_into, self.decrypt_into)
 
 
@@ -487,7 +492,7 @@ def _scratch(name: str, n: int) -> memoryview:
     return memoryview(buf)[:n]
 
 
-def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
+def _pwrite_all(fd: int, data: bytes | bytearray | memoryview, offset: int) -> None:
     view = memoryview(data)
     while view:
         n = files.pwrite(fd, view, offset)
@@ -793,7 +798,8 @@ def _move(src: Any, dst: Any, fn: Any, src_dir_fd: int | None, dst_dir_fd: int |
     d_full, d_root = _locate(dst, dst_dir_fd)
     if s_root is None and d_root is None:
         return fn(src, dst, src_dir_fd=src_dir_fd, dst_dir_fd=dst_dir_fd)
-    if s_root != d_root or _stat.S_ISDIR(files.lstat(src, dir_fd=src_dir_fd).st_mode):
+    # (No s_root here means d_root has one: a move in.)
+    if s_root is None or s_root != d_root or _stat.S_ISDIR(files.lstat(src, dir_fd=src_dir_fd).st_mode):
         # Files are bound to their path inside their folder: moving one out, in, or a whole directory would
         # need every file re-encrypted.  EXDEV is what a move across file systems gets, and shutil.move answers
         # it by copying (through open(), so re-encrypting) and deleting.

@@ -23,7 +23,7 @@ class PolicyDenied(PermissionError):
         self.reason = reason
 
     def __str__(self) -> str:
-        return self.strerror
+        return self.strerror or super().__str__()  # strerror is always set by __init__; typed Optional by OSError
 
 
 class Unsupported(OSError):
@@ -35,7 +35,7 @@ class Unsupported(OSError):
         self.call = call
 
     def __str__(self) -> str:
-        return self.strerror
+        return self.strerror or super().__str__()  # strerror is always set by __init__; typed Optional by OSError
 
 
 def oserror(err: int, filename: object = None, filename2: object = None) -> OSError:

@@ -14,12 +14,17 @@ import io as _io
 import os as _os
 import stat as _stat
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ocall_bridge.types import MAX_DATA
 
 from . import encfs, files, runtime
 from .errors import oserror
+
+if TYPE_CHECKING:
+    # typeshed's spelling (as for _io.FileIO) of "bytes, or None from a non-blocking fd": callers are not made
+    # to check for a None that blocking files never give.
+    from _typeshed import MaybeNone
 
 _BufferedReader, _BufferedWriter, _BufferedRandom = _io.BufferedReader, _io.BufferedWriter, _io.BufferedRandom
 _TextIOWrapper, _text_encoding = _io.TextIOWrapper, _io.text_encoding
@@ -49,7 +54,7 @@ class FileIO(_io.RawIOBase):
             fd = file
         else:
             fd = -1
-            if isinstance(file, str | bytes) and ("\0" if isinstance(file, str) else b"\0") in file:
+            if isinstance(file, str) and "\0" in file or isinstance(file, bytes) and b"\0" in file:
                 raise ValueError("embedded null byte")  # the C FileIO's words (PyUnicode_FSConverter)
         if not isinstance(mode, str):
             raise TypeError(f"invalid mode: {mode}")
@@ -140,7 +145,7 @@ class FileIO(_io.RawIOBase):
             total += n
         return total
 
-    def read(self, size: int | None = -1) -> bytes | None:
+    def read(self, size: int | None = -1) -> bytes | MaybeNone:
         self._checkClosed()
         if not self._readable:
             raise _io.UnsupportedOperation("File not open for reading")
@@ -161,7 +166,7 @@ class FileIO(_io.RawIOBase):
                 break
         return b"".join(parts)
 
-    def readall(self) -> bytes | None:
+    def readall(self) -> bytes | MaybeNone:
         self._checkClosed()
         if not self._readable:
             raise _io.UnsupportedOperation("File not open for reading")
@@ -173,7 +178,7 @@ class FileIO(_io.RawIOBase):
                 chunk = max(chunk, end - pos + 1)  # +1: one read past the end sees EOF without another ocall
         except OSError:
             pass
-        parts = []
+        parts: list[bytes] = []
         while True:
             try:
                 data = files.read(self._fd, min(chunk, MAX_DATA))
@@ -357,7 +362,7 @@ def open(file: Any, mode: str = "r", buffering: int = -1, encoding: str | None =
     raw_mode = ((creating and "x" or "") + (reading and "r" or "") + (writing and "w" or "")
                 + (appending and "a" or "") + (updating and "+" or ""))
     # A file in an encrypted folder gets the encrypting raw layer (enclave_libc/encfs.py) under the same buffers.
-    raw = encfs.open_raw(file, raw_mode) if opener is None else None
+    raw: encfs.EncryptedFile | FileIO | None = encfs.open_raw(file, raw_mode) if opener is None else None
     if raw is None:
         raw = FileIO(file, raw_mode, closefd, opener=opener)
     result: Any = raw
@@ -372,6 +377,7 @@ def open(file: Any, mode: str = "r", buffering: int = -1, encoding: str | None =
             if binary:
                 return result
             raise ValueError("can't have unbuffered text I/O")
+        buffer: _io.BufferedIOBase
         if updating:
             buffer = _BufferedRandom(raw, buffering)
         elif creating or writing or appending:
@@ -402,7 +408,7 @@ def stdio_streams() -> tuple[Any, Any, Any]:
     Encoding, error handler, line buffering and write-through are copied from the streams Python made, so
     `python -u`, PYTHONIOENCODING and a terminal behave the same inside.
     """
-    streams = []
+    streams: list[_io.TextIOWrapper | None] = []
     for fd, name, mode, model in ((0, "<stdin>", "rb", sys.__stdin__), (1, "<stdout>", "wb", sys.__stdout__),
                                   (2, "<stderr>", "wb", sys.__stderr__)):
         if fd not in runtime.RT.fds:
@@ -410,6 +416,7 @@ def stdio_streams() -> tuple[Any, Any, Any]:
             continue
         raw = FileIO(fd, mode, closefd=False)
         raw.name = name
+        buffer: FileIO | _io.BufferedReader | _io.BufferedWriter
         if fd and isinstance(getattr(model, "buffer", None), _io.FileIO):
             buffer = raw  # python -u / PYTHONUNBUFFERED: stdout and stderr have no binary buffer at all
         else:
@@ -419,7 +426,7 @@ def stdio_streams() -> tuple[Any, Any, Any]:
         line = getattr(model, "line_buffering", fd == 2) or raw.isatty()
         write_through = getattr(model, "write_through", False)
         text = _TextIOWrapper(buffer, encoding, err, "\n", line, write_through)
-        text.mode = "r" if fd == 0 else "w"
+        text.mode = "r" if fd == 0 else "w"  # type: ignore[misc]  # settable at run time; typeshed's IO.mode is read-only
         streams.append(text)
     return streams[0], streams[1], streams[2]
 

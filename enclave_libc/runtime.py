@@ -82,11 +82,10 @@ class EnclaveRuntime:
             return stub
         index = {f.name: i for i, f in enumerate(c.params)}
         checks = [(index[name], kind) for name, kind in c.resources]
-        flags_at = index.get("flags")
 
         def guarded(*args: Any) -> Any:
             for i, kind in checks:
-                kinds = open_kinds(args[flags_at]) if kind == "open" else (kind,)
+                kinds = open_kinds(args[index["flags"]]) if kind == "open" else (kind,)
                 for k in kinds:
                     reason = access.check(c.name, k, args[i])
                     if reason:

@@ -96,7 +96,8 @@ class TrustedFiles:
 
     @staticmethod
     def _read_all(stubs: Any, handle: int) -> bytes:
-        chunks, offset = [], 0
+        chunks: list[bytes] = []
+        offset = 0
         while True:
             chunk = stubs.pread(handle, MAX_DATA, offset)
             if not chunk:
@@ -198,7 +199,7 @@ def guard(client: OcallClient, table: dict[str, str]) -> SimpleNamespace:
 
     wrapped.update(open=open, read=read, pread=pread, lseek=lseek, fstat=fstat, close=close, sendfile=sendfile)
     out = SimpleNamespace(**wrapped)
-    out.trusted = trusted  # type: ignore[attr-defined]
+    out.trusted = trusted
     return out
 
 

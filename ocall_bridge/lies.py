@@ -180,6 +180,8 @@ def _oversize(c: Call, args: Sequence[Any], results: list) -> list | None:
     i = _bounded(c)
     assert i is not None
     t = c.results[i].type
+    # _bounded found a result with a bound: only these three wire types carry one.
+    assert isinstance(t, T.Int | T.Bytes | T.List) and t.bound is not None
     over = _limit(t.bound, c, args) + 1
     if isinstance(t, T.Int):
         results[i] = over
@@ -234,10 +236,10 @@ def tell(kind: str, codec: CallCodec, args: Sequence[Any], answer: bytes | memor
     if err:
         return None
     if kind == "truncated":
-        body = len(answer) - HEADER_SIZE
-        if body <= 0:
+        size = len(answer) - HEADER_SIZE
+        if size <= 0:
             return None
-        cut = answer[:len(answer) - max(1, body // 2)]
+        cut = answer[:len(answer) - max(1, size // 2)]
         return struct.pack("<I", len(cut)) + cut[4:]
     if kind == "hugelen":
         lay = codec.answer
@@ -274,7 +276,9 @@ def tell(kind: str, codec: CallCodec, args: Sequence[Any], answer: bytes | memor
     elif kind == "backwards":
         results[0] = results[0] - 3_600_000_000_000  # an hour before what the host just read
     elif kind == "flip":
-        i = _data(c)
+        at = _data(c)
+        assert at is not None  # applies("flip") admits only calls with a data result
+        i = at
         data = bytearray(results[i])
         if not data:
             return None  # nothing to change in an empty answer (end of file)
@@ -310,8 +314,8 @@ def tell(kind: str, codec: CallCodec, args: Sequence[Any], answer: bytes | memor
     elif kind == "jump":
         results[0] = results[0] + _CENTURY_NS
     elif kind == "flood":
-        rec = (AF_INET, SOCK_STREAM, 6, "", (AF_INET, "", 80, 0, 0, b""))
-        results[0] = [(*rec[:4], (AF_INET, f"10.66.{i // 256}.{i % 256}", 80, 0, 0, b""))
+        entry = (AF_INET, SOCK_STREAM, 6, "", (AF_INET, "", 80, 0, 0, b""))
+        results[0] = [(*entry[:4], (AF_INET, f"10.66.{i // 256}.{i % 256}", 80, 0, 0, b""))
                       for i in range(MAX_RESOLVED + 1)]
     elif kind == "family":
         other = AF_INET6 if args[2] == AF_INET else AF_INET

@@ -102,7 +102,7 @@ class Record:
     fields: tuple[Field, ...]
 
     @property
-    def fixed(self) -> bool:  # type: ignore[override]
+    def fixed(self) -> bool:
         return False  # records are always carried as one blob; simpler bounds, one nested decoder
 
 

@@ -33,7 +33,6 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import native as N
-from ..calls import BY_NAME
 from ..errors import require
 from ..types import MAX_DATA, MAX_PATH
 from .real import fcntl, os, select
@@ -395,7 +394,7 @@ class _Call:
             return v & 0xFFFFFFFF
         return _i32(v)
 
-    def times(self, addr: int) -> tuple[int, int, bool]:
+    def times(self, addr: int) -> tuple[int | None, int | None, bool]:
         if addr == 0:
             return 0, 0, True
         a_s, a_ns, m_s, m_ns = struct.unpack("<qqqq", self.sup.memory.read(self.tid, addr, 32))
@@ -492,6 +491,7 @@ class Supervisor:
         self.served = 0  # notifications answered (any answer)
         self.sync_wakeup = self._set_sync_wakeup()
         by_name = {e.name: e for e in host.entries.values()}
+        self._by_name = by_name
         self._forms: dict[int, tuple[_Compiled, ...]] = {
             n.nr: tuple(_Compiled(n.syscall, f, by_name[f.row] if f.row else None) for f in n.forms)
             for n in N.NATIVE
@@ -651,13 +651,16 @@ class Supervisor:
             NATIVE.syscall, NATIVE.tid = c.syscall, call.tid
             try:
                 if None in values:
-                    values = self._omit(form, values)
-                    if values is None:
+                    settled = self._omit(form, values)
+                    if settled is None:
                         self._reply(nid, 0, 0)
                         return
+                    values = settled
                 own = self._own_descriptor(values[0], call.tid) if form.row == "open" else None
                 if own is not None:
                     result = self._reopen(own, values[0], values[1])
+                elif c.entry is None:  # only a Fail form has no row, and it raised above
+                    raise OSError(errno.EIO, f"native form of {c.syscall} names no host call")
                 else:
                     result = self.host.perform(c.entry, tuple(values))
             finally:
@@ -716,7 +719,7 @@ class Supervisor:
         return values
 
     def _entry(self, row: str) -> Entry:
-        return self.host.entries[BY_NAME[row].number]
+        return self._by_name[row]
 
     # -- answers -------------------------------------------------------------------------------------------
     def _zero(self, call: _Call, answer: N.Zero, result: Any) -> None:
