@@ -34,6 +34,7 @@ import errno
 import os as _os
 import re
 import ssl as _ssl
+from _ssl import _SSLContext
 from typing import Any
 
 from . import io as eio
@@ -43,7 +44,9 @@ from .errors import PolicyDenied, Unsupported
 
 # Captured before interposition: the real memory-file calls and OpenSSL's own loaders.
 _memfd_create, _os_write, _os_close = getattr(_os, "memfd_create", None), _os.write, _os.close
-_C = _ssl._ssl._SSLContext
+# The C class ssl.SSLContext derives from (ssl._ssl._SSLContext); Any: the private methods captured below
+# (_wrap_socket, _wrap_bio, the keylog descriptor) are not in typeshed's _ssl.
+_C: Any = _SSLContext
 _orig_wrap_socket = _C._wrap_socket
 _orig_wrap_bio = _C._wrap_bio
 _orig_load_cert_chain = _C.load_cert_chain
@@ -160,7 +163,8 @@ def _load_capath(self: Any, capath: Any) -> None:
     from . import dirs
 
     try:
-        names = sorted(dirs.listdir(capath))
+        names = dirs.listdir(capath)
+        names.sort()
     except FileNotFoundError:
         # What OpenSSL answers natively for a missing capath with nothing else to load.
         raise _ssl.SSLError(136, "[X509: NO_CERTIFICATE_OR_CRL_FOUND] no certificate or crl found") from None
@@ -408,7 +412,9 @@ class Channel:
         self._run("write", self._obj.verify_client_post_handshake)
 
 
-class SSLSocket(_ssl.SSLSocket, esock.socket):
+# Deliberate: CPython's SSLSocket code over the enclave's socket; typeshed's two bases disagree on the signatures
+# of recvmsg/recvmsg_into/sendmsg, which SSLSocket refuses at run time anyway.
+class SSLSocket(_ssl.SSLSocket, esock.socket):  # type: ignore[misc]
     """ssl.SSLSocket over an enclave socket: CPython's SSL socket code, the enclave's plain socket beneath."""
 
 
