@@ -8,6 +8,7 @@ fail the check.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Sequence
@@ -57,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 2
     if args.json:
-        print(policy.dumps_json(p))
+        print(json.dumps(p.to_data(), indent=2, sort_keys=True))  # what process.py sends (from_data reads it)
         return 0
     source = args.policy or (f"[tool.posix_shim] in {p.source}" if p.source else None) or \
         "(no policy file here: the defaults and flags)"
