@@ -35,6 +35,7 @@ from .calls import CALLS, FAMILIES, Call
 from .wire import CODECS, CODECS_BY_NAME, HEADER, WireError, decode_answer, decode_request
 
 PerformFn = Callable[[Any, tuple], Any]  # Host.perform(entry, args)
+ServeFn = Callable[[bytes | memoryview], bytes | memoryview | None]  # Host.serve(frame) -> answer or None
 
 
 class InjectSpecError(ValueError):
@@ -259,7 +260,7 @@ class Injector:
 
         return perform_injected
 
-    def wrap_serve(self, serve: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def wrap_serve(self, serve: ServeFn) -> ServeFn:
         """Host.serve, with the answer of a call `perform_injected` chose to lie about rewritten into the lie.
 
         The lie is told on the encoded frame, after the honest call was performed: what the enclave receives

@@ -276,9 +276,9 @@ def tell(kind: str, codec: CallCodec, args: Sequence[Any], answer: bytes | memor
     elif kind == "backwards":
         results[0] = results[0] - 3_600_000_000_000  # an hour before what the host just read
     elif kind == "flip":
-        at = _data(c)
-        assert at is not None  # applies("flip") admits only calls with a data result
-        i = at
+        data_at = _data(c)
+        assert data_at is not None  # applies("flip") admits only calls with a data result
+        i = data_at
         data = bytearray(results[i])
         if not data:
             return None  # nothing to change in an empty answer (end of file)

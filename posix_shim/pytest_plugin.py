@@ -34,13 +34,16 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from collections.abc import Callable, Generator, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from . import policy as policy_mod
 from .enclave import BACKENDS, Enclave
+
+if TYPE_CHECKING:
+    from pluggy import Result
 
 # Exit status of an inner session that found marks needing grants its host was not started with.
 RESTART_STATUS = 86
@@ -52,7 +55,15 @@ MARK_LISTS = {f"{verb}_{kind}": f"--{verb}-{kind}" for verb in ("allow", "deny")
 MARK_BOOLS = {"allow_ffi": "--allow-ffi", "allow_run": "--allow-run"}
 MARK_KEYS = (*MARK_LISTS, *MARK_BOOLS, "backend")
 
-_INTERNAL_DIRS = tuple(os.path.dirname(os.path.abspath(m)) + os.sep for m in (
+
+
+def _package_dir(file: str | None) -> str:
+    if file is None:  # a namespace package has no __init__.py; these three are regular packages
+        raise ImportError("posix_shim's own packages must be regular packages (with __init__.py)")
+    return os.path.dirname(os.path.abspath(file)) + os.sep
+
+
+_INTERNAL_DIRS = tuple(_package_dir(m) for m in (
     __file__, __import__("enclave_libc").__file__, __import__("ocall_bridge").__file__))
 
 _HINT = re.compile(r"allow with --allow-(read|write|net|env)=([^\s,)]+)")
@@ -80,6 +91,7 @@ def pytest_configure(config: pytest.Config) -> None:
                    "..., allow_ffi=False, allow_run=False, backend=None): this test's policy on top of the "
                    "session's, and the backend it needs (posix_shim --enclave)")
     inner = config.getoption("enclave_inner")
+    state: _Plain
     if inner:
         state = _InnerProcess(config, inner)
     elif config.getoption("enclave") == "sim":
@@ -211,7 +223,8 @@ class _Plain:
 
     # Reporting is shared by every mode: a record per test, filled by the modes that run tests inside.
     @pytest.hookimpl(hookwrapper=True)
-    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]
+                                  ) -> Generator[None, Result[pytest.TestReport], None]:
         record: _Record | None = item.stash.get(_RECORD, None)
         if record is not None and call.excinfo is not None and not item.config.getoption("fulltrace"):
             _hide_runtime_frames(call.excinfo)
@@ -622,7 +635,8 @@ class _InnerProcess(_Plain):
         flags, _ = mark_settings(item)
         record = item.stash.setdefault(_RECORD, _Record())
         undo = _watch(self.rt, record, bool(self.spec_trace))
-        live: policy_mod.Policy = self.rt.access
+        live = self.rt.access
+        assert isinstance(live, policy_mod.Policy)  # checked in __init__, and the runtime never replaces it
         saved = dict(live.__dict__)
         chosen = self.policies.get(flags, self.policies[()])
         live.__dict__.update(chosen.__dict__)

@@ -99,11 +99,14 @@ def verify_certificate(der: bytes, *, platform_keys: Any, measurement: bytes | s
     """Check a peer certificate (DER): its quote, the quote's binding to the certificate's key, the identity."""
     try:
         cert = x509.load_der_x509_certificate(der)
-        quote = cert.extensions.get_extension_for_oid(QUOTE_OID).value.value
+        ext = cert.extensions.get_extension_for_oid(QUOTE_OID).value
     except x509.ExtensionNotFound:
         raise RATLSError("the peer's certificate carries no quote: not an RA-TLS peer") from None
     except ValueError as exc:
         raise RATLSError(f"the peer's certificate cannot be read: {exc}") from None
+    # A private OID: cryptography never parses it, so it is always handed over as raw bytes.
+    assert isinstance(ext, x509.UnrecognizedExtension)
+    quote = ext.value
     try:
         return attestation.verify(quote, platform_keys=platform_keys, measurement=measurement, signer=signer,
                                   user_data=key_binding(cert.public_key()), allow_debug=allow_debug)
