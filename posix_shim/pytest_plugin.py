@@ -56,7 +56,6 @@ MARK_BOOLS = {"allow_ffi": "--allow-ffi", "allow_run": "--allow-run"}
 MARK_KEYS = (*MARK_LISTS, *MARK_BOOLS, "backend")
 
 
-
 def _package_dir(file: str | None) -> str:
     if file is None:  # a namespace package has no __init__.py; these three are regular packages
         raise ImportError("posix_shim's own packages must be regular packages (with __init__.py)")
