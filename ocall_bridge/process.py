@@ -43,6 +43,7 @@ from typing import Any
 
 from .calls import BY_NUMBER
 from .errors import HostGone
+from .ring import ISSUES_HANDLES as _ISSUES_HANDLES
 from .types import MAX_FRAME
 from .wire import ANSWER, ECALL, ECALL_RETURN, HEADER, HEADER_SIZE, REQUEST, WIRE_VERSION
 
@@ -303,7 +304,7 @@ class EnclaveTransport:
 
     name = "process"
 
-    def __init__(self, fd: int, max_ecall: int = MAX_ECALL) -> None:
+    def __init__(self, fd: int, max_ecall: int = MAX_ECALL, ring: Any = None) -> None:
         self.sock = _SocketType(fileno=fd)
         self.fd = fd
         self._reader = FrameReader(self._recv_with_fds)
@@ -326,17 +327,34 @@ class EnclaveTransport:
         self._main_poll = _poll()  # used by the main thread only (see _wait_readable)
         self._main_poll.register(self.fd, _POLLIN)
         self._wake_r = self._wake_w = -1
+        # The switchless path (ring.RingClient) for every call that issues no handle; None: the socket only.
+        self.ring = ring
+        if ring is not None:
+            self.runtime_fds.update(ring.fds())
         self._announce: Callable[[str], None] | None = None
 
     # -- ocalls --------------------------------------------------------------------------------------------
     def roundtrip(self, frame: bytes, seq: int) -> bytes | memoryview:
+        ring = self.ring
         if _get_ident() != self._main:
+            if ring is not None and frame[6] | frame[7] << 8 not in _ISSUES_HANDLES:
+                answer = ring.roundtrip(frame, frame[6] | frame[7] << 8)
+                if answer is not None:
+                    return answer
             return self._roundtrip(frame, seq, False)
         self.main_state = BUSY
         try:
+            if ring is not None and frame[6] | frame[7] << 8 not in _ISSUES_HANDLES:
+                answer = ring.roundtrip(frame, frame[6] | frame[7] << 8, self._ring_wait)
+                if answer is not None:
+                    return answer
             return self._roundtrip(frame, seq, True)
         finally:
             self._leave_main()
+
+    def _ring_wait(self, waiting: bool) -> None:
+        # The main thread's ring wait is where a signal handler may run at once (see run_handler).
+        self.main_state = WAIT if waiting else BUSY
 
     def _roundtrip(self, frame: bytes, seq: int, main: bool) -> bytes | memoryview:
         slot = _Slot()
@@ -581,6 +599,8 @@ class EnclaveTransport:
                 self._dead = reason
         if first and not self.closing and self._announce is not None:
             self._announce(reason)
+        if self.ring is not None:
+            self.ring.fail(reason)
         with self._state:
             for slot in self._pending.values():
                 self._wake(slot)
@@ -660,7 +680,7 @@ class HostChannel:
 
     def __init__(self, host: Any, sock: Any, on_close: Callable[[str], None] | None = None,
                  max_workers: int = 256, max_queued: int = 1024, max_ecall: int = MAX_ECALL,
-                 pass_fds: bool = False) -> None:
+                 pass_fds: bool = False, ring: Any = None) -> None:
         self.host = host
         self.sock = sock
         # pass_fds: every handle an answer issues travels with it as a real descriptor (SCM_RIGHTS), so the
@@ -687,9 +707,17 @@ class HostChannel:
         self._max_workers = max_workers
         self._room = threading.BoundedSemaphore(max_queued)
         self._thread = threading.Thread(target=self._read_loop, name="posix_shim-host-reader", daemon=True)
+        # The switchless path (ring.RingFds, or None): served by its own thread, blocking calls on this pool.
+        self.ring: Any = None
+        if ring is not None:
+            from .ring import RingServer
+
+            self.ring = RingServer(ring, host.serve, self._submit)
 
     def start(self) -> None:
         self._thread.start()
+        if self.ring is not None:
+            self.ring.start()
 
     # -- serving -------------------------------------------------------------------------------------------
     def _issued(self, handle: int) -> None:
@@ -769,7 +797,8 @@ class HostChannel:
         except OSError:
             pass  # the enclave is gone; the reader sees EOF and reports it
 
-    def _submit(self, frame: bytes | memoryview) -> None:
+    def _submit(self, frame: bytes | memoryview, deliver: Callable[[Any], None] | None = None) -> None:
+        """Serve `frame` on the pool; its answer goes over the socket, or to `deliver` (the ring's slot)."""
         self._room.acquire()
         with self._pool_lock:
             if self._idle:
@@ -778,7 +807,7 @@ class HostChannel:
             else:
                 spawn = self._workers < self._max_workers
                 self._workers += spawn
-        self._jobs.put(frame)
+        self._jobs.put((frame, deliver))
         if spawn:
             threading.Thread(target=self._worker, name="posix_shim-host-worker", daemon=True).start()
 
@@ -787,12 +816,15 @@ class HostChannel:
         serve = self._serve_passing if getattr(self.host.handles, "on_issue", None) == self._issued else \
             self.host.serve
         while True:
-            frame = jobs.get()
-            if frame is None:
+            job = jobs.get()
+            if job is None:
                 return
+            frame, deliver = job
             try:
                 answer = serve(frame)
-                if answer is not None and self.closed is None:
+                if deliver is not None:
+                    deliver(answer)
+                elif answer is not None and self.closed is None:
                     send(answer)
             finally:
                 self._room.release()
@@ -846,6 +878,8 @@ class HostChannel:
                 self.on_close(reason)
             except Exception:
                 log.exception("on_close failed")
+        if self.ring is not None:
+            self.ring.stop()
         with self._close_lock:
             waits, self._waiting = list(self._waiting.values()), {}
         for wait in waits:

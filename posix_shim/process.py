@@ -50,13 +50,14 @@ from ocall_bridge.process import (
     ProtocolError,
     receive_listener,
 )
+from ocall_bridge.ring import RingFds
 
 from .enclave import EnclaveCallError, EnclaveStateError, EnclaveUnavailable
 from .wiring import make_host
 
 # Options this backend takes for itself; every other option goes to make_host, and its plain-data ones also to
 # the child's make_client.
-OWN_OPTIONS = ("python", "max_workers", "start_timeout", "confine")
+OWN_OPTIONS = ("python", "max_workers", "start_timeout", "confine", "transport")
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 EXIT_UNCONFINED = 2  # posix_shim.child's status when the kernel lacks what confinement needs
 
@@ -247,25 +248,42 @@ class ProcessBackend:
         self.forwarded: set[int] = set()
         self.status: int | None = None  # the child's exit status once it is gone (negative: signal)
         self._reaped = threading.Event()
+        # "ring" (the default): quick calls through shared memory (ocall_bridge/ring.py); "socket": everything
+        # over the socketpair, as before the ring existed.
+        transport = options.pop("transport", None) or os.environ.get("POSIX_SHIM_TRANSPORT") or "ring"
+        if transport not in ("ring", "socket"):
+            raise ValueError(f"transport must be 'ring' or 'socket', not {transport!r}")
+        ring = RingFds.create() if transport == "ring" else None
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             command = _child_command(python, child.fileno()) + ([] if self.confined else ["unconfined"])
+            passed = (child.fileno(),)
+            if ring is not None:
+                command.append(ring.to_arg())
+                passed += tuple(ring.all())
             # stdin and stdout: nothing (the program's stdio are the host's, passed as enclave fds 0-2 at attach);
             # stderr stays the runner's until then, for a message if the child cannot start at all.
-            self.proc = subprocess.Popen(command, pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL,
+            self.proc = subprocess.Popen(command, pass_fds=passed, stdin=subprocess.DEVNULL,
                                          stdout=subprocess.DEVNULL, process_group=0,
                                          env=child_environment(access))
         except BaseException:
             parent.close()
             self.host.close()
+            if ring is not None:
+                ring.close()
             raise
         finally:
             child.close()
         self.pid = self.proc.pid
         if self.confined:
-            self._supervise(parent, start_timeout)
+            try:
+                self._supervise(parent, start_timeout)
+            except BaseException:
+                if ring is not None:
+                    ring.close()
+                raise
         self.channel = HostChannel(self.host, parent, on_close=self._on_channel_closed, max_workers=max_workers,
-                                   pass_fds=True)
+                                   pass_fds=True, ring=ring)
         self.channel.start()
         _live.add(self)
         try:
