@@ -712,7 +712,7 @@ class HostChannel:
         if ring is not None:
             from .ring import RingServer
 
-            self.ring = RingServer(ring, host.serve, self._submit)
+            self.ring = RingServer(ring, host.serve, self._submit, serve_into=getattr(host, "serve_into", None))
 
     def start(self) -> None:
         self._thread.start()
@@ -797,8 +797,10 @@ class HostChannel:
         except OSError:
             pass  # the enclave is gone; the reader sees EOF and reports it
 
-    def _submit(self, frame: bytes | memoryview, deliver: Callable[[Any], None] | None = None) -> None:
-        """Serve `frame` on the pool; its answer goes over the socket, or to `deliver` (the ring's slot)."""
+    def _submit(self, frame: bytes | memoryview, deliver: Callable[[Any], None] | None = None,
+                serve: Callable[[Any], Any] | None = None) -> None:
+        """Serve `frame` on the pool; its answer goes over the socket, or to `deliver` (the ring's slot), in
+        which case `serve` (if given) serves it instead of the host's own serve."""
         self._room.acquire()
         with self._pool_lock:
             if self._idle:
@@ -807,7 +809,7 @@ class HostChannel:
             else:
                 spawn = self._workers < self._max_workers
                 self._workers += spawn
-        self._jobs.put((frame, deliver))
+        self._jobs.put((frame, deliver, serve))
         if spawn:
             threading.Thread(target=self._worker, name="posix_shim-host-worker", daemon=True).start()
 
@@ -819,9 +821,9 @@ class HostChannel:
             job = jobs.get()
             if job is None:
                 return
-            frame, deliver = job
+            frame, deliver, own = job
             try:
-                answer = serve(frame)
+                answer = serve(frame) if own is None else own(frame)
                 if deliver is not None:
                     deliver(answer)
                 elif answer is not None and self.closed is None:

@@ -182,6 +182,7 @@ class RingClient:
             _set_blocking(fd, False)
         self.spin = self._budget = spin
         self._probe = 0
+        self.sleeps = 0  # waits that ended in a blocking sleep (for benchmarks)
         self._free = list(range(nslots - 1, -1, -1))
         self._abandoned: list[int] = []
         self._polls = []
@@ -277,6 +278,7 @@ class RingClient:
 
     def _sleep(self, i: int, h: int, on_wait: Callable[[bool], None] | None) -> None:
         w, bell, p = self._w, self.bells[i], self._polls[i]
+        self.sleeps += 1
         w[h + 1] = 1
         try:
             while w[h] != ANS:
@@ -316,13 +318,13 @@ class RingServer:
     the worker pool, which calls `deliver(answer)` when it is done (HostChannel._submit).
     """
 
-    def __init__(self, fds: RingFds, serve: Callable[[bytes], Any],
-                 submit: Callable[[bytes, Callable[[Any], None]], None], spin: int = HOST_SPIN) -> None:
+    def __init__(self, fds: RingFds, serve: Callable[[bytes], Any], submit: Callable[..., None],
+                 spin: int = HOST_SPIN, serve_into: Callable[[bytes, memoryview], Any] | None = None) -> None:
         nslots = len(fds.bells)
         self._mm, self._view, self._w = _map(fds.memfd)
         fds.close_memfd()
         self.fds = fds
-        self._serve, self._submit = serve, submit
+        self._serve, self._submit, self._serve_into = serve, submit, serve_into
         self.spin = self._budget = spin
         self._probe = 0
         self._n = nslots
@@ -349,11 +351,13 @@ class RingServer:
             return
         frame = bytes(self._view[off:off + n])  # the private copy the host decodes and checks
         call = frame[6] | frame[7] << 8 if n >= 8 else -1
+        serve = self._serve if self._serve_into is None else \
+            lambda frame, i=i: self._serve_into(frame, self._view[PAGE + i * SLOT_SIZE:PAGE + (i + 1) * SLOT_SIZE])
         if call in _BLOCKING:
             self._submitted += 1
-            self._submit(frame, lambda answer, i=i: self._deliver(i, answer))
+            self._submit(frame, lambda answer, i=i: self._deliver(i, answer), serve)
             return
-        self._answer(i, self._serve(frame))
+        self._answer(i, serve(frame))
 
     def _deliver(self, i: int, answer: Any) -> None:
         with self._count_lock:
@@ -368,7 +372,10 @@ class RingServer:
             answer = b""
         n = len(answer)
         off = PAGE + i * SLOT_SIZE
-        self._view[off:off + n] = answer
+        if answer.__class__ is memoryview and answer.obj is self._mm:
+            answer.release()  # served in place (Host.serve_into): the answer already sits at the slot's start
+        else:
+            self._view[off:off + n] = answer
         w[h + 2] = n
         w[h] = ANS
         if w[h + 1]:

@@ -27,7 +27,7 @@ def pair(serve: Any, server_class: type[R.RingServer] = R.RingServer, client_cla
     """A host half and an enclave half on one fresh ring, in this process (the client maps its own copy)."""
     fds = R.RingFds.create()
     client_fds = R.RingFds(os.dup(fds.memfd), fds.host_bell, fds.bells)
-    server = server_class(fds, serve, submit or (lambda frame, deliver: deliver(serve(frame))))
+    server = server_class(fds, serve, submit or (lambda frame, deliver, own=None: deliver((own or serve)(frame))))
     client = client_class(client_fds)
     server.start()
     return server, client
@@ -179,7 +179,7 @@ def test_a_legitimate_error_is_an_oserror() -> None:
 
 def test_a_waiter_is_woken_with_hostgone_when_the_host_goes() -> None:
     never: list[Any] = []
-    server, client = pair(lambda frame: None, submit=lambda frame, deliver: never.append(deliver))
+    server, client = pair(lambda frame: None, submit=lambda frame, deliver, own=None: never.append(deliver))
     try:
         errors: list[BaseException] = []
 
@@ -207,7 +207,7 @@ def test_a_waiter_is_woken_with_hostgone_when_the_host_goes() -> None:
 
 def test_an_interrupted_wait_never_gives_its_late_answer_to_another_call() -> None:
     late: list[Any] = []
-    server, client = pair(honest(b"B" * 16), submit=lambda frame, deliver: late.append((frame, deliver)))
+    server, client = pair(honest(b"B" * 16), submit=lambda frame, deliver, own=None: late.append((frame, deliver)))
     try:
         interrupted: list[BaseException] = []
 
