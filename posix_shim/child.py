@@ -43,7 +43,7 @@ from ocall_bridge.ring import RingClient, RingFds
 from . import policy as policy_module
 from . import program
 from .enclave import check_plain, resolve_target
-from .process import decode_plain, encode_plain
+from .plain import decode_plain, encode_plain
 from .session import inside
 from .wiring import make_client
 
