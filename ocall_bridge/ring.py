@@ -43,6 +43,7 @@ from typing import Any
 from .calls import BY_NUMBER
 from .errors import HostGone
 from .types import MAX_FRAME, Int
+from .wire import CODECS
 
 MAGIC = 0x52494E47  # "RING"
 SLOTS = 8  # concurrent ocalls served switchless; more threads than this fall back to the socketpair
@@ -71,6 +72,8 @@ _close, _set_blocking = posix.close, posix.set_blocking
 _poll, _POLLIN = _select.poll, _select.POLLIN
 _getrefcount = __import__("sys").getrefcount
 _BLOCKING = frozenset(n for n, c in BY_NUMBER.items() if c.blocking)
+# Calls whose answer is one byte string (read, pread, recv...): the host may fill their answer in place.
+_BYTES_ANSWER = frozenset(c.number for c in CODECS.values() if c.finish_in_place is not None)
 # Calls whose answer may issue a handle: the host passes its descriptor over the socketpair just ahead of the
 # answer, so these never ride the ring (see process.py, FDS frames).  The control family (attach: the standard
 # streams' handles, once per run) goes the same way.
@@ -351,8 +354,10 @@ class RingServer:
             return
         frame = bytes(self._view[off:off + n])  # the private copy the host decodes and checks
         call = frame[6] | frame[7] << 8 if n >= 8 else -1
-        serve = self._serve if self._serve_into is None else \
-            lambda frame, i=i: self._serve_into(frame, self._view[PAGE + i * SLOT_SIZE:PAGE + (i + 1) * SLOT_SIZE])
+        serve = self._serve
+        if call in _BYTES_ANSWER and self._serve_into is not None:  # a read: its data may go straight in
+            serve = lambda frame, i=i: self._serve_into(
+                frame, self._view[PAGE + i * SLOT_SIZE:PAGE + (i + 1) * SLOT_SIZE])
         if call in _BLOCKING:
             self._submitted += 1
             self._submit(frame, lambda answer, i=i: self._deliver(i, answer), serve)
