@@ -368,7 +368,10 @@ class RingServer:
         with self._count_lock:
             self._completed += 1
         if not self._stopped:
-            self._answer(i, answer)
+            try:
+                self._answer(i, answer)
+            except ValueError:  # stopped meanwhile: the mapping's views are released, nobody waits any more
+                pass
 
     def _answer(self, i: int, answer: Any) -> None:
         w = self._w

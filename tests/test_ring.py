@@ -132,9 +132,14 @@ def test_a_host_rewriting_the_slot_after_the_check_changes_nothing(client_class:
 
 
 class LengthLiar(R.RingServer):
+    """Answers with a length word beyond the slot (written before the state says ANS, as a real liar would)."""
+
     def _answer(self, i: int, answer: Any) -> None:
-        super()._answer(i, answer)
-        self._w[R._SLOT_BASE + i * R._SLOT_WORDS + 2] = R.SLOT_SIZE + 1  # beyond the slot
+        h = R._SLOT_BASE + i * R._SLOT_WORDS
+        self._w[h + 2] = R.SLOT_SIZE + 1
+        self._w[h] = R.ANS
+        if self._w[h + 1]:
+            os.eventfd_write(self.fds.bells[i], 1)
 
 
 def test_lies_through_the_ring_are_refused() -> None:
