@@ -69,21 +69,32 @@ _PYTIME_TOO_LARGE = f"timestamp too large to convert to C {'_' if sys.version_in
 _MAX_NESTING = 3  # clock reads nested in clock reads (a violation being logged reads the time): see _ask
 
 
+# The cached clock (process backend, unless strict): REALTIME and MONOTONIC are asked of the host at most once
+# per RESYNC_NS; in between, a read is the last answer advanced by the enclave's own monotonic counter (the
+# stand-in for RDTSC, as in Gramine's calibrated-TSC clock).  docs/time-env.md states the trust this takes.
+RESYNC_NS = 10_000_000
+CACHED_CLOCKS = frozenset((CLOCK_REALTIME, CLOCK_MONOTONIC))
+_own = _time.CLOCK_MONOTONIC  # read here, never asked of the host (vDSO: no system call, no ocall)
+
+
 class ClockState:
-    """What this enclave has been told so far: the floor of each monotonic clock (RT.extra["time"])."""
+    """What this enclave has been told so far: the floor of each monotonic clock (RT.extra["time"]), and, when the
+    clock is cached, the last answer of each cached clock with the enclave's own counter just after it."""
 
-    __slots__ = ("floor", "acquire", "release")
+    __slots__ = ("floor", "acquire", "release", "cached", "sync")
 
-    def __init__(self) -> None:
+    def __init__(self, cached: bool = False) -> None:
         self.floor = {clock: 0 for clock in MONOTONIC_CLOCKS}  # Linux monotonic clocks start at >= 0
         lock = threading.Lock()  # raising the floor is a read-compare-write: two threads must not interleave
         self.acquire, self.release = lock.acquire, lock.release
+        self.cached = cached
+        self.sync: dict[int, tuple[int, int]] = {}  # clock -> (host's answer, own counter after it came)
 
 
 def _state(rt: runtime.EnclaveRuntime) -> ClockState:
     st = rt.extra.get("time")
     if st is None:
-        st = rt.extra.setdefault("time", ClockState())
+        st = rt.extra.setdefault("time", ClockState(bool(getattr(rt.client, "cached_clock", False))))
     return st
 
 
@@ -135,9 +146,37 @@ def _clock_ns(clock: int) -> int:
     rt = runtime.RT
     if not rt:
         return _real_clock_gettime_ns(clock)
+    st = rt.extra.get("time") or _state(rt)
+    if st.cached and clock in CACHED_CLOCKS:
+        return _cached(rt, st, clock)
     if clock in MONOTONIC_CLOCKS:
         return _monotonic(rt, clock)
     return _ask(rt, clock)
+
+
+def _cached(rt: runtime.EnclaveRuntime, st: ClockState, clock: int) -> int:
+    """A cached clock read: the last answer plus the enclave's own elapsed time, or a resync (an ocall, with all
+    its checks) when RESYNC_NS have passed.  For MONOTONIC every value handed out raises the floor, so a resync
+    answer below anything the program has already seen is refused exactly as an uncached lie would be."""
+    now = _real_clock_gettime_ns(_own)
+    sync = st.sync.get(clock)
+    if sync is not None and now - sync[1] < RESYNC_NS:
+        ns = sync[0] + (now - sync[1])
+        if clock == CLOCK_MONOTONIC and ns > st.floor[clock]:
+            st.acquire()
+            try:
+                if ns > st.floor[clock]:
+                    st.floor[clock] = ns
+                else:
+                    ns = st.floor[clock]  # another thread handed out a later value meanwhile
+            finally:
+                st.release()
+        return ns
+    ns = _monotonic(rt, clock) if clock in MONOTONIC_CLOCKS else _ask(rt, clock)
+    # The counter after the answer came: extrapolating from it lags the host's clock by the round trip, never
+    # leads it, so an honest host's next answer is never below what was handed out meanwhile.
+    st.sync[clock] = (ns, _real_clock_gettime_ns(_own))
+    return ns
 
 
 def _as_seconds(ns: int) -> float:

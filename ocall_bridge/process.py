@@ -20,6 +20,10 @@ Host side (`HostChannel`): one reader thread per enclave.  Calls whose table row
 inline on the reader (the fast path); `blocking=True` calls go to a pool that grows to one worker per call in
 flight (capped), so an accept, recv or sleep blocks only the enclave thread that asked for it.
 
+Modules: the frames both ends share are in `framing.py`, the host's end (`HostChannel`) in `channel.py`, the
+switchless slots in `ring.py`; this module keeps the enclave's end and re-exports the rest under the names it
+always offered.
+
 Everything here uses references captured at import: in the child the interposer rewrites `os`, `socket`,
 `select` and `time`, and this module (skipped by name) must keep the real ones.  The enclave side never logs
 or reads a clock: either would be an ocall made from inside the transport.
@@ -29,251 +33,61 @@ from __future__ import annotations
 
 import _socket
 import _thread
-import fcntl as _fcntl
 import logging
 import posix
-import queue as _queue
 import select as _select
 import signal as _signal
 import struct
 import threading
-import time as _time
 from collections.abc import Callable
 from typing import Any
 
 from .calls import BY_NUMBER
+from .channel import HostChannel  # re-exported: the host's end lives in channel.py
 from .errors import HostGone
-from .types import MAX_FRAME
-from .wire import ANSWER, ECALL, ECALL_RETURN, HEADER, HEADER_SIZE, REQUEST, WIRE_VERSION
+from .framing import (  # noqa: F401  (also re-exported: the names this module always offered)
+    _ANCILLARY,
+    _I64,
+    _MSG_CTRUNC,
+    _SCM_RIGHTS,
+    _SOL_SOCKET,
+    _U32,
+    FDS,
+    HIGH_FD,
+    MAX_ECALL,
+    MAX_PASSED,
+    MORE,
+    ChannelClosed,
+    EcallAssembler,
+    FrameReader,
+    ProtocolError,
+    ecall_frames,
+    fds_frame,
+    frame_kind,
+    move_high,
+    parse_fds_frame,
+    receive_listener,
+    send_listener,
+)
+from .ring import ISSUES_HANDLES as _ISSUES_HANDLES
+from .wire import ANSWER, ECALL, ECALL_RETURN
 
 log = logging.getLogger("posix_shim.process")
 
 # Ecall operations (the `call` field of ECALL / ECALL_RETURN frames).
 OP_INIT, OP_RUN, OP_CALL, OP_EXIT = 1, 2, 3, 4
-# A transport-level frame kind, host -> enclave only: "the descriptors attached to this frame (SCM_RIGHTS) are
-# those of these handles", sent just before the answer that issues the handles.  Body: u32 count, then count
-# i64 handle numbers.  It gives the enclave process a real descriptor for every enclave fd (one fd space).
-FDS = 5
-MAX_PASSED = 16  # descriptors one answer may carry (attach: 3, pipe/socketpair: 2, everything else: 1)
-_I64 = struct.Struct("<q")
-_ANCILLARY = _socket.CMSG_SPACE(MAX_PASSED * 4)
-MORE = 1  # flag in the errno field: another fragment of this payload follows
-MAX_ECALL = 64 << 20  # default bound on one reassembled ecall payload, either direction
-_FRAGMENT = MAX_FRAME - HEADER_SIZE
 
-_U32 = struct.Struct("<I")
 _allocate_lock = _thread.allocate_lock
 _get_ident = _thread.get_ident
 _start_new_thread = _thread.start_new_thread
 _poll = _select.poll
 _POLLIN, _POLLHUP, _POLLERR = _select.POLLIN, _select.POLLHUP, _select.POLLERR
-_sleep = _time.sleep
-_write, _read, _close, _getppid, _pipe = posix.write, posix.read, posix.close, posix.getppid, posix.pipe
+_read, _close, _getppid, _pipe = posix.read, posix.close, posix.getppid, posix.pipe
 _set_blocking = posix.set_blocking
 _SocketType = _socket.socket
 _default_int_handler = _signal.default_int_handler
 _BLOCKING = frozenset(n for n, c in BY_NUMBER.items() if c.blocking)
-_fcntl_call, _F_DUPFD_CLOEXEC = _fcntl.fcntl, _fcntl.F_DUPFD_CLOEXEC
 _fstat = posix.fstat
-_SOL_SOCKET, _SCM_RIGHTS, _MSG_CTRUNC = _socket.SOL_SOCKET, _socket.SCM_RIGHTS, _socket.MSG_CTRUNC
-HIGH_FD = 900  # where the enclave process keeps its own descriptors (see move_high)
-
-
-def move_high(fd: int, floor: int = HIGH_FD) -> int:
-    """Move `fd` to the lowest free number >= floor (close-on-exec), closing the original.
-
-    The enclave's own fds are virtual, but C code inside the enclave process (the traceback printer, an
-    extension) can still reach a *real* descriptor by a small number - and must not find the channel or the
-    watchdog's pipe there.
-    """
-    try:
-        new = _fcntl_call(fd, _F_DUPFD_CLOEXEC, floor)
-    except OSError:  # a tiny RLIMIT_NOFILE: leave it where it is
-        return fd
-    _close(fd)
-    return new
-
-
-class ProtocolError(Exception):
-    """The peer sent a stream that is not a sequence of valid frames: the channel cannot be trusted any more."""
-
-
-class ChannelClosed(Exception):
-    """The channel is closed (the peer exited or broke the protocol); `reason` says how."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-# -- framing -----------------------------------------------------------------------------------------------
-
-
-class FrameReader:
-    """Frames out of a byte stream, reading as much as the socket has so that several frames cost one recv.
-
-    The length in each header is checked (at least a header, at most `max_frame`) as soon as the header is
-    buffered, before any room is made for the body: a peer cannot make this side allocate more than one frame.
-    Small frames are copied out of a reused buffer; a frame larger than the buffer is read into its own.
-    """
-
-    def __init__(self, recv_into: Callable[[memoryview], int], size: int = 256 << 10,
-                 max_frame: int = MAX_FRAME) -> None:
-        self._recv_into = recv_into
-        self._small = bytearray(size)
-        self._small_view = memoryview(self._small)
-        self._buf, self._view = self._small, self._small_view
-        self._start = self._end = 0
-        self._max = max_frame
-
-    def take(self) -> bytes | memoryview | None:
-        """The next complete frame, or None when more bytes must be read first."""
-        start = self._start
-        avail = self._end - start
-        if avail < HEADER_SIZE:
-            return None
-        (length,) = _U32.unpack_from(self._buf, start)
-        if length < HEADER_SIZE or length > self._max:
-            raise ProtocolError(f"frame header claims {length} bytes (limit {self._max})")
-        if avail < length:
-            if start + length > len(self._buf):
-                self._make_room(length)
-            return None
-        end = start + length
-        if self._buf is self._small:
-            frame: bytes | memoryview = bytes(self._view[start:end])
-            if end == self._end:
-                self._start = self._end = 0
-            else:
-                self._start = end
-            return frame
-        frame = self._view  # a dedicated buffer holds exactly this frame; go back to the shared one
-        self._buf, self._view = self._small, self._small_view
-        self._start = self._end = 0
-        return frame
-
-    def _make_room(self, length: int) -> None:
-        avail = self._end - self._start
-        if length <= len(self._small):
-            self._small[:avail] = self._small_view[self._start:self._end]
-        else:
-            big = bytearray(length)  # length was checked against max_frame by take()
-            big[:avail] = self._view[self._start:self._end]
-            self._buf, self._view = big, memoryview(big)
-        self._start, self._end = 0, avail
-
-    def fill(self) -> None:
-        """One read from the stream (blocking).  EOF raises ChannelClosed."""
-        if self._end == len(self._buf):  # only possible with a partial header at the very end of the buffer
-            self._make_room(HEADER_SIZE)
-        n = self._recv_into(self._view[self._end:])
-        if not n:
-            partial = self._end - self._start
-            raise ChannelClosed("the peer closed the channel" + (f" inside a frame ({partial} bytes)"
-                                                                  if partial else ""))
-        self._end += n
-
-    def read(self) -> bytes | memoryview:
-        while True:
-            frame = self.take()
-            if frame is not None:
-                return frame
-            self.fill()
-
-
-def fds_frame(handles: list[int]) -> bytes:
-    body = _U32.pack(len(handles)) + b"".join(_I64.pack(h) for h in handles)
-    return HEADER.pack(HEADER_SIZE + len(body), WIRE_VERSION, FDS, 0, 0, 0) + body
-
-
-def parse_fds_frame(frame: bytes | memoryview) -> list[int]:
-    if len(frame) < HEADER_SIZE + 4:
-        raise ProtocolError("short FDS frame")
-    (count,) = _U32.unpack_from(frame, HEADER_SIZE)
-    if not 0 < count <= MAX_PASSED or len(frame) != HEADER_SIZE + 4 + 8 * count:
-        raise ProtocolError(f"malformed FDS frame ({count} handles in {len(frame)} bytes)")
-    return [_I64.unpack_from(frame, HEADER_SIZE + 4 + 8 * i)[0] for i in range(count)]
-
-
-# The confined enclave process's first message: one FDS frame (handle 0) carrying the seccomp listener.
-_LISTENER_FRAME_SIZE = HEADER_SIZE + 4 + 8
-
-
-def send_listener(fd: int, listener: int) -> None:
-    """Enclave side: hand the seccomp listener to the host, before any other frame."""
-    sock = _SocketType(fileno=fd)
-    try:
-        sock.sendmsg([fds_frame([0])], [(_SOL_SOCKET, _SCM_RIGHTS, struct.pack("<i", listener))])
-    finally:
-        sock.detach()
-
-
-def receive_listener(sock: Any, timeout: float) -> int:
-    """Host side: the listener the confined child sends first.  ChannelClosed if it exits instead."""
-    sock.settimeout(timeout)
-    try:
-        data, fds = bytearray(), []
-        while len(data) < _LISTENER_FRAME_SIZE:
-            chunk, ancillary, flags, _ = sock.recvmsg(_LISTENER_FRAME_SIZE - len(data), _ANCILLARY)
-            for level, kind, raw in ancillary:
-                if level == _SOL_SOCKET and kind == _SCM_RIGHTS:
-                    fds.extend(struct.unpack(f"<{len(raw) // 4}i", raw[:len(raw) - len(raw) % 4]))
-            if not chunk:
-                raise ChannelClosed("the enclave process exited before it was confined")
-            data += chunk
-    except TimeoutError:
-        raise ChannelClosed("the enclave process did not confine itself in time") from None
-    finally:
-        sock.settimeout(None)
-    if frame_kind(data) != FDS or parse_fds_frame(data) != [0] or len(fds) != 1:
-        for fd in fds:
-            _close(fd)
-        raise ProtocolError("the enclave process's first message is not its seccomp listener")
-    return fds[0]
-
-
-def frame_kind(frame: bytes | memoryview) -> int:
-    """The kind of a frame whose length was already checked; the version must be ours."""
-    if frame[4] != WIRE_VERSION:
-        raise ProtocolError(f"wire version {frame[4]}, expected {WIRE_VERSION}")
-    return frame[5]
-
-
-def ecall_frames(kind: int, op: int, seq: int, payload: bytes) -> list[bytes]:
-    """An ECALL or ECALL_RETURN payload as one or more frames (fragments flagged MORE but the last)."""
-    pieces = [payload[i:i + _FRAGMENT] for i in range(0, len(payload), _FRAGMENT)] or [b""]
-    last = len(pieces) - 1
-    return [HEADER.pack(HEADER_SIZE + len(p), WIRE_VERSION, kind, op, seq, 0 if i == last else MORE) + p
-            for i, p in enumerate(pieces)]
-
-
-class EcallAssembler:
-    """Reassembles fragmented ecall payloads, refusing to hold more than `limit` bytes."""
-
-    def __init__(self, kind: int, limit: int = MAX_ECALL) -> None:
-        self.kind = kind
-        self.limit = limit
-        self._parts: list[bytes] = []
-        self._size = 0
-        self._head: tuple[int, int] | None = None
-
-    def add(self, frame: bytes | memoryview) -> tuple[int, int, bytes] | None:
-        """(op, seq, payload) when `frame` completes one, else None."""
-        _, _, kind, op, seq, flags = HEADER.unpack_from(frame, 0)
-        if kind != self.kind or flags & ~MORE:
-            raise ProtocolError(f"bad ecall frame (kind {kind}, flags {flags})")
-        if self._head is not None and self._head != (op, seq):
-            raise ProtocolError(f"ecall fragment for {op}/{seq} inside {self._head}")
-        self._head = (op, seq)
-        self._size += len(frame) - HEADER_SIZE
-        if self._size > self.limit:
-            raise ProtocolError(f"ecall payload exceeds {self.limit} bytes")
-        self._parts.append(bytes(frame[HEADER_SIZE:]))
-        if flags & MORE:
-            return None
-        payload = b"".join(self._parts)
-        self._parts, self._size, self._head = [], 0, None
-        return op, seq, payload
 
 
 # -- the enclave side --------------------------------------------------------------------------------------
@@ -303,7 +117,7 @@ class EnclaveTransport:
 
     name = "process"
 
-    def __init__(self, fd: int, max_ecall: int = MAX_ECALL) -> None:
+    def __init__(self, fd: int, max_ecall: int = MAX_ECALL, ring: Any = None) -> None:
         self.sock = _SocketType(fileno=fd)
         self.fd = fd
         self._reader = FrameReader(self._recv_with_fds)
@@ -326,17 +140,34 @@ class EnclaveTransport:
         self._main_poll = _poll()  # used by the main thread only (see _wait_readable)
         self._main_poll.register(self.fd, _POLLIN)
         self._wake_r = self._wake_w = -1
+        # The switchless path (ring.RingClient) for every call that issues no handle; None: the socket only.
+        self.ring = ring
+        if ring is not None:
+            self.runtime_fds.update(ring.fds())
         self._announce: Callable[[str], None] | None = None
 
     # -- ocalls --------------------------------------------------------------------------------------------
     def roundtrip(self, frame: bytes, seq: int) -> bytes | memoryview:
+        ring = self.ring
         if _get_ident() != self._main:
+            if ring is not None and frame[6] | frame[7] << 8 not in _ISSUES_HANDLES:
+                answer = ring.roundtrip(frame, frame[6] | frame[7] << 8)
+                if answer is not None:
+                    return answer
             return self._roundtrip(frame, seq, False)
         self.main_state = BUSY
         try:
+            if ring is not None and frame[6] | frame[7] << 8 not in _ISSUES_HANDLES:
+                answer = ring.roundtrip(frame, frame[6] | frame[7] << 8, self._ring_wait)
+                if answer is not None:
+                    return answer
             return self._roundtrip(frame, seq, True)
         finally:
             self._leave_main()
+
+    def _ring_wait(self, waiting: bool) -> None:
+        # The main thread's ring wait is where a signal handler may run at once (see run_handler).
+        self.main_state = WAIT if waiting else BUSY
 
     def _roundtrip(self, frame: bytes, seq: int, main: bool) -> bytes | memoryview:
         slot = _Slot()
@@ -581,6 +412,8 @@ class EnclaveTransport:
                 self._dead = reason
         if first and not self.closing and self._announce is not None:
             self._announce(reason)
+        if self.ring is not None:
+            self.ring.fail(reason)
         with self._state:
             for slot in self._pending.values():
                 self._wake(slot)
@@ -634,237 +467,6 @@ class EnclaveTransport:
     def close(self) -> None:
         self.closing = True
         self.fail("the enclave closed the channel")
-        self.sock.close()
-
-
-# -- the host side -----------------------------------------------------------------------------------------
-
-
-class _EcallWait:
-    __slots__ = ("lock", "result", "error")
-
-    def __init__(self) -> None:
-        self.lock = _allocate_lock()
-        self.lock.acquire()
-        self.result: bytes | None = None
-        self.error: str | None = None
-
-
-class HostChannel:
-    """Serves one enclave's ocalls over the socketpair and carries the host's ecalls to it.
-
-    `host` is anything with `serve(frame) -> answer | None` and `entries` (number -> row with `.blocking`): an
-    `ocall_bridge.host.runtime.Host`.  `on_close(reason)` is called once, from the reader thread, when the
-    channel ends (the child closed it, died, or broke the protocol) - before any waiting ecall is woken.
-    """
-
-    def __init__(self, host: Any, sock: Any, on_close: Callable[[str], None] | None = None,
-                 max_workers: int = 256, max_queued: int = 1024, max_ecall: int = MAX_ECALL,
-                 pass_fds: bool = False) -> None:
-        self.host = host
-        self.sock = sock
-        # pass_fds: every handle an answer issues travels with it as a real descriptor (SCM_RIGHTS), so the
-        # enclave process can give C code the same open file its Python-level ocalls use.  Collected per serving
-        # thread by the handle table's `on_issue` hook while that thread serves a frame.
-        self._serving = threading.local()
-        if pass_fds:
-            host.handles.on_issue = self._issued
-        self.on_close = on_close
-        self._reader = FrameReader(sock.recv_into)
-        self._wlock = _allocate_lock()
-        self._assembler = EcallAssembler(ECALL_RETURN, max_ecall)
-        self._ecall_lock = threading.Lock()  # one ecall at a time: the enclave runs them on its main thread
-        self._waiting: dict[int, _EcallWait] = {}
-        self._next_ecall = 0
-        self.closed: str | None = None
-        self._close_lock = _allocate_lock()
-        # The blocking-call pool: a worker per blocking call in flight, up to max_workers; beyond that calls
-        # queue, and beyond max_queued the reader stops reading (the enclave's writes then block).
-        self._jobs: _queue.SimpleQueue = _queue.SimpleQueue()
-        self._pool_lock = _allocate_lock()
-        self._idle = 0
-        self._workers = 0
-        self._max_workers = max_workers
-        self._room = threading.BoundedSemaphore(max_queued)
-        self._thread = threading.Thread(target=self._read_loop, name="posix_shim-host-reader", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    # -- serving -------------------------------------------------------------------------------------------
-    def _issued(self, handle: int) -> None:
-        pending = getattr(self._serving, "handles", None)
-        if pending is not None:
-            pending.append(handle)
-
-    def _serve_passing(self, frame: bytes | memoryview) -> bytes | memoryview | None:
-        """serve(), then send the descriptors of any handles the answer issued just ahead of it."""
-        self._serving.handles = pending = []
-        try:
-            answer = self.host.serve(frame)
-        finally:
-            self._serving.handles = None
-        if pending and answer is not None:
-            fds = []
-            live = []
-            for handle in pending[:MAX_PASSED]:
-                try:
-                    fds.append(self.host.handles.get(handle).fd)
-                    live.append(handle)
-                except OSError:
-                    pass  # issued and closed again while serving (the call failed after opening)
-            if live:
-                try:
-                    with self._wlock:
-                        self.sock.sendmsg([fds_frame(live)], [(_SOL_SOCKET, _SCM_RIGHTS, struct.pack(
-                            f"<{len(fds)}i", *fds))])
-                        self.sock.sendall(answer)
-                except OSError:
-                    pass
-                return None
-        return answer
-
-    def _read_loop(self) -> None:
-        reader, send, entries = self._reader, self._send, self.host.entries
-        serve = self._serve_passing if getattr(self.host.handles, "on_issue", None) == self._issued else \
-            self.host.serve
-        reason = "the enclave closed the channel"
-        try:
-            while True:
-                frame = reader.take()
-                if frame is None:
-                    reader.fill()
-                    continue
-                kind = frame_kind(frame)
-                if kind == REQUEST:
-                    entry = entries.get(frame[6] | frame[7] << 8)
-                    if entry is not None and entry.blocking:
-                        self._submit(frame)
-                    else:
-                        answer = serve(frame)
-                        if answer is not None:
-                            send(answer)
-                elif kind == ECALL_RETURN:
-                    done = self._assembler.add(frame)
-                    if done is not None:
-                        self._ecall_done(*done)
-                else:
-                    raise ProtocolError(f"the enclave sent a frame of kind {kind}")
-        except ChannelClosed as exc:
-            reason = exc.reason
-        except ProtocolError as exc:
-            reason = f"protocol violation: {exc}"
-            log.error("enclave broke the protocol: %s", exc)
-        except OSError as exc:
-            reason = f"channel error: {exc}"
-        except BaseException as exc:  # a bug here must still wake everyone waiting on this channel
-            log.exception("host reader failed")
-            reason = f"host reader failed: {exc!r}"
-        self._close(reason)
-
-    def _send(self, data: bytes) -> None:
-        try:
-            with self._wlock:
-                self.sock.sendall(data)
-        except OSError:
-            pass  # the enclave is gone; the reader sees EOF and reports it
-
-    def _submit(self, frame: bytes | memoryview) -> None:
-        self._room.acquire()
-        with self._pool_lock:
-            if self._idle:
-                self._idle -= 1  # that idle worker is now claimed for this frame
-                spawn = False
-            else:
-                spawn = self._workers < self._max_workers
-                self._workers += spawn
-        self._jobs.put(frame)
-        if spawn:
-            threading.Thread(target=self._worker, name="posix_shim-host-worker", daemon=True).start()
-
-    def _worker(self) -> None:
-        send, jobs = self._send, self._jobs
-        serve = self._serve_passing if getattr(self.host.handles, "on_issue", None) == self._issued else \
-            self.host.serve
-        while True:
-            frame = jobs.get()
-            if frame is None:
-                return
-            try:
-                answer = serve(frame)
-                if answer is not None and self.closed is None:
-                    send(answer)
-            finally:
-                self._room.release()
-            with self._pool_lock:
-                self._idle += 1
-
-    # -- ecalls --------------------------------------------------------------------------------------------
-    def ecall(self, op: int, payload: bytes) -> bytes:
-        """Send an ecall and wait for its result.  Raises ChannelClosed if the enclave goes away first.
-
-        The wait is a lock acquisition, which a signal interrupts to run its handler (so the runner can
-        forward Ctrl-C) and then resumes.
-        """
-        with self._ecall_lock:
-            wait = _EcallWait()
-            with self._close_lock:
-                if self.closed is not None:
-                    raise ChannelClosed(self.closed)
-                self._next_ecall = (self._next_ecall + 1) & 0xFFFFFFFF
-                seq = self._next_ecall
-                self._waiting[seq] = wait
-            try:
-                for frame in ecall_frames(ECALL, op, seq, payload):
-                    self._send(frame)
-                wait.lock.acquire()
-            finally:
-                with self._close_lock:
-                    self._waiting.pop(seq, None)
-            if wait.error is not None:
-                raise ChannelClosed(wait.error)
-            assert wait.result is not None
-            return wait.result
-
-    def _ecall_done(self, op: int, seq: int, payload: bytes) -> None:
-        with self._close_lock:
-            wait = self._waiting.pop(seq, None)
-        if wait is None:  # its caller gave up waiting (an exception in the wait): nothing to deliver to
-            log.warning("ecall result for sequence %d which nobody waits for: dropped", seq)
-            return
-        wait.result = payload
-        wait.lock.release()
-
-    # -- the end -------------------------------------------------------------------------------------------
-    def _close(self, reason: str) -> None:
-        with self._close_lock:
-            if self.closed is not None:
-                return
-            self.closed = reason
-        if self.on_close is not None:
-            try:
-                self.on_close(reason)
-            except Exception:
-                log.exception("on_close failed")
-        with self._close_lock:
-            waits, self._waiting = list(self._waiting.values()), {}
-        for wait in waits:
-            wait.error = reason
-            wait.lock.release()
-        with self._pool_lock:
-            workers = self._workers
-        for _ in range(workers):
-            self._jobs.put(None)
-
-    def shutdown(self, timeout: float = 5.0) -> None:
-        """Stop reading and release the socket (the child must be gone or going)."""
-        try:
-            self.sock.shutdown(_socket.SHUT_RDWR)
-        except OSError:
-            pass
-        if self._thread.is_alive() and self._thread is not threading.current_thread():
-            self._thread.join(timeout)
-        self._close("the host closed the channel")
         self.sock.close()
 
 

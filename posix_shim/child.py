@@ -38,11 +38,12 @@ from ocall_bridge.process import (
     move_high,
     send_listener,
 )
+from ocall_bridge.ring import RingClient, RingFds
 
 from . import policy as policy_module
 from . import program
 from .enclave import check_plain, resolve_target
-from .process import decode_plain, encode_plain
+from .plain import decode_plain, encode_plain
 from .session import inside
 from .wiring import make_client
 
@@ -153,9 +154,9 @@ def _route_signal_handlers(transport: EnclaveTransport) -> None:
 
 
 class Child:
-    def __init__(self, fd: int, host_pid: int) -> None:
+    def __init__(self, fd: int, host_pid: int, ring: RingClient | None = None) -> None:
         self.host_pid = host_pid
-        self.transport = EnclaveTransport(fd)
+        self.transport = EnclaveTransport(fd, ring=ring)
         wake_fd = self.transport.start_watchdog(self._host_gone, self._exit_host_gone, host_pid)
         _arm_parent_death(host_pid, wake_fd)
         _route_signal_handlers(self.transport)
@@ -281,7 +282,7 @@ class Child:
 EXIT_UNCONFINED = 2  # the kernel lacks what the confinement needs: refuse to run rather than run unconfined
 
 
-def _confine(fd: int) -> None:
+def _confine(fd: int, ring: RingClient | None) -> None:
     """Put this process behind the kernel's walls before any thread starts and before any program code runs.
 
     Landlock binds only the calling thread and the threads it creates later (before ABI 8), so this runs
@@ -298,7 +299,9 @@ def _confine(fd: int) -> None:
         _write(2, ("posix_shim: refusing to start the process backend: this kernel lacks "
                    + "; ".join(missing) + " (use --backend sim for an unconfined development run)\n").encode())
         _exit(EXIT_UNCONFINED)
-    listener = confine.confine_process(forward=FORWARDED, channel_fds=(fd,), own_pid=_getpid())
+    # The ring's bells are runtime descriptors as the socket is: the program cannot close or replace them.
+    channel = (fd, *(ring.fds() if ring is not None else ()))
+    listener = confine.confine_process(forward=FORWARDED, channel_fds=channel, own_pid=_getpid())
     try:
         send_listener(fd, listener)
     finally:
@@ -308,6 +311,10 @@ def _confine(fd: int) -> None:
 def main(argv: list[str] | None = None) -> NoReturn:
     argv = sys.argv[1:] if argv is None else argv
     fd, host_pid = _move_high(int(argv[0])), int(argv[1])
-    if len(argv) < 3 or argv[2] != "unconfined":
-        _confine(fd)
-    Child(fd, host_pid).serve()
+    fds = next((RingFds.from_arg(a) for a in argv[2:] if a.startswith("ring=")), None)
+    ring = None
+    if fds is not None:  # mapped (and its memfd closed) before the filter forbids closing the bells
+        ring = RingClient(RingFds(fds.memfd, move_high(fds.host_bell, fd), [move_high(n, fd) for n in fds.bells]))
+    if "unconfined" not in argv[2:]:
+        _confine(fd, ring)
+    Child(fd, host_pid, ring).serve()

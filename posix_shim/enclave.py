@@ -17,7 +17,6 @@ import importlib
 from typing import Any, Protocol
 
 from ocall_bridge.access import Access
-from ocall_bridge.host import sealing
 
 BACKENDS = ("sim", "process")
 # Secure by default: the kernel-confined backend.  sim is a flag away and confines Python code only.
@@ -90,6 +89,8 @@ def _measure(backend: Any, kind: str, target: str) -> None:
     """The host records the identity of what it is about to run (sealing keys are derived from it)."""
     host = getattr(backend, "host", None)
     if host is not None:
+        from ocall_bridge.host import sealing  # the host's side only: the enclave process never needs it
+
         sealing.measure(host, kind, target)
 
 

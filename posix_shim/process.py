@@ -24,8 +24,6 @@ Exit status and signals follow the shell's conventions, as if the program ran na
 from __future__ import annotations
 
 import atexit
-import base64
-import json
 import os
 import signal
 import socket
@@ -50,64 +48,18 @@ from ocall_bridge.process import (
     ProtocolError,
     receive_listener,
 )
+from ocall_bridge.ring import RingFds
 
 from .enclave import EnclaveCallError, EnclaveStateError, EnclaveUnavailable
+from .plain import decode_plain, encode_plain
 from .wiring import make_host
 
 # Options this backend takes for itself; every other option goes to make_host, and its plain-data ones also to
 # the child's make_client.
-OWN_OPTIONS = ("python", "max_workers", "start_timeout", "confine")
+OWN_OPTIONS = ("python", "max_workers", "start_timeout", "confine", "transport")
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 EXIT_UNCONFINED = 2  # posix_shim.child's status when the kernel lacks what confinement needs
 
-
-
-# -- plain data as JSON ------------------------------------------------------------------------------------
-
-
-def _tag(value: Any) -> Any:
-    # JSON objects are reserved for tags, so every value comes back with its own type: bytes, tuple, dict.
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    if isinstance(value, bytes):
-        return {"b": base64.b64encode(value).decode("ascii")}
-    if isinstance(value, list):
-        return [_tag(v) for v in value]
-    if isinstance(value, tuple):
-        return {"t": [_tag(v) for v in value]}
-    if isinstance(value, dict):
-        return {"d": {k: _tag(v) for k, v in value.items()}}
-    raise TypeError(f"{type(value).__name__} is not plain data")
-
-
-def _untag(value: Any) -> Any:
-    if isinstance(value, list):
-        return [_untag(v) for v in value]
-    if isinstance(value, dict):
-        if len(value) != 1:
-            raise ValueError("malformed plain-data object")
-        (tag, inner), = value.items()
-        if tag == "b" and isinstance(inner, str):
-            return base64.b64decode(inner.encode("ascii"), validate=True)
-        if tag == "t" and isinstance(inner, list):
-            return tuple(_untag(v) for v in inner)
-        if tag == "d" and isinstance(inner, dict):
-            return {k: _untag(v) for k, v in inner.items()}
-        raise ValueError(f"unknown plain-data tag {tag!r}")
-    return value
-
-
-def encode_plain(value: Any) -> bytes:
-    """Plain data (None, bool, int, float, str, bytes, list, tuple, str-keyed dict) as tagged JSON."""
-    return json.dumps(_tag(value), separators=(",", ":")).encode()
-
-
-def decode_plain(data: bytes) -> Any:
-    """The inverse of encode_plain; anything malformed raises ValueError (never evaluates anything)."""
-    try:
-        return _untag(json.loads(data))
-    except (ValueError, RecursionError, TypeError) as exc:
-        raise ValueError(f"malformed plain data: {exc}") from None
 
 
 def plain_options(options: dict[str, Any]) -> dict[str, Any]:
@@ -247,25 +199,42 @@ class ProcessBackend:
         self.forwarded: set[int] = set()
         self.status: int | None = None  # the child's exit status once it is gone (negative: signal)
         self._reaped = threading.Event()
+        # "ring" (the default): quick calls through shared memory (ocall_bridge/ring.py); "socket": everything
+        # over the socketpair, as before the ring existed.
+        transport = options.pop("transport", None) or os.environ.get("POSIX_SHIM_TRANSPORT") or "ring"
+        if transport not in ("ring", "socket"):
+            raise ValueError(f"transport must be 'ring' or 'socket', not {transport!r}")
+        ring = RingFds.create() if transport == "ring" else None
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             command = _child_command(python, child.fileno()) + ([] if self.confined else ["unconfined"])
+            passed = (child.fileno(),)
+            if ring is not None:
+                command.append(ring.to_arg())
+                passed += tuple(ring.all())
             # stdin and stdout: nothing (the program's stdio are the host's, passed as enclave fds 0-2 at attach);
             # stderr stays the runner's until then, for a message if the child cannot start at all.
-            self.proc = subprocess.Popen(command, pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL,
+            self.proc = subprocess.Popen(command, pass_fds=passed, stdin=subprocess.DEVNULL,
                                          stdout=subprocess.DEVNULL, process_group=0,
                                          env=child_environment(access))
         except BaseException:
             parent.close()
             self.host.close()
+            if ring is not None:
+                ring.close()
             raise
         finally:
             child.close()
         self.pid = self.proc.pid
         if self.confined:
-            self._supervise(parent, start_timeout)
+            try:
+                self._supervise(parent, start_timeout)
+            except BaseException:
+                if ring is not None:
+                    ring.close()
+                raise
         self.channel = HostChannel(self.host, parent, on_close=self._on_channel_closed, max_workers=max_workers,
-                                   pass_fds=True)
+                                   pass_fds=True, ring=ring)
         self.channel.start()
         _live.add(self)
         try:

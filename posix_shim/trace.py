@@ -633,6 +633,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--on-violation", choices=("raise", "abort"), default=None,
                        help="when the host lies: raise OSError(EIO) in the program (default), or abort the enclave "
                             "at once with status 70")
+    group.add_argument("--strict-time", action="store_true",
+                       help="ask the host on every clock read (default on the process backend: a cached clock, "
+                            "resynced with the host every 10 ms; docs/time-env.md)")
 
 
 def _usage_error(message: str) -> SystemExit:
@@ -686,6 +689,8 @@ def backend_options(args: argparse.Namespace) -> dict[str, Any]:
         out["inject"] = specs
     if getattr(args, "on_violation", None):
         out["violation"] = args.on_violation
+    if getattr(args, "strict_time", False):
+        out["strict_time"] = True
     return out
 
 

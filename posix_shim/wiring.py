@@ -27,21 +27,27 @@ from __future__ import annotations
 import errno
 import os
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from enclave_libc import trusted as trusted_files
-from ocall_bridge import inject
 from ocall_bridge.access import Access
 from ocall_bridge.calls import BY_NAME
 from ocall_bridge.client import OcallClient, Transport
-from ocall_bridge.host import attest as _attest
 from ocall_bridge.host.real import time as real_time
-from ocall_bridge.host.runtime import NATIVE, Entry, Host
 
-from . import trace as _trace
+if TYPE_CHECKING:  # the host's modules load only where a host is made (not in the enclave process)
+    from ocall_bridge.host.runtime import Entry, Host
+
+    from . import trace as _trace
 
 
 def make_host(access: Access, options: dict[str, Any]) -> Host:
+    from ocall_bridge import inject
+    from ocall_bridge.host import attest as _attest
+    from ocall_bridge.host.runtime import Host
+
+    from . import trace as _trace
+
     host = Host(_attest.HidePlatformKey(access, options.get("platform_key") or _attest.default_key_path(),
                                         confine_all="measurement" in (options.get("identity") or {})))
     # The platform (attest.report) signs for the enclave this host launched: the identity comes from the manifest
@@ -87,6 +93,10 @@ def make_host(access: Access, options: dict[str, Any]) -> Host:
 
 def _traced_perform(perform: Any, tracer: _trace.Tracer, marks: threading.local) -> Any:
     """Host.perform, reporting each call to the tracer: thread, arguments as they arrived, answer, time."""
+    from ocall_bridge.host.runtime import NATIVE
+
+    from . import trace as _trace
+
     perf = real_time.perf_counter_ns  # the host's clock: the enclave's may be interposed
     strerror = os.strerror
     get_tid = threading.get_native_id
@@ -128,10 +138,16 @@ def _traced_perform(perform: Any, tracer: _trace.Tracer, marks: threading.local)
 def make_client(transport: Transport, access: Access, options: dict[str, Any]) -> OcallClient:
     # The command line (--on-violation) wins over the policy's `violation` key.
     client = OcallClient(transport, violation=options.get("violation") or access.violation)
+    # The process backend serves REALTIME/MONOTONIC from a cached clock (enclave_libc/time.py) unless the run asks
+    # for strict time; injected faults are meant to reach the checks on every read, so they make time strict too.
+    client.cached_clock = (transport.name == "process" and not options.get("strict_time")  # type: ignore[attr-defined]
+                           and not options.get("inject"))
     if options.get("trusted") is not None:  # a signed manifest's run: its trusted files are checked inside
         client.stubs = trusted_files.guard(client, options["trusted"])
     if not options.get("trace") and not options.get("summary"):
         return client
+    from . import trace as _trace
+
     host = getattr(transport, "host", None)
     tracer = getattr(host, "tracer", None)
     if tracer is None and host is None:

@@ -192,6 +192,17 @@ class Host:
             log.exception("host answer for %s does not fit the table", codec.call.name)
             return encode_error(codec.number, seq, errno.EIO)
 
+    def serve_into(self, frame: bytes | memoryview, area: memoryview) -> bytes | memoryview | None:
+        """serve(), with `area` (writable, as large as a frame) as this thread's answer frame: a bulk read's data
+        goes straight from the kernel into it (the ring passes its slot, so the answer needs no copy there)."""
+        saved = getattr(_frames, "frame", None)
+        _frames.frame = area
+        del area  # only the thread-local may hold it, or perform takes it for an answer still in use
+        try:
+            return self.serve(frame)
+        finally:
+            _frames.frame = saved
+
     def perform(self, entry: Entry, args: tuple, *, into: int = 0) -> Any:
         """Check and run one decoded request; raises OSError for an errno answer.
 
