@@ -202,7 +202,11 @@ class Index:
         patch: dict[str, Any] = {}
         restore: dict[str, Any] = {}
         undo: list[tuple[dict, str, Any]] = []
-        for key, value in list(namespace.items()):
+        items = list(namespace.items())
+        # Most namespaces hold no original at all: one pass in C (ids against the table's) says so.
+        if reps.keys().isdisjoint(map(id, namespace.values())) and not any(key in namespace for key in named):
+            items = []
+        for key, value in items:
             entry = reps.get(id(value))
             if entry is not None and entry[0] is value:
                 patch[key] = entry[1]

@@ -30,7 +30,6 @@ import threading
 from typing import Any
 
 from enclave_libc import trusted as trusted_files
-from ocall_bridge import inject
 from ocall_bridge.access import Access
 from ocall_bridge.calls import BY_NAME
 from ocall_bridge.client import OcallClient, Transport
@@ -60,6 +59,8 @@ def make_host(access: Access, options: dict[str, Any]) -> Host:
             pending = getattr(marks, "list", None)
             if pending is not None:
                 pending.append(mark)
+
+        from ocall_bridge import inject  # only with fault injection asked for: not on every start
 
         injector = inject.Injector([inject.parse(s) for s in specs], note=note)
         host.before.append(injector.before)
