@@ -201,7 +201,7 @@ def _restore_in(namespace: dict, originals: Mapping[int, tuple[Any, Any]]) -> No
         entry = originals.get(id(value))
         if entry is not None and entry[0] is value:
             namespace[key] = entry[1]
-    for fn in scan_default_holders(namespace):
+    for fn in scan_default_holders(namespace, originals):
         if isinstance(fn, tuple):  # a class's staticmethod of a builtin, taken while installed
             cls, attr, member = fn
             func = getattr(member, "__func__", None)

@@ -114,29 +114,40 @@ class Plan:
         self.defaults = defaults
 
 
-def scan_default_holders(namespace: dict) -> list[Any]:
-    """The functions of a module namespace whose default arguments may hold a captured original: its functions
-    and the methods of the classes it defines (one level: where `tempfile`, `shutil` and `os` keep them), those
-    with at least one callable default; and (class, name, staticmethod) for a builtin a class keeps as a
-    staticmethod (3.13's glob: `scandir = staticmethod(os.scandir)`)."""
+_FUNCTION, _STATIC, _CLASS = types.FunctionType, staticmethod, classmethod
+
+
+def scan_default_holders(namespace: dict, ids: Mapping[int, Any]) -> list[Any]:
+    """The functions of a module namespace with a default argument whose id is a key of `ids` (an original, or a
+    replacement when restoring): its functions and the methods of the classes it defines (one level: where
+    `tempfile`, `shutil` and `os` keep them); and (class, name, staticmethod) for a class that keeps one of them
+    as a staticmethod (3.13's glob: `scandir = staticmethod(os.scandir)`).  The defaults are matched against
+    `ids` in C (`isdisjoint`), so the one full scan at start-up stays cheap."""
     module_name = namespace.get("__name__")
-    functions: list[Any] = []
+    keys = ids.keys()
+    holders: list[Any] = []
     for value in list(namespace.values()):
-        if isinstance(value, types.FunctionType):
-            functions.append(value)
+        kind = type(value)
+        if kind is _FUNCTION:
+            if (value.__defaults__ and not keys.isdisjoint(map(id, value.__defaults__))) or (
+                    value.__kwdefaults__ and not keys.isdisjoint(map(id, value.__kwdefaults__.values()))):
+                holders.append(value)
         elif isinstance(value, type) and value.__module__ == module_name:
             for name, member in list(vars(value).items()):
-                if isinstance(member, staticmethod) and (isinstance(member.__func__, types.BuiltinFunctionType)
-                                                         or getattr(member.__func__, "__posix_shim__", False)):
-                    functions.append((value, name, member))
+                kind = type(member)
+                if kind is _STATIC or kind is _CLASS:
+                    func = member.__func__
+                    if kind is _STATIC and id(func) in keys:
+                        holders.append((value, name, member))
+                        continue
+                    member = func
+                elif kind is not _FUNCTION:
                     continue
-                if isinstance(member, staticmethod | classmethod):
-                    member = member.__func__
-                if isinstance(member, types.FunctionType):
-                    functions.append(member)
-    return [fn for fn in functions if isinstance(fn, tuple)
-            or any(callable(d) for d in fn.__defaults__ or ()) or any(callable(d) for d in
-                                                                       (fn.__kwdefaults__ or {}).values())]
+                if type(member) is _FUNCTION and (
+                        (member.__defaults__ and not keys.isdisjoint(map(id, member.__defaults__))) or (
+                            member.__kwdefaults__ and not keys.isdisjoint(map(id, member.__kwdefaults__.values())))):
+                    holders.append(member)
+    return holders
 
 
 def _swapped(reps: Mapping[int, tuple[Any, Any]], value: Any) -> Any:
@@ -147,7 +158,7 @@ def _swapped(reps: Mapping[int, tuple[Any, Any]], value: Any) -> Any:
 def default_sites(namespace: dict, reps: Mapping[int, tuple[Any, Any]]) -> list[DefaultSite]:
     """Every default argument or class staticmethod of `namespace` that holds a key of `reps` (id -> (from, to))."""
     sites: list[DefaultSite] = []
-    for fn in scan_default_holders(namespace):
+    for fn in scan_default_holders(namespace, reps):
         if isinstance(fn, tuple):
             cls, name, member = fn
             entry = reps.get(id(member.__func__))
