@@ -115,6 +115,8 @@ class Plan:
 
 
 _FUNCTION, _STATIC, _CLASS = types.FunctionType, staticmethod, classmethod
+_is_function = types.FunctionType.__instancecheck__  # filters in C
+_is_class = type.__instancecheck__.__get__(type)
 
 
 def scan_default_holders(namespace: dict, ids: Mapping[int, Any]) -> list[Any]:
@@ -126,13 +128,13 @@ def scan_default_holders(namespace: dict, ids: Mapping[int, Any]) -> list[Any]:
     module_name = namespace.get("__name__")
     keys = ids.keys()
     holders: list[Any] = []
-    for value in list(namespace.values()):
-        kind = type(value)
-        if kind is _FUNCTION:
-            if (value.__defaults__ and not keys.isdisjoint(map(id, value.__defaults__))) or (
-                    value.__kwdefaults__ and not keys.isdisjoint(map(id, value.__kwdefaults__.values()))):
-                holders.append(value)
-        elif isinstance(value, type) and value.__module__ == module_name:
+    values = list(namespace.values())
+    for value in filter(_is_function, values):
+        if (value.__defaults__ and not keys.isdisjoint(map(id, value.__defaults__))) or (
+                value.__kwdefaults__ and not keys.isdisjoint(map(id, value.__kwdefaults__.values()))):
+            holders.append(value)
+    for value in filter(_is_class, values):
+        if value.__module__ == module_name:
             for name, member in list(vars(value).items()):
                 kind = type(member)
                 if kind is _STATIC or kind is _CLASS:
