@@ -25,7 +25,6 @@ from __future__ import annotations
 import sys
 import types
 from collections.abc import Callable, Mapping
-from functools import partial
 from operator import itemgetter
 from typing import Any
 
@@ -50,17 +49,27 @@ class TagReader:
 
     def many(self, namespaces: list[dict]) -> Callable[[], tuple[int, ...]]:
         """A reader of all these tags at once (~25 ns each: one C call, no Python per dict).  The caller keeps
-        every namespace alive as long as it uses the reader, so every address read stays a live dict's header."""
+        every namespace alive as long as it uses the reader, so every address read stays a live dict's header.
+        The memory view over their span exists only during a read (made through ctypes, whose calls the sealed
+        audit hook refuses): no view of the process's memory is left for a program inside to pick up."""
         if not namespaces:
             return tuple
         addresses = [id(ns) + self.offset for ns in namespaces]
         low = min(addresses)
-        view = self._view(low, max(addresses) + 8 - low)
-        indices = [(a - low) // 8 for a in addresses]
-        if len(indices) == 1:
-            only = indices[0]
-            return lambda: (view[only],)
-        return partial(itemgetter(*indices), view)
+        size = max(addresses) + 8 - low
+        pick = itemgetter(*[(a - low) // 8 for a in addresses])
+        make_view = self._view
+        single = len(addresses) == 1
+
+        def read() -> tuple[int, ...]:
+            view = make_view(low, size)
+            try:
+                values = pick(view)
+            finally:
+                view.release()
+            return (values,) if single else values
+
+        return read
 
 
 def _tag_reader() -> TagReader | None:
@@ -73,12 +82,19 @@ def _tag_reader() -> TagReader | None:
         return None
     if ctypes.sizeof(ctypes.c_ssize_t) != 8:
         return None
-    from_memory = ctypes.pythonapi.PyMemoryView_FromMemory
-    from_memory.restype = ctypes.py_object
-    from_memory.argtypes = (ctypes.c_void_p, ctypes.c_ssize_t, ctypes.c_int)
+    api = ctypes.pythonapi
+    args = (ctypes.c_void_p, ctypes.c_ssize_t, ctypes.c_int)
 
     def view(address: int, size: int) -> memoryview:
-        return from_memory(address, size, 0x100).cast("Q")  # 0x100: PyBUF_READ
+        # Looked up for each read and dropped after (`pythonapi[...]` does not cache it): a function pointer kept
+        # here would let a program inside call it without the lookup the sealed audit hook refuses.
+        from_memory = api["PyMemoryView_FromMemory"]
+        from_memory.restype, from_memory.argtypes = ctypes.py_object, args
+        raw = from_memory(address, size, 0x100)  # 0x100: PyBUF_READ
+        try:
+            return raw.cast("Q")
+        finally:
+            raw.release()  # the cast keeps what it needs; nothing else holds the raw view
 
     # PyDictObject: PyObject_HEAD (refcount, type), Py_ssize_t ma_used, uint64_t ma_version_tag.
     reader = TagReader(24, ctypes.c_uint64.from_address, view)
@@ -337,8 +353,14 @@ _reader: list[Any] = []  # [the tag reader or None], computed on first use (it i
 
 
 def tag_reader() -> TagReader | None:
+    """The process's tag reader (None: every install walks everything).  Built on first use: it imports ctypes,
+    and any failure doing so (a confined process, a refused `ctypes.dlopen` event) just means no reader."""
     if not _reader:
-        _reader.append(_tag_reader())
+        try:
+            reader = _tag_reader()
+        except Exception:
+            reader = None
+        _reader.append(reader)
     return _reader[0]
 
 
