@@ -163,13 +163,28 @@ _capability_cache: dict[tuple, list[tuple[set, frozenset]]] = {}
 
 
 class _Shared:
-    """The replacements of the default tables and their index, kept while the tables stay the same objects of the
-    same sizes (`closed.table()` is recomputed when a C module was loaded since: then everything is rebuilt)."""
+    """The replacements of the default tables and their index, kept while the tables hold the same objects
+    (`closed.table()` is recomputed when a C module was loaded since; tracing wraps some replacements: then
+    everything is rebuilt)."""
 
     key: tuple | None = None
     replacements: dict[int, tuple[Any, Any]] = {}
     originals: dict[int, tuple[Any, Any]] = {}  # id(replacement) -> (replacement, original)
     index: Index | None = None
+
+
+def _tables_key(tables: tuple[Mapping[Any, Any], ...]) -> tuple:
+    """What says the tables still hold the same objects.  Tracing swaps replacements inside the families' PATCHES
+    in place (trace.install_inside_tracing), which a size would not show: each table's version tag does (a few
+    reads), else what it holds, by identity."""
+    reader = tag_reader()
+    if reader is not None:
+        try:
+            return tuple((id(t), reader.one(t)) if type(t) is dict else (id(t), tuple(map(id, t)),
+                                                                      tuple(map(id, t.values()))) for t in tables)
+        except Exception:  # the sealed audit hook refuses the read: built from inside an enclave
+            pass
+    return tuple((id(t), tuple(map(id, t)), tuple(map(id, t.values()))) for t in tables)
 
 
 def _replacements(patches: Iterable[Mapping[Any, Any]]) -> dict[int, tuple[Any, Any]]:
@@ -226,7 +241,7 @@ class Interposer:
         if patches is None:
             # The refusals are recomputed (a C module loaded since import gets its table too), then the families.
             tables = (closed.table(), *FAMILY_PATCHES, IMP_PATCHES)
-            key = tuple((id(t), len(t)) for t in tables)
+            key = _tables_key(tables)
             if _Shared.key != key:
                 _Shared.replacements = _replacements(tables)
                 _Shared.originals = {id(rep): (rep, orig) for orig, rep in _Shared.replacements.values()}
