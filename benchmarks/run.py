@@ -8,6 +8,8 @@ Figures (name, unit):
   sim the bare stub cost ocall_pread_16B / ocall_stat (OcallClient + SimTransport, no libc layer);
 * bulk, MiB/s through open(): read_1MiB, write_1MiB;
 * start-up, ms: `python -m posix_shim -c pass` against `python -c pass`;
+* enclave_call_repeat, us per call: a trivial `Enclave.call` repeated on a started enclave (entering and leaving
+  the enclave: on sim, interposition installed and removed each time) against calling the same function here;
 * programs: copytree_1000 (ms), asyncio_echo_10000 (ms), http_1000 (req/s); the number in the name is the
   workload (files, messages, requests), smaller with --quick (copytree_200, asyncio_echo_1000, http_100).
 
@@ -83,10 +85,12 @@ class Plan:
 
 
 FULL = Plan(rounds=7, micro_n={"pread_16B": 20000, "stat": 10000, "write_16B": 20000, "time": 50000,
-                               "monotonic": 50000, "echo_16B": 5000, "ocall_pread_16B": 50000, "ocall_stat": 20000},
+                               "monotonic": 50000, "echo_16B": 5000, "ocall_pread_16B": 50000, "ocall_stat": 20000,
+                               "enclave_call_repeat": 500},
             bulk_mib=64, startup_rounds=10, program_rounds=5, files=1000, messages=10000, requests=1000)
 QUICK = Plan(rounds=3, micro_n={"pread_16B": 2000, "stat": 1000, "write_16B": 2000, "time": 5000, "monotonic": 5000,
-                                "echo_16B": 500, "ocall_pread_16B": 5000, "ocall_stat": 2000},
+                                "echo_16B": 500, "ocall_pread_16B": 5000, "ocall_stat": 2000,
+                                "enclave_call_repeat": 100},
              bulk_mib=8, startup_rounds=3, program_rounds=1, files=200, messages=1000, requests=100,
              program_warmup=False)
 
@@ -97,7 +101,7 @@ RAW = ("ocall_pread_16B", "ocall_stat")
 FORWARDED = ("native_stat", "native_open_close")
 BULK = ("read_1MiB", "write_1MiB")
 PROGRAMS = ("copytree", "asyncio_echo", "http")  # reported as copytree_<files>, asyncio_echo_<messages>, ...
-ALL = (*RAW, *MICRO, *FORWARDED, *BULK, "startup", *PROGRAMS)
+ALL = (*RAW, *MICRO, *FORWARDED, *BULK, "startup", "enclave_call_repeat", *PROGRAMS)
 
 
 def program_name(name: str, plan: Plan) -> str:
@@ -206,6 +210,8 @@ class Bench:
             return self.bulk(name, backend)
         if name == "startup":
             return self.startup(backend)
+        if name == "enclave_call_repeat":
+            return self.call_repeat(backend)
         return self.program(name, backend)
 
     def raw(self, name: str) -> Figure:
@@ -265,6 +271,29 @@ class Bench:
                               lambda: timed([sys.executable, "-m", "posix_shim", "--backend", backend,
                                              "-c", "pass"]))
         return Figure("startup", backend, nat, enc, "ms")
+
+    def call_repeat(self, backend: str) -> Figure:
+        """us per trivial ecall on a started enclave, against resolving and calling the same function here."""
+        from posix_shim.enclave import resolve_target
+
+        n = self.plan.micro_n["enclave_call_repeat"]
+        enc = self.enclave(backend)
+        target = "benchmarks.inner:nothing"
+
+        def native() -> float:
+            t0 = time.perf_counter()
+            for _ in range(n):
+                resolve_target(target)()
+            return (time.perf_counter() - t0) * 1e6 / n
+
+        def enclave() -> float:
+            t0 = time.perf_counter()
+            for _ in range(n):
+                enc.call(target)
+            return (time.perf_counter() - t0) * 1e6 / n
+
+        nat, inside = _alternate(self.plan.rounds, native, enclave)
+        return Figure("enclave_call_repeat", backend, nat, inside, "us")
 
     def program(self, name: str, backend: str) -> Figure:
         plan = self.plan

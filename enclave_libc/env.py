@@ -45,7 +45,6 @@ _fsencode, _fsdecode, _strerror = _os.fsencode, _os.fsdecode, _os.strerror
 _host_environ, _host_environb, _host_posix_environ = _os.environ, _os.environb, posix.environ
 _audit = sys.audit
 _EINVAL = 22
-_SKIP = ("ocall_bridge", "enclave_libc", "posix_shim")  # the interposer's own rule: never rewrite these
 MAX_VARIABLES = 4096  # an environment larger than this is cut (and the cut logged)
 
 _load_lock = threading.RLock()
@@ -224,33 +223,19 @@ def unsetenv(name: Any, /) -> None:
 
 
 def swap() -> Callable[[], None]:
-    """Point `os.environ`, `os.environb` and `posix.environ` (and module globals named `environ`/`environb`
-    that captured the host's, as `from os import environ` does) at the enclave's; return the undo.
+    """Start an enclave with no environment of the one before it; the undo keeps this one's for after.
 
-    The interposer calls it on install and the undo on uninstall.  These objects are mutable mappings, which
-    no PATCHES dictionary can key, hence a swap rather than a patch.
+    The interposer calls it on install and the undo on uninstall.  The mappings themselves (`os.environ`,
+    `os.environb`, `posix.environ`, and module globals named `environ`/`environb` that captured the host's, as
+    `from os import environ` does) are mutable objects no PATCHES dictionary can key by their value alone:
+    NAMED_PATCHES below has the interposer swap them under those two names only.
     """
     global _left
     _left = None  # an enclave never sees the environment of the one before it
     rt = runtime.RT
-    replacements = {id(_host_environ): environ, id(_host_environb): environb, id(_host_posix_environ): posix_environ}
-    done: list[tuple[dict, str, Any]] = []
-    for name, module in list(sys.modules.items()):
-        namespace = getattr(module, "__dict__", None)
-        if module is None or not isinstance(namespace, dict) or name.split(".")[0] in _SKIP:
-            continue
-        for key in ("environ", "environb"):
-            value = namespace.get(key)
-            replacement = replacements.get(id(value))
-            if replacement is not None:
-                namespace[key] = replacement
-                done.append((namespace, key, value))
 
     def undo() -> None:
         global _left
-        for namespace, key, original in reversed(done):
-            if namespace.get(key) is replacements[id(original)]:
-                namespace[key] = original
         # What the enclave's mapping serves once this enclave is left: its environment if it ever looked at it
         # (else there is no state anyone could have seen, and the mapping refuses as before).
         _left = rt.extra.get("environ") if rt else None
@@ -258,6 +243,11 @@ def swap() -> Callable[[], None]:
     return undo
 
 
+# key -> (original, replacement) pairs: pairs, not a dict, because mappings cannot be dictionary keys.
+_SWAPPED = ((_host_environ, environ), (_host_environb, environb), (_host_posix_environ, posix_environ))
+NAMED_PATCHES: dict[str, tuple[tuple[Any, Any], ...]] = {"environ": _SWAPPED, "environb": _SWAPPED}
+
 PATCHES: dict[Any, Any] = {posix.putenv: putenv, posix.unsetenv: unsetenv}
 
-__all__ = ["PATCHES", "EnclaveEnviron", "current_data", "environ", "environb", "putenv", "swap", "unsetenv"]
+__all__ = ["NAMED_PATCHES", "PATCHES", "EnclaveEnviron", "current_data", "environ", "environb", "putenv", "swap",
+           "unsetenv"]

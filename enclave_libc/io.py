@@ -403,11 +403,20 @@ def open_code(path: str) -> Any:
 
 
 def stdio_streams() -> tuple[Any, Any, Any]:
-    """sys.stdin, sys.stdout and sys.stderr rebuilt over enclave fds 0, 1 and 2.
+    """sys.stdin, sys.stdout and sys.stderr over enclave fds 0, 1 and 2.
 
     Encoding, error handler, line buffering and write-through are copied from the streams Python made, so
-    `python -u`, PYTHONIOENCODING and a terminal behave the same inside.
+    `python -u`, PYTHONIOENCODING and a terminal behave the same inside.  They are built once per runtime and
+    handed out again on the next entry (the sim backend enters for every ecall: building them costs five ocalls)
+    while fds 0-2 still hold the same open files and none of the three was closed - as a process keeps its
+    sys.stdout, and with it what stdin had read ahead.
     """
+    rt = runtime.RT
+    key = tuple(rt.fds.get(fd) if fd in rt.fds else None for fd in (0, 1, 2))
+    cached = rt.extra.get("stdio_streams")
+    if cached is not None and all(a is b for a, b in zip(cached[0], key, strict=True)) and not any(
+            stream is not None and stream.closed for stream in cached[1]):
+        return cached[1]
     streams: list[_io.TextIOWrapper | None] = []
     for fd, name, mode, model in ((0, "<stdin>", "rb", sys.__stdin__), (1, "<stdout>", "wb", sys.__stdout__),
                                   (2, "<stderr>", "wb", sys.__stderr__)):
@@ -428,7 +437,9 @@ def stdio_streams() -> tuple[Any, Any, Any]:
         text = _TextIOWrapper(buffer, encoding, err, "\n", line, write_through)
         text.mode = "r" if fd == 0 else "w"  # type: ignore[misc]  # settable at run time; typeshed's IO.mode is read-only
         streams.append(text)
-    return streams[0], streams[1], streams[2]
+    built = streams[0], streams[1], streams[2]
+    rt.extra["stdio_streams"] = (key, built)
+    return built
 
 
 PATCHES: dict[Any, Any] = {_io.open: open, _io.open_code: open_code, _io.FileIO: FileIO}

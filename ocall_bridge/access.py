@@ -24,6 +24,14 @@ def open_kinds(flags: int) -> tuple[str, ...]:
     return ("read",)
 
 
+def normalized(path: bytes) -> bytes:
+    """os.path.normpath(path), without its cost for the absolute paths the enclave already normalizes: one that
+    has no empty, "." or ".." component and no trailing slash is its own normal form."""
+    if path.startswith(b"/") and b"//" not in path and b"/." not in path and (path == b"/" or path[-1:] != b"/"):
+        return path
+    return _os.path.normpath(path)
+
+
 class Access:
     """Everything allowed.  Subclasses answer `call_allowed` (ENOSYS) and `check` (EACCES)."""
 
@@ -43,7 +51,7 @@ class Access:
         SOCKADDR record (family, host, port, flowinfo, scope_id, path).  Even "everything" excludes the
         platform's sealing secret.
         """
-        if isinstance(resource, bytes) and forbidden(_os.path.normpath(resource), kind):
+        if isinstance(resource, bytes) and forbidden(normalized(resource), kind):
             return MESSAGE
         return None
 

@@ -21,6 +21,8 @@ import posixpath
 # `os.getcwd`/`expanduser` are served by the enclave (expanduser may even ask the host for the uid), while the
 # secret's path is a fact about the host.  These are the host's own objects and functions.
 _environ = os.environ
+_environ_data = _environ._data  # type: ignore[attr-defined]  # the bytes dict os.environ reads and writes
+_ENV_KEY = os.fsencode("POSIX_SHIM_PLATFORM_SECRET")
 _getcwd = os.getcwd
 _HOME = os.path.expanduser("~")
 
@@ -38,14 +40,16 @@ def secret_path() -> bytes:
     return os.fsencode(posixpath.normpath(posixpath.join(_getcwd(), state, "posix_shim", "platform-secret")))
 
 
-_CACHED: tuple[str | None, bytes] | None = None
+_CACHED: tuple[bytes | None, bytes] | None = None
 
 
 def forbidden(path: bytes, kind: str = "read") -> bool:
     """Whether the enclave may never touch `path` (absolute, normalized) as `kind`: the secret itself for any
     kind, and for "write" also every folder above it (renaming one would move the secret to a reachable name)."""
     global _CACHED
-    given = _environ.get(ENV)
+    # Asked twice for every path ocall (the enclave's guard and the host's check): read the variable's raw bytes
+    # (a dict lookup), and work out the path again only when it changed.
+    given = _environ_data.get(_ENV_KEY)
     if _CACHED is None or _CACHED[0] != given:
         _CACHED = (given, secret_path())
     secret = _CACHED[1]

@@ -31,7 +31,6 @@ from __future__ import annotations
 import _imp
 import importlib
 import os
-import sys
 import threading
 import types
 from collections.abc import Iterable, Mapping
@@ -39,8 +38,7 @@ from typing import Any
 
 from enclave_libc import closed, dirs, files
 
-# Never rewritten: the trusted runtime, the boundary and the host, and this front end.
-SKIP_PREFIXES = ("ocall_bridge", "enclave_libc", "posix_shim")
+from .interpose_index import Index, Plan, current, scan_default_holders, tag_reader
 
 # The enclave_libc modules whose PATCHES are installed, in order (later entries win on the same original).  Before
 # them, always: `enclave_libc.closed`'s refusals, recomputed for each Interposer (see Interposer.__init__).
@@ -51,6 +49,9 @@ FAMILY_MODULES = ("files", "dirs", "io", "sockets", "poll", "time", "env", "rand
 # Families may also swap objects no PATCHES dict can key (os.environ is a mutable mapping): `swap()` runs on
 # install and returns the undo, run on uninstall.
 FAMILY_SWAPS: list[Any] = []
+# And objects swapped by identity under one key only (`NAMED_PATCHES`: key -> ((original, replacement), ...)): the
+# environment mappings, which must not be swapped wherever else the same object is referenced.
+FAMILY_NAMED: list[Mapping[str, Iterable[tuple[Any, Any]]]] = []
 
 
 def _family_patches() -> tuple[Mapping[Any, Any], ...]:
@@ -65,6 +66,8 @@ def _family_patches() -> tuple[Mapping[Any, Any], ...]:
         tables.append(module.PATCHES)
         if hasattr(module, "swap"):
             FAMILY_SWAPS.append(module.swap)
+        if hasattr(module, "NAMED_PATCHES"):
+            FAMILY_NAMED.append(module.NAMED_PATCHES)
     return tuple(tables)
 
 
@@ -156,174 +159,228 @@ if _real_create_dynamic is not None and _real_exec_dynamic is not None:
     IMP_PATCHES.update({_real_create_dynamic: _create_dynamic, _real_exec_dynamic: _exec_dynamic})
 
 
-def _scan_default_holders(namespace: dict) -> list[Any]:
-    module_name = namespace.get("__name__")
-    functions: list[Any] = []
-    for value in list(namespace.values()):
-        if isinstance(value, types.FunctionType):
-            functions.append(value)
-        elif isinstance(value, type) and value.__module__ == module_name:
-            for name, member in list(vars(value).items()):
-                if isinstance(member, staticmethod) and (isinstance(member.__func__, types.BuiltinFunctionType)
-                                                         or getattr(member.__func__, "__posix_shim__", False)):
-                    # A builtin kept as a class attribute (3.13's glob: `scandir = staticmethod(os.scandir)`).
-                    functions.append((value, name, member))
-                    continue
-                if isinstance(member, staticmethod | classmethod):
-                    member = member.__func__
-                if isinstance(member, types.FunctionType):
-                    functions.append(member)
-    return [fn for fn in functions if isinstance(fn, tuple)
-            or any(callable(d) for d in fn.__defaults__ or ()) or any(callable(d) for d in
-                                                                       (fn.__kwdefaults__ or {}).values())]
+_capability_cache: dict[tuple, list[tuple[set, frozenset]]] = {}
 
 
-# id(namespace) -> (namespace, its size when scanned, the functions with a callable default).  Scanning every
-# function of every module on each install would triple the cost of an Enclave.call on sim; a module's
-# functions rarely change after import, and a namespace that grew or shrank is scanned again.
-_holders_cache: dict[int, tuple[dict, int, list[Any]]] = {}
+class _Shared:
+    """The replacements of the default tables and their index, kept while the tables hold the same objects
+    (`closed.table()` is recomputed when a C module was loaded since; tracing wraps some replacements: then
+    everything is rebuilt)."""
+
+    key: tuple | None = None
+    replacements: dict[int, tuple[Any, Any]] = {}
+    originals: dict[int, tuple[Any, Any]] = {}  # id(replacement) -> (replacement, original)
+    index: Index | None = None
 
 
-def _default_holders(namespace: dict) -> list[Any]:
-    """The functions of a module namespace whose default arguments may hold a captured original: its functions
-    and the methods of the classes it defines (one level: where `tempfile`, `shutil` and `os` keep them), those
-    with at least one callable default."""
-    cached = _holders_cache.get(id(namespace))
-    if cached is not None and cached[0] is namespace and cached[1] == len(namespace):
-        return cached[2]
-    holders = _scan_default_holders(namespace)
-    _holders_cache[id(namespace)] = (namespace, len(namespace), holders)
-    return holders
+def _tables_key(tables: tuple[Mapping[Any, Any], ...]) -> tuple:
+    """What says the tables still hold the same objects.  Tracing swaps replacements inside the families' PATCHES
+    in place (trace.install_inside_tracing), which a size would not show: each table's version tag does (a few
+    reads), else what it holds, by identity."""
+    reader = tag_reader()
+    if reader is not None:
+        try:
+            return tuple((id(t), reader.one(t)) if type(t) is dict else (id(t), tuple(map(id, t)),
+                                                                      tuple(map(id, t.values()))) for t in tables)
+        except Exception:  # the sealed audit hook refuses the read: built from inside an enclave
+            pass
+    return tuple((id(t), tuple(map(id, t)), tuple(map(id, t.values()))) for t in tables)
+
+
+def _replacements(patches: Iterable[Mapping[Any, Any]]) -> dict[int, tuple[Any, Any]]:
+    replacements: dict[int, tuple[Any, Any]] = {}
+    for table in patches:
+        for original, replacement in table.items():
+            replacements[id(original)] = (original, _as_builtin(original, replacement))
+    for _, replacement in replacements.values():
+        try:
+            replacement.__posix_shim__ = True
+        except (AttributeError, TypeError):
+            pass
+    return replacements
+
+
+def _named() -> dict[str, dict[int, tuple[Any, Any]]]:
+    """Key -> id(original) -> (original, replacement), for the objects families swap under one name only."""
+    named: dict[str, dict[int, tuple[Any, Any]]] = {}
+    for table in FAMILY_NAMED:
+        for key, pairs in table.items():
+            named.setdefault(key, {}).update({id(original): (original, rep) for original, rep in pairs})
+    return named
+
+
+def _restore_in(namespace: dict, originals: Mapping[int, tuple[Any, Any]]) -> None:
+    """Give a namespace the originals back wherever it holds a replacement (`originals`: id(rep) -> (rep, orig)),
+    in its globals, its functions' defaults and its classes' staticmethods."""
+    for key, value in list(namespace.items()):
+        entry = originals.get(id(value))
+        if entry is not None and entry[0] is value:
+            namespace[key] = entry[1]
+    for fn in scan_default_holders(namespace, originals):
+        if isinstance(fn, tuple):  # a class's staticmethod of a builtin, taken while installed
+            cls, attr, member = fn
+            func = getattr(member, "__func__", None)
+            entry = originals.get(id(func))
+            if entry is not None and entry[0] is func:
+                setattr(cls, attr, staticmethod(entry[1]))
+            continue
+        defaults = fn.__defaults__
+        if defaults and any(id(d) in originals and originals[id(d)][0] is d for d in defaults):
+            fn.__defaults__ = tuple(originals[id(d)][1] if id(d) in originals and originals[id(d)][0] is d
+                                    else d for d in defaults)
 
 
 class Interposer:
-    """One installation of a set of replacements; `install` and `uninstall` are each done once."""
+    """One installation of a set of replacements; `install` and `uninstall` are each done once.
+
+    The namespaces to rewrite come from an `Index` (posix_shim/interpose_index.py): scanned once per process
+    and then only where something changed, so that the sim backend can install and remove interposition around
+    every ecall for a fraction of a millisecond."""
 
     def __init__(self, patches: Iterable[Mapping[Any, Any]] | None = None) -> None:
         if patches is None:
             # The refusals are recomputed (a C module loaded since import gets its table too), then the families.
-            patches = (closed.table(), *FAMILY_PATCHES, IMP_PATCHES)
-        self.replacements: dict[int, tuple[Any, Any]] = {}
-        for table in patches:
-            for original, replacement in table.items():
-                self.replacements[id(original)] = (original, _as_builtin(original, replacement))
+            tables = (closed.table(), *FAMILY_PATCHES, IMP_PATCHES)
+            key = _tables_key(tables)
+            if _Shared.key != key:
+                _Shared.replacements = _replacements(tables)
+                _Shared.originals = {id(rep): (rep, orig) for orig, rep in _Shared.replacements.values()}
+                _Shared.index = None
+                _Shared.key = key
+            self.replacements = _Shared.replacements
+            self.originals = _Shared.originals
+            self._shared = True
+        else:
+            self.replacements = _replacements(patches)
+            self.originals = {id(rep): (rep, orig) for orig, rep in self.replacements.values()}
+            self._shared = False
         self.by_name: dict[tuple[str, str], Any] = {}
         self._undo: list[tuple[dict, str, Any]] = []
         self._defaults: list[tuple[Any, str, Any]] = []
         self._fresh: list[tuple[dict, str, Any, Any]] = []
-        self._added: list[tuple[set, Any]] = []
+        self._added: list[tuple[set, set]] = []
         self._unswap: list[Any] = []
+        self._index: Index | None = None
+        self._plans: list[Plan] = []
+        self._tags: tuple[int, ...] | None = None
         self.installed = False
 
-    def _build_by_name(self) -> None:
-        """(module, attribute) -> replacement, read off the loaded C modules before they are patched."""
-        for module_name in closed.MODULES:
-            module = sys.modules.get(module_name)
-            if module is None:
-                continue
-            for key, value in list(vars(module).items()):
-                entry = self.replacements.get(id(value))
-                if entry is not None and entry[0] is value:
-                    self.by_name[(module_name, key)] = entry[1]
+    def _get_index(self) -> Index:
+        """The shared index for the default tables; a private one (every namespace scanned, no tags) for other
+        tables, or while another interposer is installed (it sees that one's replacements, and leaves them)."""
+        if self._shared and _active is None:
+            if _Shared.index is None:
+                _Shared.index = Index(self.replacements, _named(), tag_reader())
+            return _Shared.index
+        return Index(self.replacements, _named(), None)
 
     def install(self) -> None:
         global _active
         with _lock:
             if self.installed:
                 return
-            self._build_by_name()
-            for name, module in list(sys.modules.items()):
-                if module is None or name.split(".")[0] in SKIP_PREFIXES:
-                    continue
-                namespace = getattr(module, "__dict__", None)
-                if isinstance(namespace, dict):
-                    self._patch_namespace(namespace)
-                    self._patch_defaults(namespace)
+            index = self._index = self._get_index()
+            index.refresh()
+            self.by_name = index.by_name
+            touched: list[Plan] = []
+            undo = self._undo
+            for plan in index.active:
+                if plan.patch:
+                    plan.namespace.update(plan.patch)
+                    undo.extend(plan.undo)
+                    touched.append(plan)
+                if plan.defaults:
+                    self._patch_defaults(plan)
+            self._plans = touched
+            self._tags = index.read()  # what only this installation wrote: the baseline for uninstall
             _active = self
             self._extend_capability_sets()
             self._unswap = [swap() for swap in FAMILY_SWAPS]
-            for _, replacement in self.replacements.values():
-                try:
-                    replacement.__posix_shim__ = True
-                except (AttributeError, TypeError):
-                    pass
             self.installed = True
 
-    def _patch_namespace(self, namespace: dict) -> None:
-        reps = self.replacements
-        for key, value in list(namespace.items()):
-            entry = reps.get(id(value))
-            if entry is not None and entry[0] is value:
-                namespace[key] = entry[1]
-                self._undo.append((namespace, key, value))
-
-    def _patch_defaults(self, namespace: dict) -> None:
+    def _patch_defaults(self, plan: Plan) -> None:
         """Swap originals captured as default arguments (`def close(self, unlink=_os.unlink)`), and builtins a
         class keeps as staticmethods (`scandir = staticmethod(os.scandir)`)."""
-        reps = self.replacements
-        for fn in _default_holders(namespace):
-            if isinstance(fn, tuple):
-                cls, name, member = fn
-                entry = reps.get(id(member.__func__))
-                if entry is not None and entry[0] is member.__func__:
-                    setattr(cls, name, staticmethod(entry[1]) if not isinstance(entry[1], staticmethod) else entry[1])
-                    self._defaults.append((cls, name, member))
-                continue
-            defaults = fn.__defaults__
-            if defaults:
-                swapped = tuple(reps[id(d)][1] if id(d) in reps and reps[id(d)][0] is d else d for d in defaults)
-                if any(a is not b for a, b in zip(swapped, defaults, strict=True)):
-                    fn.__defaults__ = swapped
-                    self._defaults.append((fn, "__defaults__", defaults))
-            kwdefaults = fn.__kwdefaults__
-            if kwdefaults:
-                changed = {k: reps[id(v)][1] for k, v in kwdefaults.items() if id(v) in reps and reps[id(v)][0] is v}
-                if changed:
-                    fn.__kwdefaults__ = {**kwdefaults, **changed}
-                    self._defaults.append((fn, "__kwdefaults__", kwdefaults))
+        for holder, attr, before, after in plan.defaults:
+            if current(holder, attr) is before:
+                setattr(holder, attr, after)
+                self._defaults.append((holder, attr, before))
 
     def _extend_capability_sets(self) -> None:
-        for set_name, names in files.SUPPORTS.items():
+        added = self._added
+        for capability, members in self._capability_members():
+            missing = members - capability
+            if missing:
+                capability |= missing
+                added.append((capability, missing))
+
+    def _capability_members(self) -> list[tuple[set, frozenset]]:
+        """(os.supports_* set, the replacements that belong in it) - computed again when a set changed size (a
+        program may add to them)."""
+        names = ("supports_dir_fd", "supports_fd", "supports_follow_symlinks", "supports_effective_ids")
+        sets = [getattr(os, name, None) for name in names]
+        key = (id(self.replacements), *(len(c) if isinstance(c, set) else -1 for c in sets))
+        cached = _capability_cache.get(key)
+        if cached is not None:
+            return cached
+        members: dict[int, tuple[set, set]] = {}
+
+        def add(capability: set, replacement: Any) -> None:
+            members.setdefault(id(capability), (capability, set()))[1].add(replacement)
+
+        for set_name, functions in files.SUPPORTS.items():
             capability = getattr(os, set_name)
-            for name in names:
-                replacement = getattr(files, name)
-                if replacement not in capability:
-                    capability.add(replacement)
-                    self._added.append((capability, replacement))
+            for name in functions:
+                add(capability, getattr(files, name))
         # DirEntry, listdir and scandir travel together in os.supports_fd too.
-        if dirs.scandir not in os.supports_fd:
-            os.supports_fd.add(dirs.scandir)
-            self._added.append((os.supports_fd, dirs.scandir))
+        add(os.supports_fd, dirs.scandir)
         # And in general a replacement answers `os.X in os.supports_*` as the original does: the replacements take
         # the same dir_fd / fd / follow_symlinks / effective_ids arguments (or refuse the call whatever they get).
-        for set_name in ("supports_dir_fd", "supports_fd", "supports_follow_symlinks", "supports_effective_ids"):
-            capability = getattr(os, set_name, None)
+        for capability in sets:
             if not isinstance(capability, set):
                 continue
             for original in list(capability):
                 entry = self.replacements.get(id(original))
-                if entry is not None and entry[0] is original and entry[1] not in capability:
-                    capability.add(entry[1])
-                    self._added.append((capability, entry[1]))
+                if entry is not None and entry[0] is original:
+                    add(capability, entry[1])
+        pairs = [(capability, frozenset(reps)) for capability, reps in members.values()]
+        _capability_cache.clear()
+        _capability_cache[key] = pairs
+        return pairs
 
     def uninstall(self) -> None:
         global _active
         with _lock:
             if not self.installed:
                 return
-            for namespace, key, original in reversed(self._undo):
-                if namespace.get(key) is self.replacements[id(original)][1]:
-                    namespace[key] = original
+            index = self._index
+            assert index is not None
+            plans = index.plans
+            positions = index.changed(self._tags)
+            changed = [plans[i] for i in positions]
+            changed_ids = {id(plan) for plan in changed}
+            for plan in reversed(self._plans):
+                namespace = plan.namespace
+                if id(plan) not in changed_ids:
+                    namespace.update(plan.restore)  # exactly as installed: nothing else wrote here since
+                    continue
+                patch = plan.patch
+                for key, original in plan.restore.items():
+                    if namespace.get(key) is patch[key]:
+                        namespace[key] = original
             for namespace, key, original, replacement in reversed(self._fresh):
                 if namespace.get(key) is replacement:
                     namespace[key] = original
-            for fn, attr, original in reversed(self._defaults):
-                setattr(fn, attr, original)
+            for holder, attr, original in reversed(self._defaults):
+                setattr(holder, attr, original)
             if _active is self:
                 _active = None
-            self._restore_late_captures()
-            for capability, replacement in self._added:
-                capability.discard(replacement)
+            self._restore_late_captures(index, changed)
+            # Written by the program while inside: planned again at the next install; the rest are as planned.
+            index.stale = positions
+            index.snapshot = index.read()
+            for capability, added in self._added:
+                capability -= added
             for undo in reversed(self._unswap):
                 undo()
             self._unswap.clear()
@@ -331,34 +388,22 @@ class Interposer:
             self._fresh.clear()
             self._defaults.clear()
             self._added.clear()
+            self._plans = []
             self.installed = False
 
-    def _restore_late_captures(self) -> None:
+    def _restore_late_captures(self, index: Index, changed: list[Plan]) -> None:
         """Modules imported while installed captured replacements (`from builtins import open` in bz2, tarfile,
-        tokenize): give them the originals too, or they would call into an enclave that is no longer there."""
-        originals = {id(rep): (rep, orig) for orig, rep in self.replacements.values()}
-        for name, module in list(sys.modules.items()):
-            if module is None or name.split(".")[0] in SKIP_PREFIXES:
-                continue
-            namespace = getattr(module, "__dict__", None)
-            if not isinstance(namespace, dict):
-                continue
-            for key, value in list(namespace.items()):
-                entry = originals.get(id(value))
-                if entry is not None and entry[0] is value:
-                    namespace[key] = entry[1]
-            for fn in _default_holders(namespace):
-                if isinstance(fn, tuple):  # a class's staticmethod of a builtin, taken while installed
-                    cls, attr, member = fn
-                    func = getattr(member, "__func__", None)
-                    entry = originals.get(id(func))
-                    if entry is not None and entry[0] is func:
-                        setattr(cls, attr, staticmethod(entry[1]))
-                    continue
-                defaults = fn.__defaults__
-                if defaults and any(id(d) in originals and originals[id(d)][0] is d for d in defaults):
-                    fn.__defaults__ = tuple(originals[id(d)][1] if id(d) in originals and originals[id(d)][0] is d
-                                            else d for d in defaults)
+        tokenize), and code inside may have stored one in a module that was already there: give them the
+        originals too, or they would call into an enclave that is no longer there.  Only the namespaces that
+        changed while inside, and the modules that are new since, can hold one."""
+        originals = self.originals
+        for plan in changed:
+            _restore_in(plan.namespace, originals)
+        if not index.modules_unchanged():
+            known = {id(plan.namespace) for plan in index.plans}
+            for _, namespace in index.namespaces():
+                if id(namespace) not in known:
+                    _restore_in(namespace, originals)
 
     def patched_names(self) -> list[str]:
         """module.attribute for every reference this installation rewrote (for the support table)."""
@@ -366,6 +411,27 @@ class Interposer:
         for namespace, key, _ in self._undo:
             names.append(f"{namespace.get('__name__', '?')}.{key}")
         return sorted(set(names))
+
+
+def set_quietly(namespace: dict, values: Mapping[str, Any]) -> None:
+    """Write `values` into a module namespace without making the next installation scan it again.
+
+    The sim session swaps `sys.stdin`/`stdout`/`stderr` around every ecall: a plain write would change `sys`'s
+    namespace and cost a scan of it per call.  Values that are originals or replacements take the plain path
+    (the index must see those)."""
+    with _lock:
+        index = _Shared.index
+        originals, replacements = _Shared.originals, _Shared.replacements
+        ids = [*map(id, values.values()), *(id(namespace.get(k)) for k in values)]
+        plain = index is None or index.reader is None or not (
+            replacements.keys().isdisjoint(ids) and originals.keys().isdisjoint(ids))
+        if plain:
+            namespace.update(values)
+            return
+        assert index is not None and index.reader is not None
+        before = index.reader.one(namespace)
+        namespace.update(values)
+        index.wrote(namespace, before)
 
 
 def all_replacements() -> dict[Any, Any]:
@@ -376,4 +442,4 @@ def all_replacements() -> dict[Any, Any]:
     return out
 
 
-__all__ = ["Interposer", "FAMILY_PATCHES", "FAMILY_MODULES", "all_replacements"]
+__all__ = ["Interposer", "FAMILY_PATCHES", "FAMILY_MODULES", "all_replacements", "set_quietly"]

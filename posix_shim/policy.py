@@ -19,7 +19,6 @@ Paths are decided on their lexically normalized form here (so `/data/../etc/pass
 from __future__ import annotations
 
 import argparse
-import difflib
 import fnmatch
 import ipaddress
 import json
@@ -28,7 +27,6 @@ import posixpath
 import site
 import sys
 import tempfile
-import tomllib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -623,6 +621,8 @@ _SCHEMA: dict[str, Any] = {
 
 
 def _unknown(key: str, known: Iterable[str], where: str) -> str:
+    import difflib  # only for a mistake: not imported on every start
+
     close = difflib.get_close_matches(key, list(known), n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else f" (known keys: {', '.join(sorted(known))})"
     return f"{where}: unknown key {key!r}{hint}"
@@ -659,6 +659,8 @@ def _validate(table: dict[str, Any], schema: dict[str, Any], prefix: str, file: 
 
 def load_toml(path: str, section: tuple[str, ...] = ()) -> dict[str, Any] | None:
     """The policy table of a file (`section` is the path of keys to it, e.g. ('tool', 'posix_shim'))."""
+    import tomllib  # only when a policy file is read: not on every start
+
     try:
         with open(path, "rb") as f:
             doc = tomllib.load(f)
@@ -712,6 +714,8 @@ def apply_table(b: Builder, table: dict[str, Any], file: str, prefix: str = "", 
     for key in ("allow", "deny"):
         for i, name in enumerate(calls.get(key, [])):
             if name not in _CALL_NAMES:
+                import difflib  # only for a mistake
+
                 close = difflib.get_close_matches(name, sorted(_CALL_NAMES), n=1)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
                 raise PolicyError(f"{file}: {prefix}calls.{key}[{i}]: unknown call {name!r}{hint}")

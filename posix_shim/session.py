@@ -11,7 +11,7 @@ from enclave_libc import runtime
 from enclave_libc.io import stdio_streams
 
 from . import tripwires
-from .interpose import Interposer
+from .interpose import Interposer, set_quietly
 
 _STREAMS = ("stdin", "stdout", "stderr", "__stdin__", "__stdout__", "__stderr__")
 
@@ -34,8 +34,7 @@ def inside(rt: runtime.EnclaveRuntime, interposer: Interposer | None = None) -> 
     previous = runtime.activate(rt)
     try:
         stdin, stdout, stderr = stdio_streams()
-        for name, stream in zip(_STREAMS, (stdin, stdout, stderr) * 2, strict=True):
-            setattr(sys, name, stream)
+        set_quietly(sys.__dict__, dict(zip(_STREAMS, (stdin, stdout, stderr) * 2, strict=True)))
         interposer.install()
         key = tripwires.enter()  # the audit hook refuses real host calls from here on (its key stays in this frame)
         try:
@@ -47,6 +46,5 @@ def inside(rt: runtime.EnclaveRuntime, interposer: Interposer | None = None) -> 
             finally:
                 interposer.uninstall()
     finally:
-        for name, stream in zip(_STREAMS, saved, strict=True):
-            setattr(sys, name, stream)
+        set_quietly(sys.__dict__, dict(zip(_STREAMS, saved, strict=True)))
         runtime.activate(previous)

@@ -648,8 +648,6 @@ def _usage_error(message: str) -> SystemExit:
 
 def backend_options(args: argparse.Namespace) -> dict[str, Any]:
     """Options for Enclave(**options) derived from the trace flags; plain data, so any backend can carry them."""
-    from ocall_bridge import inject
-
     out: dict[str, Any] = {}
     trace = getattr(args, "trace", None)
     filt = getattr(args, "trace_filter", None)
@@ -680,12 +678,14 @@ def backend_options(args: argparse.Namespace) -> dict[str, Any]:
         if filt and "trace_filter" not in out:
             out["trace_filter"] = filt
     specs = list(getattr(args, "inject", None) or [])
-    for spec in specs:
-        try:
-            inject.parse(spec)
-        except inject.InjectSpecError as exc:
-            raise _usage_error(f"--inject {exc}") from None
     if specs:
+        from ocall_bridge import inject  # only with --inject: not on every start
+
+        for spec in specs:
+            try:
+                inject.parse(spec)
+            except inject.InjectSpecError as exc:
+                raise _usage_error(f"--inject {exc}") from None
         out["inject"] = specs
     if getattr(args, "on_violation", None):
         out["violation"] = args.on_violation

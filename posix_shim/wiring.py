@@ -67,6 +67,8 @@ def make_host(access: Access, options: dict[str, Any]) -> Host:
             if pending is not None:
                 pending.append(mark)
 
+        from ocall_bridge import inject  # only with fault injection asked for: not on every start
+
         injector = inject.Injector([inject.parse(s) for s in specs], note=note)
         host.before.append(injector.before)
         # Deliberate: an instance attribute shadows the method, with the plain (entry, args) signature; Host.serve

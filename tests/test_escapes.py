@@ -458,3 +458,21 @@ def test_control_without_the_check_a_sim_enclave_kills_its_host(tmp_path: Path) 
                                                              "")], cwd=tmp_path, capture_output=True, timeout=60,
                        env=dict(os.environ, PYTHONPATH=str(REPO)))
     assert r.returncode == 0 and r.stdout == b"host survived\n", r.stderr
+
+
+# -- the interposition index's tag reader (ctypes) is no memory reader for the program ------------------------
+
+READ_MEMORY = ("import sys\nreader = sys.modules['posix_shim.interpose_index']._reader[0]\n"
+               "view = reader._view(id(sys.modules), 64)\nRESULT = 'read ' + str(len(bytes(view)))")
+
+
+def test_the_index_tag_reader_cannot_read_memory_from_inside(secret: Path, capfd: pytest.CaptureFixture[str],
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """The interposer imports ctypes to read dict version tags (posix_shim/interpose_index.py) and keeps neither
+    a memory view nor a resolved C function: making a view from inside needs a symbol lookup, which the sealed
+    audit hook refuses."""
+    line = attempt(secret, READ_MEMORY, capfd)
+    assert line.startswith(f"refused {errno.ENOSYS} posix_shim: ctypes.dlsym() is outside"), line
+    # Control: without the seal the same program reads the host process's memory.
+    monkeypatch.setattr(tripwires, "enter", lambda: object())
+    assert attempt(secret, READ_MEMORY, capfd) == "ok read 64"

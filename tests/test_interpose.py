@@ -344,3 +344,82 @@ def test_a_builtin_kept_as_a_class_staticmethod_is_swapped_and_restored(tmp_path
         assert Globber.scandir is posix.scandir
     finally:
         del sys.modules[module.__name__]
+
+
+# -- the index: one scan per process, then only what changed -------------------------------------------------
+
+
+@pytest.fixture
+def watched_module() -> Any:
+    """A module whose globals a test rebinds between and during ecalls (same size: only a tag sees it)."""
+    mod = types.ModuleType("posix_shim_test_watched")
+    exec("SLOT = None\nLATE = None\n", mod.__dict__)
+
+    real = posix.stat  # in a closure, which interposition does not rewrite
+    replacement = all_replacements()[real]
+
+    def look() -> list[bool]:
+        return [mod.SLOT is replacement, mod.SLOT is real]
+
+    def capture_inside() -> None:
+        mod.LATE = os.stat  # the enclave's stat, stored into a module that was there before (no new key)
+
+    mod.look, mod.capture_inside = look, capture_inside
+    sys.modules[mod.__name__] = mod
+    yield mod
+    del sys.modules[mod.__name__]
+
+
+def test_a_capture_between_two_calls_is_swapped_at_the_next(watched_module: Any) -> None:
+    with Enclave(ALLOW_ALL, backend="sim") as enclave:
+        assert enclave.call("posix_shim_test_watched:look") == [False, False]
+        watched_module.SLOT = posix.stat  # the host rebinds an existing global to an original: size unchanged
+        assert enclave.call("posix_shim_test_watched:look") == [True, False]  # swapped, as os.stat is
+        assert watched_module.SLOT is posix.stat  # and given back
+        fresh = types.ModuleType("posix_shim_test_fresh")
+        exec("from os import stat as SLOT\n", fresh.__dict__)
+        replacement = all_replacements()[posix.stat]
+        fresh.look = lambda: fresh.SLOT is replacement
+        sys.modules[fresh.__name__] = fresh  # a module loaded between two calls
+        try:
+            assert enclave.call("posix_shim_test_fresh:look") is True
+            assert fresh.SLOT is posix.stat
+        finally:
+            del sys.modules[fresh.__name__]
+
+
+def test_control_without_change_detection_the_capture_stays_the_hosts(watched_module: Any,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The negative control: a refresh that trusts the old plans (as a plain cache would) misses the rebinding,
+    so the program would hold the host's real stat."""
+    from posix_shim.interpose_index import Index
+
+    with Enclave(ALLOW_ALL, backend="sim") as enclave:
+        assert enclave.call("posix_shim_test_watched:look") == [False, False]
+        monkeypatch.setattr(Index, "refresh", lambda self: 0)
+        watched_module.SLOT = posix.stat
+        assert enclave.call("posix_shim_test_watched:look") == [False, True]
+
+
+def test_a_replacement_stored_inside_is_given_back(watched_module: Any) -> None:
+    with Enclave(ALLOW_ALL, backend="sim") as enclave:
+        enclave.call("posix_shim_test_watched:capture_inside")
+        assert watched_module.LATE is posix.stat  # the host's own again, not the enclave's
+        watched_module.LATE = None
+        enclave.call("posix_shim_test_watched:capture_inside")
+        assert watched_module.LATE is posix.stat
+
+
+def test_the_index_reads_dict_version_tags_where_it_can() -> None:
+    """On CPython 3.11-3.13 the tag reader passes its self-test (else every install is a full walk: slow)."""
+    from posix_shim.interpose_index import tag_reader
+
+    reader = tag_reader()
+    if sys.implementation.name == "cpython" and (3, 11) <= sys.version_info[:2] <= (3, 13):
+        assert reader is not None
+        d: dict[str, Any] = {"k": 1}
+        read = reader.many([d, sys.__dict__])
+        before = read()
+        d["k"] = 2
+        after = read()
+        assert after[0] != before[0] and after[1] == before[1] and after[0] == reader.one(d)
