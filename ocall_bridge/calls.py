@@ -12,7 +12,8 @@ non-negative offset; the answer is bytes whose length may not exceed `count`; th
 with the errnos in FILE_IO and no others.
 
 `resources` names the parameters that touch host resources and how ("read", "write", "open" where the flags
-decide, "connect", "bind"): the policy is checked on exactly those, on both sides of the boundary.
+decide, "connect", "bind", "resolve" for a name looked up): the policy is checked on exactly those, on both
+sides of the boundary.
 """
 
 from __future__ import annotations
@@ -411,7 +412,7 @@ CALLS: tuple[Call, ...] = (
          flag("use_raw")], [], SOCK),
     call("getaddrinfo", 115, "sockets", [text("host"), text("port", 32), i32("family"), i32("type"),
          i32("proto"), i32("flags"), flag("null_host"), flag("null_port")], [listof("results", ADDRINFO, 256)],
-         ANY_CALL | GAI, blocking=True,
+         ANY_CALL | GAI, blocking=True, resources=[("host", "resolve")],
          doc="failures come back as the (negative) EAI_* code in the errno field: socket.gaierror; "
              "null_host/null_port pass NULL (Python's None), which differs from an empty string"),
     call("getnameinfo", 116, "sockets", [record("addr", SOCKADDR), i32("flags")], [text("host"), text("port", 32)],
