@@ -358,7 +358,20 @@ def fchmod(fd: int, mode: int) -> None:
     runtime.RT.ocall.fchmod(runtime.RT.fds.get(fd).handle, mode & 0o7777)
 
 
+def _id(value: Any, what: str) -> int:
+    """CPython's _Py_Uid_Converter/_Py_Gid_Converter: an index, -1 meaning "unchanged", else 0..2**32-2."""
+    if isinstance(value, float) or not hasattr(type(value), "__index__"):
+        raise TypeError(f"{what} should be integer, not {type(value).__name__}")
+    v = value.__index__()
+    if v < -1:
+        raise OverflowError(f"{what} is less than minimum")
+    if v >= 2**32:
+        raise OverflowError(f"{what} is {'less than minimum' if v < 2**63 else 'greater than maximum'}")
+    return v
+
+
 def chown(path: Any, uid: int, gid: int, *, dir_fd: int | None = None, follow_symlinks: bool = True) -> None:
+    uid, gid = _id(uid, "uid"), _id(gid, "gid")
     p = _path(path, "chown", allow_fd=True)
     if isinstance(p, int):
         return _by_fd(fchown, p, uid, gid)
@@ -370,6 +383,7 @@ def lchown(path: Any, uid: int, gid: int) -> None:
 
 
 def fchown(fd: int, uid: int, gid: int) -> None:
+    uid, gid = _id(uid, "uid"), _id(gid, "gid")
     runtime.RT.ocall.fchown(runtime.RT.fds.get(fd).handle, uid, gid)
 
 
@@ -731,11 +745,23 @@ def ttyname(fd: int) -> str:
     raise Unsupported("ttyname", "the host's terminal has no name inside the enclave")
 
 
+# Refused calls whose first argument is a descriptor: a bad one is EBADF first, and for the terminal calls a
+# descriptor that is no terminal is ENOTTY, as natively (only a real terminal would meet the refusal).
+_FD_FIRST = {"fpathconf": False, "tcgetpgrp": True, "tcsetpgrp": True}
+
+
 def _refused(name: str, detail: str) -> Any:
+    terminal = _FD_FIRST.get(name)
+
     def refused(*args: Any, **kwargs: Any) -> Any:
+        if terminal is not None and args and isinstance(args[0], int):
+            runtime.RT.fds.get(args[0])
+            if terminal and not isatty(args[0]):
+                raise oserror(errno.ENOTTY)
         raise Unsupported(name, detail)
 
     refused.__name__ = refused.__qualname__ = name
+    refused.__posix_shim_refused__ = True  # type: ignore[attr-defined]  # the support table: a refusal
     return refused
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 from conftest import run_shim
@@ -57,3 +59,45 @@ def test_a_signal_handlers_exception_during_a_blocked_call_is_raised_as_natively
     assert r.returncode == 0, r.stderr
     assert r.stdout == b"handler's exception: ZeroDivisionError\n"
     assert b"Input/output error" not in r.stderr
+
+
+ARGUMENTS_PROGRAM = """
+import io, os
+def show(f, *a):
+    try:
+        f(*a)
+        print("ok")
+    except Exception as e:
+        print(type(e).__name__, getattr(e, "errno", None), e)
+bad = 1000
+show(os.fpathconf, bad, "PC_NAME_MAX")
+show(os.tcgetpgrp, bad)
+show(os.tcsetpgrp, bad, 0)
+r, w = os.pipe()
+show(os.tcgetpgrp, r)
+show(io.FileIO, 2**31)
+show(open, "missing", "r", -1, None, None, None, True, lambda path, flags: -1)
+open("f", "w").close()
+show(os.chown, "f", -1.0, -1)
+show(os.chown, "f", -2, -1)
+show(os.chown, "f", -1, -1)
+class Blocked(io.FileIO):
+    def __setattr__(self, name, value):
+        if name == "name":
+            raise KeyError("blocked")
+        super().__setattr__(name, value)
+fd = os.open("f", os.O_RDONLY)
+show(Blocked, fd)
+show(os.close, fd)  # still the caller's: the failed constructor did not close it
+"""
+
+
+def test_argument_errors_are_the_native_ones(tmp_path: Path, backend: str) -> None:
+    native = subprocess.run([sys.executable, "-c", ARGUMENTS_PROGRAM], cwd=tmp_path, capture_output=True)
+    assert native.returncode == 0, native.stderr
+    for name in os.listdir(tmp_path):
+        os.unlink(tmp_path / name)
+    r = run_shim(["-c", ARGUMENTS_PROGRAM], backend=backend, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.decode().splitlines() == native.stdout.decode().splitlines()
+    assert r.stdout.decode().splitlines()[:3] == ["OSError 9 [Errno 9] Bad file descriptor"] * 3
