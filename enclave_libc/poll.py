@@ -330,21 +330,36 @@ for _cls in (SelectSelector, PollSelector, EpollSelector):
     _cls.__module__ = "selectors"
     _cls.__qualname__ = _cls.__name__
 
-def set_wakeup_fd(fd: int, /, *, warn_on_full_buffer: bool = True) -> int:
-    """signal.set_wakeup_fd: refused for an enclave fd rather than handed to C.
+_real_set_wakeup_fd = _signal.set_wakeup_fd
 
-    CPython's C signal handler writes the signal number straight to the descriptor *number* it was given; an
-    enclave fd number means nothing outside the enclave (on the process backend it may be the channel to the
-    host), so such a write would corrupt a stranger.  -1 (no wakeup fd) is accepted and remembered.
-    asyncio's add_signal_handler turns the refusal into its RuntimeError.
+
+def set_wakeup_fd(fd: int, /, *, warn_on_full_buffer: bool = True) -> int:
+    """signal.set_wakeup_fd on an enclave fd (asyncio's add_signal_handler; its self-pipe socket).
+
+    CPython's C signal handler writes the signal number straight to the descriptor *number* it was given, with no
+    Python in between.  That is safe exactly when the enclave fd is a real descriptor of this process naming the
+    same open file as the host's handle (the one fd space, fdtable.py): the byte lands in the enclave's own
+    socket, where the program's selector sees it.  A virtual fd would make C write to whatever real descriptor
+    carries that number (on the process backend possibly the channel to the host), so it is refused.  The
+    previous value is the enclave fd given before (-1 for none), as natively.
     """
     rt = runtime.RT
     previous = rt.extra.get("poll.wakeup_fd", -1)
+    fd = _index_fd(fd)
     if fd != -1:
-        raise Unsupported("signal.set_wakeup_fd", "signals are not delivered to enclave fds "
-                                                  "(asyncio's add_signal_handler is not available)")
-    rt.extra["poll.wakeup_fd"] = -1
+        rt.fds.get(fd)  # EBADF for a number the enclave does not hold, before anything reaches C
+        if not rt.fds.is_native(fd):
+            raise Unsupported("signal.set_wakeup_fd", f"enclave fd {fd} has no real descriptor in this process, "
+                                                      "so the signal handler could not write to it")
+    _real_set_wakeup_fd(fd, warn_on_full_buffer=warn_on_full_buffer)  # ValueError off the main thread, as natively
+    rt.extra["poll.wakeup_fd"] = fd
     return previous
+
+
+def _index_fd(fd: Any) -> int:
+    if isinstance(fd, float) or not hasattr(type(fd), "__index__"):
+        raise TypeError(f"'{type(fd).__name__}' object cannot be interpreted as an integer")
+    return fd.__index__()
 
 
 PATCHES: dict[Any, Any] = {

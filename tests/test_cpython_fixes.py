@@ -101,3 +101,27 @@ def test_argument_errors_are_the_native_ones(tmp_path: Path, backend: str) -> No
     assert r.returncode == 0, r.stderr
     assert r.stdout.decode().splitlines() == native.stdout.decode().splitlines()
     assert r.stdout.decode().splitlines()[:3] == ["OSError 9 [Errno 9] Bad file descriptor"] * 3
+
+
+ASYNCIO_SIGNAL_PROGRAM = """
+import asyncio, os, signal
+async def main():
+    loop = asyncio.get_running_loop()
+    got = loop.create_future()
+    loop.add_signal_handler(signal.SIGUSR1, got.set_result, "SIGUSR1")
+    loop.call_later(0.2, os.kill, os.getpid(), signal.SIGUSR1)
+    print("handled", await asyncio.wait_for(got, 30))
+    loop.remove_signal_handler(signal.SIGUSR1)
+asyncio.run(main())
+try:
+    signal.set_wakeup_fd(1000)
+except OSError as e:
+    print("bad fd:", e.errno)
+"""
+
+
+def test_asyncio_add_signal_handler_wakes_the_loop(tmp_path: Path, backend: str) -> None:
+    """signal.set_wakeup_fd takes an enclave socket (a real descriptor of the enclave's process)."""
+    r = run_shim(["-c", ASYNCIO_SIGNAL_PROGRAM], backend=backend, cwd=tmp_path, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == b"handled SIGUSR1\nbad fd: 9\n"
