@@ -159,7 +159,21 @@ SOCKOPTS: frozenset[tuple[int, int]] = frozenset(
         "TCP_USER_TIMEOUT", "TCP_FASTOPEN", "TCP_DEFER_ACCEPT", "TCP_NOTSENT_LOWAT")]
     + [(socket.IPPROTO_IP, getattr(socket, n)) for n in ("IP_TTL", "IP_TOS", "IP_MULTICAST_TTL", "IP_MULTICAST_LOOP")]
     + [(socket.IPPROTO_IPV6, getattr(socket, n)) for n in (
-        "IPV6_V6ONLY", "IPV6_UNICAST_HOPS", "IPV6_MULTICAST_HOPS", "IPV6_MULTICAST_LOOP", "IPV6_TCLASS")]
+        "IPV6_V6ONLY", "IPV6_UNICAST_HOPS", "IPV6_MULTICAST_HOPS", "IPV6_MULTICAST_LOOP", "IPV6_TCLASS",
+        "IPV6_RECVHOPLIMIT", "IPV6_RECVTCLASS", "IPV6_RECVPKTINFO")]
+)
+
+# Ancillary data (sendmsg/recvmsg control messages).  One control message: its level, type and data.  In
+# SCM_RIGHTS the data is an array of C ints that are enclave fds in the program, *host handles* on the wire and
+# host descriptors only inside the host: the descriptors themselves never cross, in either direction.  What may
+# be sent is this set (both sides check it); anything may be received, SCM_RIGHTS translated by the host.
+CMSG = Record("cmsg", (Field("level", Int("i")), Field("type", Int("i")), Field("data", Bytes(1024))))
+MAX_CMSGS = 16  # control messages in one sendmsg/recvmsg (SCM_RIGHTS holds at most 253 fds: 1012 bytes)
+MAX_ANCILLARY = 1 << 16  # ancbufsize: the kernel's own limit (net.core.optmem_max) is in this range
+ANCILLARY_SEND: frozenset[tuple[int, int]] = frozenset(
+    [(socket.SOL_SOCKET, socket.SCM_RIGHTS), (socket.SOL_SOCKET, socket.SCM_CREDENTIALS)]
+    + [(socket.IPPROTO_IP, getattr(socket, n)) for n in ("IP_TTL", "IP_TOS")]
+    + [(socket.IPPROTO_IPV6, getattr(socket, n)) for n in ("IPV6_HOPLIMIT", "IPV6_TCLASS", "IPV6_PKTINFO")]
 )
 
 UNAME = Record("uname", tuple(Field(n, Text(65)) for n in ("sysname", "nodename", "release", "version", "machine")))
@@ -418,9 +432,16 @@ CALLS: tuple[Call, ...] = (
     call("getnameinfo", 116, "sockets", [record("addr", SOCKADDR), i32("flags")], [text("host"), text("port", 32)],
          ANY_CALL | GAI, blocking=True),
     call("gethostname", 117, "sockets", [], [text("name", 255)], ANY_CALL),
-    call("recvmsg", 118, "sockets", [FD, count(), i32("flags")],
-         [data(bound=arg("count")), i32("msg_flags"), record("addr", SOCKADDR)], SOCK, blocking=True,
-         doc="recvmsg(2) without ancillary data: msg_flags tells a truncated datagram (MSG_TRUNC)"),
+    call("recvmsg", 118, "sockets", [FD, count(), i32("ancbufsize", 0, MAX_ANCILLARY), i32("flags")],
+         [data(bound=arg("count")), listof("ancillary", CMSG, MAX_CMSGS), i32("msg_flags"),
+          record("addr", SOCKADDR)], SOCK, blocking=True,
+         doc="recvmsg(2): msg_flags tells a truncated datagram (MSG_TRUNC) or control data (MSG_CTRUNC); "
+             "descriptors received (SCM_RIGHTS) arrive as new host handles"),
+    call("sendmsg", 119, "sockets", [FD, data(), listof("ancillary", CMSG, MAX_CMSGS), i32("flags"),
+         record("addr", SOCKADDR)], [i64("sent", 0, bound=length("data"))], SOCK | errnos(E.ETOOMANYREFS),
+         blocking=True, resources=[("addr", "connect")],
+         doc="sendmsg(2) with control messages of ANCILLARY_SEND; SCM_RIGHTS carries host handles, which the "
+             "host turns into its descriptors; an AF_UNSPEC addr sends to the connected peer"),
     # -- readiness ----------------------------------------------------------------------------------------
     call("poll", 200, "poll", [listof("fds", POLLFD, 4096), i64("timeout_ms", -1)],
          [listof("ready", POLLED, 4096, bound=length("fds"))], ANY_CALL | BAD_FD | errnos(E.EINVAL),

@@ -364,6 +364,8 @@ class Policy(Access):
     # -- addresses -----------------------------------------------------------------------------------------
     def _check_addr(self, kind: str, addr: tuple) -> str | None:
         family, host, port, _, _, path = addr
+        if family == 0 and not host and not port and not path:
+            return None  # AF_UNSPEC, no address: sendmsg to the connected peer, whose connect was checked
         if family == 1:  # AF_UNIX: a path is a file; the abstract namespace is the network's
             if not path:
                 return None  # autobind / unnamed: names nothing on the host
