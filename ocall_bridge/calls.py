@@ -329,7 +329,8 @@ CALLS: tuple[Call, ...] = (
     # -- files --------------------------------------------------------------------------------------------
     call("open", 1, "files", [path(), i32("flags"), i32("mode", 0, 0o7777)], [handle("fd")], OPEN,
          blocking=True, resources=[("path", "open")], doc="open(2); blocking because a FIFO open waits"),
-    call("close", 2, "files", [FD], [], FILE_IO),
+    call("close", 2, "files", [FD], [], FILE_IO, blocking=True,
+         doc="blocking: closing a socket with SO_LINGER waits for its data to leave (up to the linger time)"),
     call("read", 3, "files", [FD, count()], [data(bound=arg("count"))], FILE_IO, blocking=True),
     call("pread", 4, "files", [FD, count(), i64("offset", 0)], [data(bound=arg("count"))], FILE_IO),
     call("write", 5, "files", [FD, data()], [i64("written", 0, bound=length("data"))], FILE_WRITE,

@@ -125,3 +125,46 @@ def test_asyncio_add_signal_handler_wakes_the_loop(tmp_path: Path, backend: str)
     r = run_shim(["-c", ASYNCIO_SIGNAL_PROGRAM], backend=backend, cwd=tmp_path, timeout=60)
     assert r.returncode == 0, r.stderr
     assert r.stdout == b"handled SIGUSR1\nbad fd: 9\n"
+
+
+def test_a_lingering_close_blocks_only_its_own_thread(tmp_path: Path, backend: str) -> None:
+    """close() of a socket with SO_LINGER waits for its unsent data (here up to 2 s, the peer never reads).  The
+    close row is blocking, so on the process backend it runs on its own host thread: the program's other thread
+    keeps making calls meanwhile (before, the host's reader thread served it inline and everything stopped)."""
+    r = run_shim(["-c", LINGER_PROGRAM], backend=backend, cwd=tmp_path, options=["-A"], timeout=60)
+    assert r.returncode == 0, r.stderr
+    closed, ran = r.stdout.decode().split()
+    assert float(closed) >= 1.0  # it did linger
+    assert int(ran) > 0
+
+
+LINGER_PROGRAM = """
+import socket, struct, threading, time
+srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen()
+c = socket.create_connection(srv.getsockname())
+conn, _ = srv.accept()
+c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 2))
+c.setblocking(False)
+try:
+    while True:
+        c.send(b"x" * 65536)
+except BlockingIOError:
+    pass
+c.setblocking(True)
+ticks = []
+started = threading.Event()
+def tick():
+    started.set()
+    end = time.monotonic() + 4
+    while time.monotonic() < end:
+        time.sleep(0.05)
+        ticks.append(time.monotonic())
+t = threading.Thread(target=tick)
+t.start()
+started.wait()
+t0 = time.monotonic()
+c.close()
+closed = time.monotonic() - t0
+t.join()
+print("%.1f" % closed, len([x for x in ticks if t0 < x < t0 + closed]))
+"""
