@@ -84,6 +84,10 @@ CPYTHON_MODULES = ("test_fileio", "test_file", "test_genericpath", "test_posixpa
                    "test_time", "test_asyncio.test_sock_lowlevel", "test_asyncio.test_streams", "test_socketserver",
                    "test_httpservers", "test_urllib2_localnet", "test_logging", "test_zipfile", "test_tarfile")
 
+# Resources (`python -m test -u`) enabled for one module: test_socketserver requires "network" for the whole
+# module, yet its servers and clients only use the loopback interface and unix sockets.
+CPYTHON_RESOURCES: dict[str, tuple[str, ...]] = {"test_socketserver": ("network",)}
+
 SECTIONS = ("matrix", "support", "cpython")
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -909,7 +913,8 @@ import faulthandler, sys, time, unittest
 import test.support
 module, results_path, per_test = sys.argv[1], sys.argv[2], float(sys.argv[3])
 skip = set(sys.argv[4].split("\n")) if len(sys.argv) > 4 and sys.argv[4] else set()
-test.support.use_resources = []  # as `python -m test` without -u: no network, no cpu-heavy tests
+# As `python -m test` without -u (no network, no cpu-heavy tests), plus any resource named for this module.
+test.support.use_resources = sys.argv[5].split(",") if len(sys.argv) > 5 and sys.argv[5] else []
 out = open(results_path, "a", buffering=1, encoding="utf-8")
 
 
@@ -1031,7 +1036,8 @@ def parse_results(text: str, durations: dict[str, float] | None = None
 
 
 def run_test_module(module: str, backend: str | None, module_timeout: float, test_timeout: float,
-                    say: Callable[[str], None], pythonpath: Sequence[str] = ()) -> TestRun:
+                    say: Callable[[str], None], pythonpath: Sequence[str] = (),
+                    resources: Sequence[str] = ()) -> TestRun:
     """Run one regression-test module; a hung or crashing test is recorded and the module restarted without it,
     until it finishes or the module's time budget is spent."""
     scratch = Path(tempfile.mkdtemp(prefix="posix-shim-cpython-"))
@@ -1056,7 +1062,7 @@ def run_test_module(module: str, backend: str | None, module_timeout: float, tes
                 note = f"time cap of {module_timeout:.0f} s reached"
                 break
             skip = "\n".join(statuses)
-            cmd = [str(runner), module, str(results), str(test_timeout), skip]
+            cmd = [str(runner), module, str(results), str(test_timeout), skip, ",".join(resources)]
             full = [sys.executable, *cmd] if backend is None else [
                 sys.executable, "-m", "posix_shim", "--backend", backend, "-A", *cmd]
             work = scratch / "cwd"
@@ -1111,14 +1117,15 @@ def run_cpython(modules: Sequence[str], backends: Sequence[str], module_timeout:
     out = []
     for i, module in enumerate(modules, 1):
         say(f"[{i}/{len(modules)}] {module}: native ...")
-        dotted = module if "." in module else f"test.{module}"
-        native = run_test_module(dotted, None, module_timeout, test_timeout, say)
+        dotted = module if module.startswith("test.") else f"test.{module}"
+        resources = CPYTHON_RESOURCES.get(module, ())
+        native = run_test_module(dotted, None, module_timeout, test_timeout, say, resources=resources)
         say(f"    native: {native.count('pass')} passed, {native.count('fail', 'error')} failed, "
             f"{native.count('skip')} skipped in {native.seconds:.0f} s {native.note}")
         enclave = {}
         for backend in backends:
             say(f"    {backend} ...")
-            run = run_test_module(dotted, backend, module_timeout, test_timeout, say)
+            run = run_test_module(dotted, backend, module_timeout, test_timeout, say, resources=resources)
             both = sum(1 for t, (s, _) in native.statuses.items()
                        if s == "pass" and run.statuses.get(t, ("",))[0] == "pass")
             say(f"    {backend}: {run.count('pass')} passed, {run.count('fail', 'error')} failed, "

@@ -141,7 +141,8 @@ def render(store: dict[str, Any], command: str = "python -m posix_shim compat --
         "it without running anything, and `tests/test_compat.py` fails when the two disagree. Each module of the "
         "interpreter's own `test` package runs through `unittest` in one process (no `-j`), natively and as "
         "`python -m posix_shim --backend B -A runner.py`, from a fresh scratch directory with TMPDIR inside it, "
-        "with `test.support.use_resources = []` as `python -m test` has without `-u`. A test still running after "
+        "with `test.support.use_resources = []` as `python -m test` has without `-u` (test_socketserver alone gets "
+        "`network`: CPython marks the whole module so, yet it only uses loopback). A test still running after "
         f"{store['test_timeout']:.0f} s is recorded as an error and the module restarts without it; each module "
         f"has a cap of {store['module_timeout']:.0f} s per run. *kept* counts the tests that pass natively and "
         "also pass inside.",
