@@ -636,6 +636,9 @@ class socket(_BaseSocket):
 
     def shutdown(self, how: int) -> None:
         how = _index(how)
+        if not -0x80000000 <= how <= 0x7FFFFFFF:
+            raise OverflowError("signed integer is greater than maximum" if how > 0
+                                else "signed integer is less than minimum")
         handle = self._handle()
         if how not in (_socket.SHUT_RD, _socket.SHUT_WR, _socket.SHUT_RDWR):
             raise oserror(errno.EINVAL)  # what shutdown(2) answers, without troubling the host
@@ -739,12 +742,13 @@ class socket(_BaseSocket):
                 address: Any = None) -> int:
         data = b"".join(bytes(_flat(b)) for b in buffers)
         items = _control_out(ancdata)
+        flags = _index(flags)
         if not items:
             if address is None:
                 return self.send(data, flags)
             return self.sendto(data, flags, address)
         rec = _NO_ADDRESS if address is None else self._sockaddr(address, "sendmsg")
-        return self._io(runtime.RT.ocall.sendmsg, (self._chunk(data), items, _index(flags), rec), POLLOUT, False)
+        return self._io(runtime.RT.ocall.sendmsg, (self._chunk(data), items, flags, rec), POLLOUT, False)
 
     def sendmsg_afalg(self, *args: Any, **kwargs: Any) -> int:
         raise Unsupported("sendmsg_afalg", "AF_ALG sockets are not served")
@@ -825,15 +829,16 @@ _INT = _array.array("i").itemsize
 def _control_out(ancdata: Iterable[Any]) -> list[tuple[int, int, bytes]]:
     """sendmsg's (level, type, data) items for the wire: checked as CPython does, fds turned into handles."""
     rt = runtime.RT
-    items = []
-    for item in ancdata:
+    parsed = []
+    for item in ancdata:  # every item's form first, as CPython checks them all before sending
         try:
             level, ctype, cdata = item
         except (TypeError, ValueError):
             raise TypeError("[sendmsg() ancillary data items]() argument must be sequence of length 3, not "
                             f"{type(item).__name__}") from None
-        level, ctype = _index(level), _index(ctype)
-        cdata = bytes(_flat(cdata))
+        parsed.append((_index(level), _index(ctype), bytes(_flat(cdata))))
+    items = []
+    for level, ctype, cdata in parsed:
         if (level, ctype) not in ANCILLARY_SEND:
             raise Unsupported("sendmsg", f"control message level {level} type {ctype} is not served (descriptors, "
                                          "credentials, IP TTL/TOS and IPv6 hop limit/traffic class/packet info are)")
