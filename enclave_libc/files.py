@@ -17,6 +17,7 @@ import os as _os
 import posix
 import stat as _stat
 import sys
+import warnings as _warnings
 from typing import Any
 
 from ocall_bridge.types import MAX_DATA
@@ -34,11 +35,18 @@ def _path(path: Any, func: str, allow_fd: bool = False, arg: str = "path", kinds
     """Bytes for any path argument, raising the TypeError/ValueError the native call raises, word for word."""
     if allow_fd and isinstance(path, int):
         return path
-    try:
-        p = _fspath(path)
-    except TypeError:
-        kinds = kinds or ("string, bytes, os.PathLike or integer" if allow_fd else "string, bytes or os.PathLike")
-        raise TypeError(f"{func}: {arg} should be {kinds}, not {type(path).__name__}") from None
+    kinds = kinds or ("string, bytes, os.PathLike or integer" if allow_fd else "string, bytes or os.PathLike")
+    if not isinstance(path, str | bytes) and not hasattr(type(path), "__fspath__"):
+        try:
+            view = memoryview(path)
+        except TypeError:
+            raise TypeError(f"{func}: {arg} should be {kinds}, not {type(path).__name__}") from None
+        # A bytes-like path (bytearray, memoryview): accepted with CPython's DeprecationWarning.
+        _warnings.warn(f"{func}: {arg} should be {kinds}, not {type(path).__name__}", DeprecationWarning,
+                       stacklevel=3)
+        p = view.tobytes()
+    else:
+        p = _fspath(path)  # a bad __fspath__ result raises os.fspath's own TypeError, as the native converter
     if isinstance(p, str):
         if "\0" in p:
             if sys.version_info < (3, 13):  # PyUnicode_FSConverter's words, for str paths before 3.13
@@ -53,8 +61,8 @@ def _path(path: Any, func: str, allow_fd: bool = False, arg: str = "path", kinds
 def _like(arg: Any, value: bytes) -> str | bytes:
     """Return `value` in the type the caller used (bytes in, bytes out)."""
     if isinstance(arg, bytes) or (not isinstance(arg, str | int) and arg is not None
-                                  and isinstance(_fspath(arg), bytes)):
-        return value
+                                  and (not hasattr(type(arg), "__fspath__") or isinstance(_fspath(arg), bytes))):
+        return value  # bytes, a PathLike giving bytes, or a bytes-like object (_path accepted it)
     return _fsdecode(value)
 
 
@@ -220,8 +228,10 @@ def lseek(fd: int, position: int, whence: int) -> int:
 
 def sendfile(out_fd: int, in_fd: int, offset: int | None, count: int) -> int:
     fds = runtime.RT.fds
-    return runtime.RT.ocall.sendfile(fds.get(out_fd).handle, fds.get(in_fd).handle,
-                                     -1 if offset is None else offset, min(count, MAX_DATA))
+    out_h, in_h = fds.get(out_fd).handle, fds.get(in_fd).handle
+    if offset is not None and offset < 0:
+        raise oserror(errno.EINVAL)  # sendfile(2) refuses a negative offset (-1 on the wire means "none")
+    return runtime.RT.ocall.sendfile(out_h, in_h, -1 if offset is None else offset, min(count, MAX_DATA))
 
 
 def pipe() -> tuple[int, int]:

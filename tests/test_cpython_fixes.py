@@ -168,3 +168,48 @@ closed = time.monotonic() - t0
 t.join()
 print("%.1f" % closed, len([x for x in ticks if t0 < x < t0 + closed]))
 """
+
+
+PATHS_PROGRAM = """
+import gc, os, pickle, warnings
+class FakePath:
+    def __init__(self, p): self.p = p
+    def __fspath__(self): return self.p
+def show(f, *a):
+    try:
+        with warnings.catch_warnings(record=True) as w:
+            warnings.simplefilter("always")
+            r = f(*a)
+        print("ok", [str(x.message) for x in w], type(r).__name__)
+    except Exception as e:
+        print(type(e).__name__, e)
+os.mkdir("dd")
+os.mkdir("dd/x")
+show(os.stat, bytearray(b"dd"))
+show(os.listdir, memoryview(b"dd"))
+show(lambda p: [e.name for e in os.scandir(p)], bytearray(b"dd"))
+show(os.stat, FakePath(1))
+show(os.stat, 1.5)
+show(os.chdir, bytearray(b"dd"))
+os.mkdir("y")
+it = os.scandir(".")
+show(pickle.dumps, next(it))
+show(pickle.dumps, it)
+with warnings.catch_warnings(record=True) as w:
+    warnings.simplefilter("always")
+    del it
+    gc.collect()
+print([x.category.__name__ for x in w])
+"""
+
+
+def test_path_arguments_and_scandir_behave_as_natively(tmp_path: Path, backend: str) -> None:
+    """Bytes-like paths work with CPython's DeprecationWarning, a bad __fspath__ is os.fspath's TypeError, scandir
+    objects refuse pickling and an abandoned iterator warns (ResourceWarning)."""
+    (tmp_path / "native").mkdir()
+    (tmp_path / "inside").mkdir()
+    native = subprocess.run([sys.executable, "-c", PATHS_PROGRAM], cwd=tmp_path / "native", capture_output=True)
+    assert native.returncode == 0, native.stderr
+    r = run_shim(["-c", PATHS_PROGRAM], backend=backend, cwd=tmp_path / "inside")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.decode().splitlines() == native.stdout.decode().splitlines()
