@@ -110,12 +110,22 @@ def select(rlist: Iterable[Any], wlist: Iterable[Any], xlist: Iterable[Any], tim
             raise ValueError("Invalid value NaN (not a number)")
         if timeout < 0:
             raise ValueError("timeout must be non-negative")
-    groups = [list(rlist), list(wlist), list(xlist)]
     masks = (_IN_SET, _OUT_SET, _EX_SET)
     wanted: dict[int, int] = {}
     fds_of: list[list[int]] = []
-    for objs, mask in zip(groups, (POLLIN, POLLOUT, POLLPRI), strict=True):
-        fds = [_fd_of(o) for o in objs]
+    groups: list[list[Any]] = []
+    for seq, mask in zip((rlist, wlist, xlist), (POLLIN, POLLOUT, POLLPRI), strict=True):
+        # CPython's seq2set walks a list in place, re-reading its length: a fileno() that shrinks the list ends
+        # the walk early, and only the objects walked count (test_select's test_select_mutated).
+        live = seq if isinstance(seq, list | tuple) else list(seq)
+        objs, fds = [], []
+        i = 0
+        while i < len(live):
+            o = live[i]
+            fds.append(_fd_of(o))
+            objs.append(o)
+            i += 1
+        groups.append(objs)
         for fd in fds:
             if fd >= 1024:
                 raise ValueError("filedescriptor out of range in select()")

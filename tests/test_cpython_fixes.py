@@ -213,3 +213,13 @@ def test_path_arguments_and_scandir_behave_as_natively(tmp_path: Path, backend: 
     r = run_shim(["-c", PATHS_PROGRAM], backend=backend, cwd=tmp_path / "inside")
     assert r.returncode == 0, r.stderr
     assert r.stdout.decode().splitlines() == native.stdout.decode().splitlines()
+
+
+def test_select_walks_a_list_as_natively(tmp_path: Path, backend: str) -> None:
+    """A fileno() that shrinks the list being selected ends the walk early, as CPython's seq2set does."""
+    program = ("import select, sys\na = []\nclass F:\n    def fileno(self):\n        del a[-1]\n"
+               "        return sys.__stdout__.fileno()\na[:] = [F()] * 10\n"
+               "print(select.select([], a, []) == ([], a[:5], []), len(a))\n")
+    r = run_shim(["-c", program], backend=backend, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == b"True 5\n"
