@@ -115,12 +115,13 @@ def problems(store: dict[str, Any]) -> list[str]:
     return out
 
 
+_BACKEND_ORDER = {"sim": 0, "process": 1}
+
+
 def backends_of(store: dict[str, Any]) -> list[str]:
-    seen: dict[str, None] = {}
-    for e in store["modules"]:
-        for b in e["backends"]:
-            seen[b] = None
-    return list(seen)
+    """The backends in the results, sim and process first (the file itself keeps its keys sorted)."""
+    seen = {b for e in store["modules"] for b in e["backends"]}
+    return sorted(seen, key=lambda b: (_BACKEND_ORDER.get(b, len(_BACKEND_ORDER)), b))
 
 
 def render(store: dict[str, Any], command: str = "python -m posix_shim compat --cpython-tests") -> str:
