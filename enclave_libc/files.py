@@ -38,10 +38,12 @@ def _path(path: Any, func: str, allow_fd: bool = False, arg: str = "path", kinds
     kinds = kinds or ("string, bytes, os.PathLike or integer" if allow_fd else "string, bytes or os.PathLike")
     if not isinstance(path, str | bytes) and not hasattr(type(path), "__fspath__"):
         try:
+            if sys.version_info >= (3, 12):
+                raise TypeError  # the deprecation below ended in 3.12: bytes-like paths are refused
             view = memoryview(path)
         except TypeError:
             raise TypeError(f"{func}: {arg} should be {kinds}, not {type(path).__name__}") from None
-        # A bytes-like path (bytearray, memoryview): accepted with CPython's DeprecationWarning.
+        # 3.11: a bytes-like path (bytearray, memoryview) is accepted with CPython's DeprecationWarning.
         _warnings.warn(f"{func}: {arg} should be {kinds}, not {type(path).__name__}", DeprecationWarning,
                        stacklevel=3)
         p = view.tobytes()
