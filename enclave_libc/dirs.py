@@ -10,6 +10,7 @@ from __future__ import annotations
 import os as _os
 import posix
 import stat as _stat
+import warnings as _warnings
 from typing import Any
 
 from . import runtime
@@ -38,6 +39,9 @@ class DirEntry:
 
     def __fspath__(self) -> str | bytes:
         return self.path
+
+    def __reduce__(self) -> Any:
+        raise TypeError(f"cannot pickle 'posix.{type(self).__name__}' object")  # as the C type: no state to give
 
     def __repr__(self) -> str:
         return f"<DirEntry {self.name!r}>"
@@ -135,8 +139,14 @@ class ScandirIterator:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def __reduce__(self) -> Any:
+        raise TypeError(f"cannot pickle 'posix.{type(self).__name__}' object")
+
     def __del__(self) -> None:
         try:
+            if self._handle is not None and self._own:
+                # As natively: an iterator dropped before it was exhausted or closed is a leaked descriptor.
+                _warnings.warn(f"unclosed scandir iterator {self!r}", ResourceWarning, stacklevel=2, source=self)
             self.close()
         except Exception:
             pass
@@ -164,7 +174,9 @@ def scandir(path: Any = None) -> ScandirIterator:
 
 def listdir(path: Any = None) -> list[str] | list[bytes]:
     if path is not None and not isinstance(path, int):
-        _path(path, "listdir", kinds=_KINDS)  # its own name in a TypeError, as natively
+        converted = _path(path, "listdir", kinds=_KINDS)  # its own name in a TypeError or warning, as natively
+        if not isinstance(path, str | bytes) and not hasattr(type(path), "__fspath__"):
+            path = converted  # a bytes-like path: warned about once, here
     with scandir(path) as it:
         return [entry.name for entry in it]
 

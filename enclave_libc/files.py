@@ -17,6 +17,7 @@ import os as _os
 import posix
 import stat as _stat
 import sys
+import warnings as _warnings
 from typing import Any
 
 from ocall_bridge.types import MAX_DATA
@@ -34,11 +35,20 @@ def _path(path: Any, func: str, allow_fd: bool = False, arg: str = "path", kinds
     """Bytes for any path argument, raising the TypeError/ValueError the native call raises, word for word."""
     if allow_fd and isinstance(path, int):
         return path
-    try:
-        p = _fspath(path)
-    except TypeError:
-        kinds = kinds or ("string, bytes, os.PathLike or integer" if allow_fd else "string, bytes or os.PathLike")
-        raise TypeError(f"{func}: {arg} should be {kinds}, not {type(path).__name__}") from None
+    kinds = kinds or ("string, bytes, os.PathLike or integer" if allow_fd else "string, bytes or os.PathLike")
+    if not isinstance(path, str | bytes) and not hasattr(type(path), "__fspath__"):
+        try:
+            if sys.version_info >= (3, 12):
+                raise TypeError  # the deprecation below ended in 3.12: bytes-like paths are refused
+            view = memoryview(path)
+        except TypeError:
+            raise TypeError(f"{func}: {arg} should be {kinds}, not {type(path).__name__}") from None
+        # 3.11: a bytes-like path (bytearray, memoryview) is accepted with CPython's DeprecationWarning.
+        _warnings.warn(f"{func}: {arg} should be {kinds}, not {type(path).__name__}", DeprecationWarning,
+                       stacklevel=3)
+        p = view.tobytes()
+    else:
+        p = _fspath(path)  # a bad __fspath__ result raises os.fspath's own TypeError, as the native converter
     if isinstance(p, str):
         if "\0" in p:
             if sys.version_info < (3, 13):  # PyUnicode_FSConverter's words, for str paths before 3.13
@@ -53,8 +63,8 @@ def _path(path: Any, func: str, allow_fd: bool = False, arg: str = "path", kinds
 def _like(arg: Any, value: bytes) -> str | bytes:
     """Return `value` in the type the caller used (bytes in, bytes out)."""
     if isinstance(arg, bytes) or (not isinstance(arg, str | int) and arg is not None
-                                  and isinstance(_fspath(arg), bytes)):
-        return value
+                                  and (not hasattr(type(arg), "__fspath__") or isinstance(_fspath(arg), bytes))):
+        return value  # bytes, a PathLike giving bytes, or a bytes-like object (_path accepted it)
     return _fsdecode(value)
 
 
@@ -220,8 +230,10 @@ def lseek(fd: int, position: int, whence: int) -> int:
 
 def sendfile(out_fd: int, in_fd: int, offset: int | None, count: int) -> int:
     fds = runtime.RT.fds
-    return runtime.RT.ocall.sendfile(fds.get(out_fd).handle, fds.get(in_fd).handle,
-                                     -1 if offset is None else offset, min(count, MAX_DATA))
+    out_h, in_h = fds.get(out_fd).handle, fds.get(in_fd).handle
+    if offset is not None and offset < 0:
+        raise oserror(errno.EINVAL)  # sendfile(2) refuses a negative offset (-1 on the wire means "none")
+    return runtime.RT.ocall.sendfile(out_h, in_h, -1 if offset is None else offset, min(count, MAX_DATA))
 
 
 def pipe() -> tuple[int, int]:
@@ -358,7 +370,20 @@ def fchmod(fd: int, mode: int) -> None:
     runtime.RT.ocall.fchmod(runtime.RT.fds.get(fd).handle, mode & 0o7777)
 
 
+def _id(value: Any, what: str) -> int:
+    """CPython's _Py_Uid_Converter/_Py_Gid_Converter: an index, -1 meaning "unchanged", else 0..2**32-2."""
+    if isinstance(value, float) or not hasattr(type(value), "__index__"):
+        raise TypeError(f"{what} should be integer, not {type(value).__name__}")
+    v = value.__index__()
+    if v < -1:
+        raise OverflowError(f"{what} is less than minimum")
+    if v >= 2**32:
+        raise OverflowError(f"{what} is {'less than minimum' if v < 2**63 else 'greater than maximum'}")
+    return v
+
+
 def chown(path: Any, uid: int, gid: int, *, dir_fd: int | None = None, follow_symlinks: bool = True) -> None:
+    uid, gid = _id(uid, "uid"), _id(gid, "gid")
     p = _path(path, "chown", allow_fd=True)
     if isinstance(p, int):
         return _by_fd(fchown, p, uid, gid)
@@ -370,6 +395,7 @@ def lchown(path: Any, uid: int, gid: int) -> None:
 
 
 def fchown(fd: int, uid: int, gid: int) -> None:
+    uid, gid = _id(uid, "uid"), _id(gid, "gid")
     runtime.RT.ocall.fchown(runtime.RT.fds.get(fd).handle, uid, gid)
 
 
@@ -731,11 +757,23 @@ def ttyname(fd: int) -> str:
     raise Unsupported("ttyname", "the host's terminal has no name inside the enclave")
 
 
+# Refused calls whose first argument is a descriptor: a bad one is EBADF first, and for the terminal calls a
+# descriptor that is no terminal is ENOTTY, as natively (only a real terminal would meet the refusal).
+_FD_FIRST = {"fpathconf": False, "tcgetpgrp": True, "tcsetpgrp": True}
+
+
 def _refused(name: str, detail: str) -> Any:
+    terminal = _FD_FIRST.get(name)
+
     def refused(*args: Any, **kwargs: Any) -> Any:
+        if terminal is not None and args and isinstance(args[0], int):
+            runtime.RT.fds.get(args[0])
+            if terminal and not isatty(args[0]):
+                raise oserror(errno.ENOTTY)
         raise Unsupported(name, detail)
 
     refused.__name__ = refused.__qualname__ = name
+    refused.__posix_shim_refused__ = True  # type: ignore[attr-defined]  # the support table: a refusal
     return refused
 
 

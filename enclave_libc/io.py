@@ -48,6 +48,9 @@ class FileIO(_io.RawIOBase):
                 self._fd = -1
         if isinstance(file, float):
             raise TypeError("integer argument expected, got float")
+        if isinstance(file, int) and not -0x80000000 <= file <= 0x7FFFFFFF:
+            # Not a C int: the C FileIO then reads it as a path, and an int is no path.
+            raise TypeError(f"expected str, bytes or os.PathLike object, not {type(file).__name__}")
         if isinstance(file, int):
             if file < 0:
                 raise ValueError("negative file descriptor")
@@ -94,7 +97,7 @@ class FileIO(_io.RawIOBase):
                     if not isinstance(fd, int):
                         raise TypeError("expected integer from opener")
                     if fd < 0:
-                        raise OSError(f"Negative file descriptor {fd}")
+                        raise ValueError(f"opener returned {fd}")  # the C FileIO's words
                 owned_fd = fd
             self._closefd = closefd
             try:
@@ -119,6 +122,8 @@ class FileIO(_io.RawIOBase):
         except BaseException:
             if owned_fd is not None:
                 files.close(owned_fd)
+            else:
+                self._fd = -1  # the caller's descriptor stays the caller's: finalizing this object must not close it
             raise
 
     # -- the raw interface ---------------------------------------------------------------------------------

@@ -110,12 +110,22 @@ def select(rlist: Iterable[Any], wlist: Iterable[Any], xlist: Iterable[Any], tim
             raise ValueError("Invalid value NaN (not a number)")
         if timeout < 0:
             raise ValueError("timeout must be non-negative")
-    groups = [list(rlist), list(wlist), list(xlist)]
     masks = (_IN_SET, _OUT_SET, _EX_SET)
     wanted: dict[int, int] = {}
     fds_of: list[list[int]] = []
-    for objs, mask in zip(groups, (POLLIN, POLLOUT, POLLPRI), strict=True):
-        fds = [_fd_of(o) for o in objs]
+    groups: list[list[Any]] = []
+    for seq, mask in zip((rlist, wlist, xlist), (POLLIN, POLLOUT, POLLPRI), strict=True):
+        # CPython's seq2set walks a list in place, re-reading its length: a fileno() that shrinks the list ends
+        # the walk early, and only the objects walked count (test_select's test_select_mutated).
+        live = seq if isinstance(seq, list | tuple) else list(seq)
+        objs, fds = [], []
+        i = 0
+        while i < len(live):
+            o = live[i]
+            fds.append(_fd_of(o))
+            objs.append(o)
+            i += 1
+        groups.append(objs)
         for fd in fds:
             if fd >= 1024:
                 raise ValueError("filedescriptor out of range in select()")
@@ -330,21 +340,36 @@ for _cls in (SelectSelector, PollSelector, EpollSelector):
     _cls.__module__ = "selectors"
     _cls.__qualname__ = _cls.__name__
 
-def set_wakeup_fd(fd: int, /, *, warn_on_full_buffer: bool = True) -> int:
-    """signal.set_wakeup_fd: refused for an enclave fd rather than handed to C.
+_real_set_wakeup_fd = _signal.set_wakeup_fd
 
-    CPython's C signal handler writes the signal number straight to the descriptor *number* it was given; an
-    enclave fd number means nothing outside the enclave (on the process backend it may be the channel to the
-    host), so such a write would corrupt a stranger.  -1 (no wakeup fd) is accepted and remembered.
-    asyncio's add_signal_handler turns the refusal into its RuntimeError.
+
+def set_wakeup_fd(fd: int, /, *, warn_on_full_buffer: bool = True) -> int:
+    """signal.set_wakeup_fd on an enclave fd (asyncio's add_signal_handler; its self-pipe socket).
+
+    CPython's C signal handler writes the signal number straight to the descriptor *number* it was given, with no
+    Python in between.  That is safe exactly when the enclave fd is a real descriptor of this process naming the
+    same open file as the host's handle (the one fd space, fdtable.py): the byte lands in the enclave's own
+    socket, where the program's selector sees it.  A virtual fd would make C write to whatever real descriptor
+    carries that number (on the process backend possibly the channel to the host), so it is refused.  The
+    previous value is the enclave fd given before (-1 for none), as natively.
     """
     rt = runtime.RT
     previous = rt.extra.get("poll.wakeup_fd", -1)
+    fd = _index_fd(fd)
     if fd != -1:
-        raise Unsupported("signal.set_wakeup_fd", "signals are not delivered to enclave fds "
-                                                  "(asyncio's add_signal_handler is not available)")
-    rt.extra["poll.wakeup_fd"] = -1
+        rt.fds.get(fd)  # EBADF for a number the enclave does not hold, before anything reaches C
+        if not rt.fds.is_native(fd):
+            raise Unsupported("signal.set_wakeup_fd", f"enclave fd {fd} has no real descriptor in this process, "
+                                                      "so the signal handler could not write to it")
+    _real_set_wakeup_fd(fd, warn_on_full_buffer=warn_on_full_buffer)  # ValueError off the main thread, as natively
+    rt.extra["poll.wakeup_fd"] = fd
     return previous
+
+
+def _index_fd(fd: Any) -> int:
+    if isinstance(fd, float) or not hasattr(type(fd), "__index__"):
+        raise TypeError(f"'{type(fd).__name__}' object cannot be interpreted as an integer")
+    return fd.__index__()
 
 
 PATCHES: dict[Any, Any] = {

@@ -19,17 +19,19 @@ both sides, is always numeric.  Every address, list and option value the host an
 from __future__ import annotations
 
 import _socket
+import array as _array
 import errno
 import math
 import os as _os
 import socket as _pysocket
+import stat as _stat
 import sys
 import time as _time
 import weakref
 from collections.abc import Iterable
 from typing import Any
 
-from ocall_bridge.calls import SOCKET_FAMILIES, SOCKOPTS
+from ocall_bridge.calls import ANCILLARY_SEND, MAX_ANCILLARY, SOCKET_FAMILIES, SOCKOPTS
 from ocall_bridge.types import MAX_DATA
 
 from . import files, runtime
@@ -634,6 +636,9 @@ class socket(_BaseSocket):
 
     def shutdown(self, how: int) -> None:
         how = _index(how)
+        if not -0x80000000 <= how <= 0x7FFFFFFF:
+            raise OverflowError("signed integer is greater than maximum" if how > 0
+                                else "signed integer is less than minimum")
         handle = self._handle()
         if how not in (_socket.SHUT_RD, _socket.SHUT_WR, _socket.SHUT_RDWR):
             raise oserror(errno.EINVAL)  # what shutdown(2) answers, without troubling the host
@@ -735,12 +740,15 @@ class socket(_BaseSocket):
 
     def sendmsg(self, buffers: Iterable[Any], ancdata: Iterable[Any] = (), flags: int = 0,
                 address: Any = None) -> int:
-        if list(ancdata):
-            raise Unsupported("sendmsg", "ancillary data (file descriptors, credentials) cannot cross the boundary")
         data = b"".join(bytes(_flat(b)) for b in buffers)
-        if address is None:
-            return self.send(data, flags)
-        return self.sendto(data, flags, address)
+        items = _control_out(ancdata)
+        flags = _index(flags)
+        if not items:
+            if address is None:
+                return self.send(data, flags)
+            return self.sendto(data, flags, address)
+        rec = _NO_ADDRESS if address is None else self._sockaddr(address, "sendmsg")
+        return self._io(runtime.RT.ocall.sendmsg, (self._chunk(data), items, flags, rec), POLLOUT, False)
 
     def sendmsg_afalg(self, *args: Any, **kwargs: Any) -> int:
         raise Unsupported("sendmsg_afalg", "AF_ALG sockets are not served")
@@ -788,10 +796,12 @@ class socket(_BaseSocket):
             raise ValueError("negative buffer size in recvmsg()")
         if ancbufsize < 0:
             raise ValueError("invalid ancillary data buffer length")
-        # No ancillary data ever arrives: if a native peer sent some, the kernel discards it and says
-        # MSG_CTRUNC in msg_flags, which the program sees.
-        data, msg_flags, rec = self._io(runtime.RT.ocall.recvmsg, (min(bufsize, MAX_DATA), flags), POLLIN, True)
-        return data, [], msg_flags, py_address(rec, self._family, "recvmsg")
+        ancbufsize = _index(ancbufsize)
+        data, anc, msg_flags, rec = self._io(runtime.RT.ocall.recvmsg, (
+            min(bufsize, MAX_DATA), min(ancbufsize, MAX_ANCILLARY), _index(flags)), POLLIN, True)
+        if len(anc) and not ancbufsize:
+            raise _lie("recvmsg", "control messages for a call that asked for none")
+        return data, _control_in(anc, flags), msg_flags, py_address(rec, self._family, "recvmsg")
 
     def recvmsg_into(self, buffers: Iterable[Any], ancbufsize: int = 0, flags: int = 0) -> tuple[int, list, int,
                                                                                                     Any]:
@@ -806,6 +816,63 @@ class socket(_BaseSocket):
 
 
 socket.__module__ = "socket"  # repr() and error messages read as natively: <socket.socket fd=3, ...>
+
+# -- ancillary data ------------------------------------------------------------------------------------------
+# SCM_RIGHTS carries enclave fds in the program and host handles on the wire (calls.CMSG): a descriptor never
+# crosses the boundary, only the name of an open file the host already holds for this enclave.
+
+_NO_ADDRESS = (AF_UNSPEC, "", 0, 0, 0, b"")
+_SCM_RIGHTS = (SOL_SOCKET, _socket.SCM_RIGHTS)
+_INT = _array.array("i").itemsize
+
+
+def _control_out(ancdata: Iterable[Any]) -> list[tuple[int, int, bytes]]:
+    """sendmsg's (level, type, data) items for the wire: checked as CPython does, fds turned into handles."""
+    rt = runtime.RT
+    parsed = []
+    for item in ancdata:  # every item's form first, as CPython checks them all before sending
+        try:
+            level, ctype, cdata = item
+        except (TypeError, ValueError):
+            raise TypeError("[sendmsg() ancillary data items]() argument must be sequence of length 3, not "
+                            f"{type(item).__name__}") from None
+        parsed.append((_index(level), _index(ctype), bytes(_flat(cdata))))
+    items = []
+    for level, ctype, cdata in parsed:
+        if (level, ctype) not in ANCILLARY_SEND:
+            raise Unsupported("sendmsg", f"control message level {level} type {ctype} is not served (descriptors, "
+                                         "credentials, IP TTL/TOS and IPv6 hop limit/traffic class/packet info are)")
+        if (level, ctype) == _SCM_RIGHTS:
+            if len(cdata) % _INT:
+                raise oserror(errno.EINVAL)
+            cdata = _array.array("i", [rt.fds.get(fd).handle for fd in _array.array("i", cdata)]).tobytes()
+        items.append((level, ctype, cdata))
+    return items
+
+
+def _kind(mode: int) -> str:
+    return ("socket" if _stat.S_ISSOCK(mode) else "pipe" if _stat.S_ISFIFO(mode)
+            else "dir" if _stat.S_ISDIR(mode) else "file")
+
+
+def _control_in(anc: list[tuple[int, int, bytes]], flags: int) -> list[tuple[int, int, bytes]]:
+    """recvmsg's control messages for the program: the handles of SCM_RIGHTS become new enclave fds."""
+    rt = runtime.RT
+    out = []
+    for level, type, cdata in anc:
+        if (level, type) == _SCM_RIGHTS:
+            whole = len(cdata) - len(cdata) % _INT
+            handles = list(_array.array("i", cdata[:whole]))
+            problem = rt.client.plausible.fresh_handles(handles)
+            if problem:
+                raise _lie("recvmsg", problem)
+            fds = []
+            for h in handles:
+                kind = _kind(rt.ocall.fstat(h)[0])
+                fds.append(rt.fds.add(OpenFile(h, kind), cloexec=bool(flags & _socket.MSG_CMSG_CLOEXEC)))
+            cdata = _array.array("i", fds).tobytes() + cdata[whole:]
+        out.append((level, type, cdata))
+    return out
 
 
 def _check_supported(family: int, type: int) -> None:

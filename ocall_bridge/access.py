@@ -47,9 +47,9 @@ class Access:
     def check(self, call: str, kind: str, resource: Any) -> str | None:
         """None when `call` may touch `resource` as `kind`; otherwise the denial message.
 
-        kind is "read", "write", "stat", "connect" or "bind"; resource is an absolute path (bytes) or a
-        SOCKADDR record (family, host, port, flowinfo, scope_id, path).  Even "everything" excludes the
-        platform's sealing secret.
+        kind is "read", "write", "stat", "connect", "bind" or "resolve"; resource is an absolute path (bytes), a
+        SOCKADDR record (family, host, port, flowinfo, scope_id, path), or for "resolve" the host name (str)
+        given to getaddrinfo.  Even "everything" excludes the platform's sealing secret.
         """
         if isinstance(resource, bytes) and forbidden(normalized(resource), kind):
             return MESSAGE

@@ -12,7 +12,8 @@ non-negative offset; the answer is bytes whose length may not exceed `count`; th
 with the errnos in FILE_IO and no others.
 
 `resources` names the parameters that touch host resources and how ("read", "write", "open" where the flags
-decide, "connect", "bind"): the policy is checked on exactly those, on both sides of the boundary.
+decide, "connect", "bind", "resolve" for a name looked up): the policy is checked on exactly those, on both
+sides of the boundary.
 """
 
 from __future__ import annotations
@@ -160,7 +161,21 @@ SOCKOPTS: frozenset[tuple[int, int]] = frozenset(
         "TCP_USER_TIMEOUT", "TCP_FASTOPEN", "TCP_DEFER_ACCEPT", "TCP_NOTSENT_LOWAT")]
     + [(socket.IPPROTO_IP, getattr(socket, n)) for n in ("IP_TTL", "IP_TOS", "IP_MULTICAST_TTL", "IP_MULTICAST_LOOP")]
     + [(socket.IPPROTO_IPV6, getattr(socket, n)) for n in (
-        "IPV6_V6ONLY", "IPV6_UNICAST_HOPS", "IPV6_MULTICAST_HOPS", "IPV6_MULTICAST_LOOP", "IPV6_TCLASS")]
+        "IPV6_V6ONLY", "IPV6_UNICAST_HOPS", "IPV6_MULTICAST_HOPS", "IPV6_MULTICAST_LOOP", "IPV6_TCLASS",
+        "IPV6_RECVHOPLIMIT", "IPV6_RECVTCLASS", "IPV6_RECVPKTINFO")]
+)
+
+# Ancillary data (sendmsg/recvmsg control messages).  One control message: its level, type and data.  In
+# SCM_RIGHTS the data is an array of C ints that are enclave fds in the program, *host handles* on the wire and
+# host descriptors only inside the host: the descriptors themselves never cross, in either direction.  What may
+# be sent is this set (both sides check it); anything may be received, SCM_RIGHTS translated by the host.
+CMSG = Record("cmsg", (Field("level", Int("i")), Field("type", Int("i")), Field("data", Bytes(1024))))
+MAX_CMSGS = 16  # control messages in one sendmsg/recvmsg (SCM_RIGHTS holds at most 253 fds: 1012 bytes)
+MAX_ANCILLARY = 1 << 16  # ancbufsize: the kernel's own limit (net.core.optmem_max) is in this range
+ANCILLARY_SEND: frozenset[tuple[int, int]] = frozenset(
+    [(socket.SOL_SOCKET, socket.SCM_RIGHTS), (socket.SOL_SOCKET, socket.SCM_CREDENTIALS)]
+    + [(socket.IPPROTO_IP, getattr(socket, n)) for n in ("IP_TTL", "IP_TOS")]
+    + [(socket.IPPROTO_IPV6, getattr(socket, n)) for n in ("IPV6_HOPLIMIT", "IPV6_TCLASS", "IPV6_PKTINFO")]
 )
 
 UNAME = Record("uname", tuple(Field(n, Text(65)) for n in ("sysname", "nodename", "release", "version", "machine")))
@@ -316,7 +331,8 @@ CALLS: tuple[Call, ...] = (
     # -- files --------------------------------------------------------------------------------------------
     call("open", 1, "files", [path(), i32("flags"), i32("mode", 0, 0o7777)], [handle("fd")], OPEN,
          blocking=True, resources=[("path", "open")], doc="open(2); blocking because a FIFO open waits"),
-    call("close", 2, "files", [FD], [], FILE_IO),
+    call("close", 2, "files", [FD], [], FILE_IO, blocking=True,
+         doc="blocking: closing a socket with SO_LINGER waits for its data to leave (up to the linger time)"),
     call("read", 3, "files", [FD, count()], [data(bound=arg("count"))], FILE_IO, blocking=True),
     call("pread", 4, "files", [FD, count(), i64("offset", 0)], [data(bound=arg("count"))], FILE_IO),
     call("write", 5, "files", [FD, data()], [i64("written", 0, bound=length("data"))], FILE_WRITE,
@@ -413,15 +429,22 @@ CALLS: tuple[Call, ...] = (
          flag("use_raw")], [], SOCK),
     call("getaddrinfo", 115, "sockets", [text("host"), text("port", 32), i32("family"), i32("type"),
          i32("proto"), i32("flags"), flag("null_host"), flag("null_port")], [listof("results", ADDRINFO, 256)],
-         ANY_CALL | GAI, blocking=True,
+         ANY_CALL | GAI, blocking=True, resources=[("host", "resolve")],
          doc="failures come back as the (negative) EAI_* code in the errno field: socket.gaierror; "
              "null_host/null_port pass NULL (Python's None), which differs from an empty string"),
     call("getnameinfo", 116, "sockets", [record("addr", SOCKADDR), i32("flags")], [text("host"), text("port", 32)],
          ANY_CALL | GAI, blocking=True),
     call("gethostname", 117, "sockets", [], [text("name", 255)], ANY_CALL),
-    call("recvmsg", 118, "sockets", [FD, count(), i32("flags")],
-         [data(bound=arg("count")), i32("msg_flags"), record("addr", SOCKADDR)], SOCK, blocking=True,
-         doc="recvmsg(2) without ancillary data: msg_flags tells a truncated datagram (MSG_TRUNC)"),
+    call("recvmsg", 118, "sockets", [FD, count(), i32("ancbufsize", 0, MAX_ANCILLARY), i32("flags")],
+         [data(bound=arg("count")), listof("ancillary", CMSG, MAX_CMSGS), i32("msg_flags"),
+          record("addr", SOCKADDR)], SOCK, blocking=True,
+         doc="recvmsg(2): msg_flags tells a truncated datagram (MSG_TRUNC) or control data (MSG_CTRUNC); "
+             "descriptors received (SCM_RIGHTS) arrive as new host handles"),
+    call("sendmsg", 119, "sockets", [FD, data(), listof("ancillary", CMSG, MAX_CMSGS), i32("flags"),
+         record("addr", SOCKADDR)], [i64("sent", 0, bound=length("data"))], SOCK | errnos(E.ETOOMANYREFS),
+         blocking=True, resources=[("addr", "connect")],
+         doc="sendmsg(2) with control messages of ANCILLARY_SEND; SCM_RIGHTS carries host handles, which the "
+             "host turns into its descriptors; an AF_UNSPEC addr sends to the connected peer"),
     # -- readiness ----------------------------------------------------------------------------------------
     call("poll", 200, "poll", [listof("fds", POLLFD, 4096), i64("timeout_ms", -1)],
          [listof("ready", POLLED, 4096, bound=length("fds"))], ANY_CALL | BAD_FD | errnos(E.EINVAL),

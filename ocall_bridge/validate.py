@@ -408,23 +408,27 @@ class Plausibility:
         else:
             idx = tuple(i for i, f in enumerate(c.results) if isinstance(f.type, T.Int) and f.type.role == "handle")
         closed_ok = c.name == "attach"
-        issued, lock = self.issued, self._lock
+        fresh = self.fresh_handles
 
         def check(a: Sequence[Any], v: Sequence[Any]) -> str | None:
-            got = [v[i] for i in idx if not (closed_ok and v[i] == -1)]
-            for h in got:
-                if h < 3:
-                    return f"handle {h} is one the host never issues"
-            if len(set(got)) != len(got):
-                return f"the same handle twice: {got}"
-            with lock:
-                for h in got:
-                    if h in issued:
-                        return f"handle {h} was issued before: it would alias another open file"
-                issued.update(got)
-            return None
+            return fresh([v[i] for i in idx if not (closed_ok and v[i] == -1)])
 
         return check
+
+    def fresh_handles(self, got: Sequence[int]) -> str | None:
+        """The "fresh" rule for handles an answer hands over (also those inside recvmsg's SCM_RIGHTS data):
+        never 0-2, never twice, never one handed over before; they count as handed over from now on."""
+        for h in got:
+            if h < 3:
+                return f"handle {h} is one the host never issues"
+        if len(set(got)) != len(got):
+            return f"the same handle twice: {list(got)}"
+        with self._lock:
+            for h in got:
+                if h in self.issued:
+                    return f"handle {h} was issued before: it would alias another open file"
+            self.issued.update(got)
+        return None
 
     # -- directory listings ----------------------------------------------------------------------------------
     def _listing(self, a: Sequence[Any], v: Sequence[Any]) -> str | None:

@@ -212,6 +212,40 @@ def _parse_ports(port: str, text: str) -> tuple[int, int]:
     return low, high
 
 
+_MAPPED_LOOPBACK = ipaddress.ip_network("::ffff:127.0.0.0/104")
+
+
+def _inet_aton_form(name: str) -> bool:
+    """Whether glibc's inet_aton reads `name` as an IPv4 address (127.1, 0x7f.0.0.1, 2130706433 ...): such a
+    name is numeric to getaddrinfo, which never looks it up."""
+    parts = name.split(".")
+    if not 1 <= len(parts) <= 4:
+        return False
+    limits = [0xFFFFFFFF, 0xFFFFFF, 0xFFFF, 0xFF][len(parts) - 1]
+    values = []
+    for part in parts:
+        try:
+            if part[:2].lower() == "0x":
+                v = int(part[2:], 16) if part[2:] else 0
+            elif len(part) > 1 and part.startswith("0"):
+                v = int(part, 8)
+            else:
+                v = int(part, 10) if part.isdigit() else -1
+        except ValueError:
+            return False
+        if v < 0:
+            return False
+        values.append(v)
+    return all(v <= 0xFF for v in values[:-1]) and values[-1] <= limits
+
+
+def local_name(name: str) -> bool:
+    """A name getaddrinfo answers without asking a resolver: none, a numeric address, or localhost."""
+    if name == "" or name.lower().rstrip(".") == "localhost":
+        return True
+    return _ip(name) is not None or _inet_aton_form(name)
+
+
 def _ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     try:
         return ipaddress.ip_address(host.split("%")[0])
@@ -258,6 +292,8 @@ class Policy(Access):
             answer = MESSAGE if forbidden(normalize(resource), kind) else self._check_path(kind, resource)
         elif isinstance(resource, tuple) and len(resource) == 6:
             answer = self._check_addr(kind, resource)
+        elif isinstance(resource, str) and kind == "resolve":
+            answer = self._check_name(resource)
         else:
             answer = f"posix_shim cannot judge a {kind} of {resource!r}"
         if len(self._cache) < _CACHE_MAX:
@@ -326,6 +362,8 @@ class Policy(Access):
     # -- addresses -----------------------------------------------------------------------------------------
     def _check_addr(self, kind: str, addr: tuple) -> str | None:
         family, host, port, _, _, path = addr
+        if family == 0 and not host and not port and not path:
+            return None  # AF_UNSPEC, no address: sendmsg to the connected peer, whose connect was checked
         if family == 1:  # AF_UNIX: a path is a file; the abstract namespace is the network's
             if not path:
                 return None  # autobind / unnamed: names nothing on the host
@@ -350,6 +388,26 @@ class Policy(Access):
             return None
         verb = "connect to" if kind == "connect" else "listen on"
         return f"no permission to {verb} {what} ({self._hint('--allow-net', what, f'net.{kind}')})"
+
+    def _check_name(self, name: str) -> str | None:
+        """Looking a name up is a network action (the host's resolver asks a DNS server, which learns the name:
+        a channel out of the enclave), so it needs a grant that reaches past this machine: `--allow-net`, or any
+        connect/bind grant beyond loopback (a program given example.com's address connects by its name).
+        Numeric addresses, no name (a passive/loopback lookup) and localhost are answered without asking anyone.
+        """
+        if local_name(name):
+            return None
+        for rule in self.net_deny:
+            if rule.value.network is None and (rule.value.low, rule.value.high) == (0, 65535):
+                return f"network access to {name} is denied by {rule.origin}"
+        if self.net_all is not None:
+            return None
+        for rule in self.connect + self.bind:
+            net = rule.value.network
+            if net is None or not (net.is_loopback or (net.version == 6 and net.subnet_of(_MAPPED_LOOPBACK))):
+                return None
+        where = f", or set net.allow = true in {self.source}" if self.source else ""
+        return f"no permission to resolve {name} (allow with --allow-net{where})"
 
     # -- plain data ----------------------------------------------------------------------------------------
     def to_data(self) -> dict[str, Any]:
@@ -964,8 +1022,8 @@ class Learner(Access):
         eph_low, eph_high = _ephemeral_ports()
         out: dict[str, set[bytes] | set[str]] = {"read": set(), "write": set(), "connect": set(), "bind": set()}
         for kind, resource in list(self.seen):
-            if self.baseline.check("learn", kind, resource) is None:
-                continue
+            if kind == "resolve" or self.baseline.check("learn", kind, resource) is None:
+                continue  # a name lookup is allowed by the connect grant learned for the address it gave
             if isinstance(resource, tuple):
                 family, host, port, _, _, path = resource
                 if family == 1:

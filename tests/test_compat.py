@@ -14,7 +14,7 @@ import pytest
 
 from enclave_libc import runtime
 from enclave_libc.errors import Unsupported
-from posix_shim import compat
+from posix_shim import compat, compat_store
 from posix_shim.compat import Program, RunResult, Verdict
 
 REPO = Path(__file__).resolve().parents[1]
@@ -412,3 +412,48 @@ def test_missing_test_package_is_reported() -> None:
     text = compat.render_cpython([], ["sim"], 1, 1, unavailable="no test package")
     assert "Not run: no test package." in text
 
+
+
+# -- CPython's regression tests: the published section is the stored results, rendered ---------------------------
+
+
+def test_cpython_section_in_docs_is_rendered_from_the_stored_results() -> None:
+    """The figures in docs/compat.md come from docs/compat_cpython.json and nowhere else: a hand edit of either,
+    or a run that updated one and not the other, fails here (re-render with `compat --sections cpython`)."""
+    store = compat_store.load()
+    assert store["modules"], "docs/compat_cpython.json holds no results"
+    assert compat_store.problems(store) == []
+    assert compat.extract_section(DOC.read_text(), "cpython") == compat_store.render(store).strip("\n")
+    # Every module the issue measures is in the file, each on both backends.
+    names = {e["module"] for e in store["modules"]}
+    assert set(compat.CPYTHON_MODULES) <= names
+    assert all(set(e["backends"]) == {"sim", "process"} for e in store["modules"])
+
+
+def _entry(module: str, native_pass: int, lost: dict[str, str]) -> dict:
+    return {"module": module, "generated": "2026-01-01 00:00 UTC", "python": "3.11.7",
+            "native": {"pass": native_pass, "fail": 0, "skip": 1, "seconds": 1.0, "note": ""},
+            "backends": {"sim": {"pass": native_pass - len(lost), "fail": len(lost), "skip": 1,
+                                 "kept": native_pass - len(lost), "seconds": 2.0, "note": "", "slowest": [],
+                                 "lost": lost}}}
+
+
+def test_stored_results_merge_by_module_and_group_causes() -> None:
+    lost_a = {"m.T.test_1": "Unsupported: posix_shim: fork() is outside the enclave's supported POSIX subset",
+              "m.T.test_2": "AssertionError: 493 != 509", "m.T.test_3": "AssertionError: 1 != 2"}
+    store = compat_store.merge({"modules": []}, [_entry("test_b", 5, {}), _entry("test_a", 10, lost_a)],
+                               ["test_a", "test_b"], 300, 20)
+    assert [e["module"] for e in store["modules"]] == ["test_a", "test_b"]
+    text = compat_store.render(store)
+    assert "| `test_a` | 10 / 0 / 1 | 7 / 3 / 1 | 7 of 10 (70 %) |" in text
+    assert "**`sim`: 12 of the 15 tests that pass natively also pass inside the enclave (80.0 %).**" in text
+    assert "| 2 | `AssertionError: N != N` | `m.T.test_2` |" in text
+    assert "| 1 | `starts a process" in text
+    # A rerun of one module replaces its entry and keeps the other.
+    again = compat_store.merge(store, [_entry("test_a", 10, {})], ["test_a", "test_b"], 300, 20)
+    assert compat_store.totals(again) == {"sim": (15, 15)}
+    assert compat_store.problems(again) == []
+    broken = _entry("test_c", 3, {"x": "y"})
+    broken["backends"]["sim"]["kept"] = 3
+    assert compat_store.problems({"modules": [broken]}) == ["test_c on sim: kept 3 + lost 1 != native passes 3",
+                                                             "test_c on sim: kept 3 > passed 2"]

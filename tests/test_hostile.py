@@ -28,6 +28,7 @@ from ocall_bridge import types as T
 from ocall_bridge.access import Access
 from ocall_bridge.calls import CALLS, Call
 from ocall_bridge.host import runtime
+from ocall_bridge.host import sockets as host_sockets
 from ocall_bridge.host.handles import Handle, HandleTable
 from ocall_bridge.host.runtime import Host
 from ocall_bridge.wire import ANSWER, CODECS_BY_NAME, ECALL, HEADER, REQUEST, WIRE_VERSION, decode_answer
@@ -96,11 +97,18 @@ def _request(host: Host, c: Call, attacked: str, world: dict[str, Any]) -> list[
         if isinstance(t, T.Path):
             base = world["denied"] if f.name == attacked else world["root"] / "ok"
             args.append(_target(c, f.name, base / c.name) if f.name in resources else b"/elsewhere")
-        elif isinstance(t, T.Record):  # a SOCKADDR: TCP for bind/connect, UDP for sendto
-            port = 0 if resources.get(f.name) == "bind" else world["udp" if c.name == "sendto" else "tcp"]
+        elif isinstance(t, T.Record):  # a SOCKADDR: TCP for bind/connect, UDP for sendto/sendmsg
+            udp = c.name in ("sendto", "sendmsg")
+            port = 0 if resources.get(f.name) == "bind" else world["udp" if udp else "tcp"]
             args.append((socket.AF_INET, "127.0.0.1", port, 0, 0, b""))
+        elif isinstance(t, T.Text) and resources.get(f.name) == "resolve":
+            args.append("a-name.invalid" if f.name == attacked else "127.0.0.1")  # a name is a network action
+        elif isinstance(t, T.Text):
+            args.append("80")  # a numeric service
+        elif isinstance(t, T.List):
+            args.append([])
         elif isinstance(t, T.Int) and t.role == "handle":
-            kind = socket.SOCK_DGRAM if c.name == "sendto" else socket.SOCK_STREAM
+            kind = socket.SOCK_DGRAM if c.name in ("sendto", "sendmsg") else socket.SOCK_STREAM
             err, (fd,) = ask(host, "socket", socket.AF_INET, kind, 0)
             assert err == 0
             args.append(fd)
@@ -117,6 +125,13 @@ def _request(host: Host, c: Call, attacked: str, world: dict[str, Any]) -> list[
     return args
 
 
+class _LocalResolver:
+    """Stands in for the socket module in ocall_bridge.host.sockets: resolves every name to loopback."""
+
+    def getaddrinfo(self, *args: Any) -> list:
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", 80))]
+
+
 def _id(row: tuple[Call, str, str]) -> str:
     return f"{row[0].name}.{row[1]}"
 
@@ -126,6 +141,8 @@ def test_the_host_rechecks_the_policy_on_every_resource_parameter(row: tuple[Cal
                                                                   world: dict[str, Any],
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     c, param, _ = row
+    if c.name == "getaddrinfo":  # the host's resolver answers from here: nothing leaves the machine
+        monkeypatch.setattr(host_sockets, "sk", _LocalResolver())
     host = Host(world["policy"])
     err, _ = ask(host, c.name, *_request(host, c, param, world))
     assert err == errno.EACCES, (c.name, param, errno.errorcode.get(err, err))

@@ -7,9 +7,12 @@ tuple, or None) or raises OSError, which becomes an errno answer.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import stat as _stat
+import threading
+from collections.abc import Callable, Iterator
 
 from ..access import open_kinds
 from .confine import O_PATH, confiner_for
@@ -71,16 +74,62 @@ def _kind_of(fd: int) -> str:
     return "file"
 
 
+_umask_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _exact_mode(creates: bool = True) -> Iterator[None]:
+    """The mode a creating call gets is the enclave's, already masked by the enclave's umask: the host's own
+    umask must not take more bits away (natively a program's umask alone applies: os.umask(0o002) then mkdir
+    0o777 gives 0o775, whatever the shell's umask).  The process umask is cleared for the one system call, under
+    a lock so that concurrent creations restore it in order; native code creating a file in that same instant
+    would see no umask, a window of one system call."""
+    if not creates:
+        yield
+        return
+    with _umask_lock:
+        previous = os.umask(0)
+        try:
+            yield
+        finally:
+            os.umask(previous)
+
+
+def _create_or_open(flags: int, do: Callable[[int], int]) -> int:
+    """open(2) where a creation gets exactly the enclave's mode.  Only a call that certainly creates (O_EXCL,
+    O_TMPFILE) runs under _exact_mode: an O_CREAT open of an existing FIFO would wait for its partner while holding
+    the umask lock, so plain O_CREAT first tries to create (O_EXCL) and, when the name exists, opens it as is."""
+    tmpfile = os.O_TMPFILE and flags & os.O_TMPFILE == os.O_TMPFILE
+    if not flags & os.O_CREAT and not tmpfile:
+        return do(flags)
+    if flags & os.O_EXCL or tmpfile:
+        with _exact_mode():
+            return do(flags)
+    for _ in range(3):
+        try:
+            with _exact_mode():
+                return do(flags | os.O_EXCL)
+        except FileExistsError:
+            pass
+        try:
+            return do(flags & ~os.O_CREAT)
+        except FileNotFoundError:
+            continue  # removed in between (or a dangling symlink): try to create it again
+    return do(flags)  # a dangling symlink natively creates its target: the host's umask applies there
+
+
 def open(host: Host, path: bytes, flags: int, mode: int) -> int:
     # O_CLOEXEC always: the enclave never execs, and a host child must not inherit enclave files.
     conf = confiner_for(host.access)
     # A FIFO's open waits for its partner: noted, so that closing the host releases this thread.
     wait = host.open_may_wait(path, flags) if not flags & os.O_NONBLOCK else None
-    try:
+    def do(f: int) -> int:
         if conf is None:
-            fd = os.open(path, flags | os.O_CLOEXEC, mode)
-        else:
-            fd = conf.open_fd(path, open_kinds(flags), flags, mode)
+            return os.open(path, f | os.O_CLOEXEC, mode)
+        return conf.open_fd(path, open_kinds(f), f, mode)
+
+    try:
+        fd = _create_or_open(flags, do)
     finally:
         if wait is not None:
             host.end_wait(wait)
@@ -199,8 +248,9 @@ def replace(host: Host, src: bytes, dst: bytes) -> None:
 def mkdir(host: Host, path: bytes, mode: int) -> None:
     conf = confiner_for(host.access)
     if conf is None:
-        return os.mkdir(path, mode)
-    with _At(conf, path, _WRITE, errno.EEXIST) as (d, name):
+        with _exact_mode():
+            return os.mkdir(path, mode)
+    with _At(conf, path, _WRITE, errno.EEXIST) as (d, name), _exact_mode():
         os.mkdir(name, mode, dir_fd=d)
 
 
@@ -407,6 +457,7 @@ def flock(host: Host, h: Handle, operation: int) -> None:
 def mkfifo(host: Host, path: bytes, mode: int) -> None:
     conf = confiner_for(host.access)
     if conf is None:
-        return os.mkfifo(path, mode)
-    with _At(conf, path, _WRITE, errno.EEXIST) as (d, name):
+        with _exact_mode():
+            return os.mkfifo(path, mode)
+    with _At(conf, path, _WRITE, errno.EEXIST) as (d, name), _exact_mode():
         os.mkfifo(name, mode, dir_fd=d)

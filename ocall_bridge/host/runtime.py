@@ -15,6 +15,7 @@ from __future__ import annotations
 import errno
 import importlib
 import logging
+import signal as _signal
 import stat as _stat
 import sys
 import threading
@@ -103,6 +104,41 @@ class Entry:
             if bound is not None and bound.kind == "arg":
                 self.fn_into = _into_function(c)
                 self.into_count = index[bound.name]
+
+
+_getsignal = _signal.getsignal
+
+
+def _handler_codes() -> set[Any]:
+    codes = set()
+    for signum in _signal.valid_signals():
+        try:
+            handler = _getsignal(signum)
+        except (OSError, ValueError):
+            continue
+        code = getattr(getattr(handler, "__func__", handler), "__code__", None)
+        if code is not None:
+            codes.add(code)
+    return codes
+
+
+def _raised_by_signal_handler(exc: BaseException) -> bool:
+    """Whether `exc` came out of a Python signal handler rather than from the host's own code.
+
+    On the sim backend the enclave's blocking ocall is the host's system call in the same thread, so when a signal
+    arrives CPython runs the program's handler inside it (PEP 475), and an exception the handler raises (test_io's
+    `1/0` during a blocked write) surfaces in the host function.  Natively it reaches the program from the
+    interrupted call; answering EIO would turn it into an I/O error.  The handler's frame is on the traceback.
+    """
+    frames = []
+    tb = exc.__traceback__
+    while tb is not None:
+        frames.append(tb.tb_frame.f_code)
+        tb = tb.tb_next
+    if len(frames) < 2:
+        return False
+    codes = _handler_codes()
+    return any(code in codes for code in frames[1:])
 
 
 class Host:
@@ -253,7 +289,9 @@ class Host:
             result = self.perform(entry, args, into=codec.answer.size) if in_place else self.perform(entry, args)
         except OSError as exc:
             return encode_error(codec.number, seq, _errno_of(exc))
-        except Exception:  # a bug in a host function must not take the host down with it
+        except Exception as exc:  # a bug in a host function must not take the host down with it
+            if _raised_by_signal_handler(exc):
+                raise  # the program's own handler ran inside the host's system call (sim): its exception, as natively
             log.exception("host function %s failed", codec.call.name)
             return encode_error(codec.number, seq, errno.EIO)
         try:

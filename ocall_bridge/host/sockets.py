@@ -14,10 +14,12 @@ resolves nothing), and only the families, types and options of calls.py are serv
 
 from __future__ import annotations
 
+import array
 import errno
 
-from ..calls import MAX_RESOLVED, SOCKET_FAMILIES, SOCKET_TYPE_FLAGS, SOCKET_TYPES, SOCKOPTS
+from ..calls import ANCILLARY_SEND, MAX_CMSGS, MAX_RESOLVED, SOCKET_FAMILIES, SOCKET_TYPE_FLAGS, SOCKET_TYPES, SOCKOPTS
 from .confine import unix_path
+from .files import _kind_of
 from .handles import Handle
 from .real import fcntl, os
 from .real import socket as sk
@@ -209,10 +211,59 @@ def recvfrom(host: Host, h: Handle, count: int, flags: int) -> tuple[bytes, tupl
     return data, record(sock.family, addr)
 
 
-def recvmsg(host: Host, h: Handle, count: int, flags: int) -> tuple[bytes, int, tuple]:
+_SCM_RIGHTS = (sk.SOL_SOCKET, sk.SCM_RIGHTS)
+_INT = array.array("i").itemsize
+
+
+def recvmsg(host: Host, h: Handle, count: int, ancbufsize: int, flags: int) -> tuple[bytes, list, int, tuple]:
+    """recvmsg(2).  Descriptors that arrive (SCM_RIGHTS) become host handles, close-on-exec here whatever the
+    enclave asked (it keeps its own FD_CLOEXEC); the enclave is answered their handle numbers in their place."""
     sock = _sock(h)
-    data, _ancdata, msg_flags, addr = sock.recvmsg(count, 0, flags)
-    return data, msg_flags, record(sock.family, addr)
+    data, ancdata, msg_flags, addr = sock.recvmsg(count, ancbufsize, flags | sk.MSG_CMSG_CLOEXEC)
+    if not flags & sk.MSG_CMSG_CLOEXEC:
+        msg_flags &= ~sk.MSG_CMSG_CLOEXEC  # the kernel reports the flag back; the program did not ask for it
+    arrived = [fd for level, type, cdata in ancdata if (level, type) == _SCM_RIGHTS
+               for fd in array.array("i", cdata[:len(cdata) - len(cdata) % _INT])]
+    made: dict[int, int] = {}  # descriptor -> its new handle
+    try:
+        if len(ancdata) > MAX_CMSGS:
+            raise OSError(errno.EMSGSIZE, "more control messages than one answer carries")
+        for fd in arrived:
+            made[fd] = host.handles.add(fd, _kind_of(fd))
+    except BaseException:
+        for number in made.values():
+            os.close(host.handles.pop(number).fd)
+        for fd in arrived:
+            if fd not in made:
+                os.close(fd)
+        raise
+    out = []
+    for level, type, cdata in ancdata:
+        if (level, type) == _SCM_RIGHTS:
+            whole = len(cdata) - len(cdata) % _INT
+            numbers = array.array("i", [made[fd] for fd in array.array("i", cdata[:whole])])
+            cdata = numbers.tobytes() + bytes(len(cdata) - whole)
+        out.append((level, type, bytes(cdata)))
+    return data, out, msg_flags, record(sock.family, addr)
+
+
+def sendmsg(host: Host, h: Handle, data: bytes, ancillary: list, flags: int, addr: tuple) -> int:
+    """sendmsg(2) with the control messages ANCILLARY_SEND allows; SCM_RIGHTS names host handles of this
+    enclave, each turned into its descriptor here (a number that is no handle of it is EBADF)."""
+    sock = _sock(h)
+    ancdata = []
+    for level, type, cdata in ancillary:
+        if (level, type) not in ANCILLARY_SEND:
+            raise OSError(errno.EPERM, f"control message level {level} type {type} is not served")
+        if (level, type) == _SCM_RIGHTS:
+            if len(cdata) % _INT:
+                raise OSError(errno.EINVAL, "SCM_RIGHTS data is not whole ints")
+            cdata = array.array("i", [host.handles.get(n).fd for n in array.array("i", cdata)]).tobytes()
+        ancdata.append((level, type, cdata))
+    if addr[0] == 0:
+        return sock.sendmsg([data], ancdata, flags)
+    with unix_path(host.access, address(sock, addr), "connect") as target:
+        return sock.sendmsg([data], ancdata, flags, target)
 
 
 def shutdown(host: Host, h: Handle, how: int) -> None:
