@@ -31,6 +31,7 @@ from .types import (
     Bytes,
     Field,
     Int,
+    List,
     Path,
     Record,
     Text,
@@ -60,10 +61,28 @@ class Call:
     blocking: bool = False  # may wait on the outside world: the host runs it off its reader thread
     resources: tuple[tuple[str, str], ...] = ()
     doc: str = ""
+    # Handles that travel inside a bytes result, where no field's type says so (recvmsg's SCM_RIGHTS data).
+    handles_in_data: bool = False
 
     @property
     def inside(self) -> bool:
         return self.number is None
+
+    @property
+    def issues_handles(self) -> bool:
+        """Whether an answer may issue host handles: on the process backend their descriptors travel with the
+        answer over the socketpair (SCM_RIGHTS), so such a call must never be answered through the ring."""
+        return self.handles_in_data or any(_holds_handle(f.type) for f in self.results)
+
+
+def _holds_handle(t: object) -> bool:
+    if isinstance(t, Int):
+        return t.role == "handle"
+    if isinstance(t, Record):
+        return any(_holds_handle(f.type) for f in t.fields)
+    if isinstance(t, List):
+        return _holds_handle(t.item)
+    return False
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -314,8 +333,10 @@ def call(
     blocking: bool = False,
     resources: Iterable[tuple[str, str]] = (),
     doc: str = "",
+    handles_in_data: bool = False,
 ) -> Call:
-    return Call(name, number, family, tuple(params), tuple(results), errs, blocking, tuple(resources), doc)
+    return Call(name, number, family, tuple(params), tuple(results), errs, blocking, tuple(resources), doc,
+                handles_in_data)
 
 
 def inside(name: str, family: str, doc: str) -> Call:
@@ -437,7 +458,7 @@ CALLS: tuple[Call, ...] = (
     call("gethostname", 117, "sockets", [], [text("name", 255)], ANY_CALL),
     call("recvmsg", 118, "sockets", [FD, count(), i32("ancbufsize", 0, MAX_ANCILLARY), i32("flags")],
          [data(bound=arg("count")), listof("ancillary", CMSG, MAX_CMSGS), i32("msg_flags"),
-          record("addr", SOCKADDR)], SOCK, blocking=True,
+          record("addr", SOCKADDR)], SOCK, blocking=True, handles_in_data=True,
          doc="recvmsg(2): msg_flags tells a truncated datagram (MSG_TRUNC) or control data (MSG_CTRUNC); "
              "descriptors received (SCM_RIGHTS) arrive as new host handles"),
     call("sendmsg", 119, "sockets", [FD, data(), listof("ancillary", CMSG, MAX_CMSGS), i32("flags"),

@@ -42,7 +42,7 @@ from typing import Any
 
 from .calls import BY_NUMBER
 from .errors import HostGone
-from .types import MAX_FRAME, Int
+from .types import MAX_FRAME
 from .wire import CODECS
 
 MAGIC = 0x52494E47  # "RING"
@@ -77,9 +77,7 @@ _BYTES_ANSWER = frozenset(c.number for c in CODECS.values() if c.finish_in_place
 # Calls whose answer may issue a handle: the host passes its descriptor over the socketpair just ahead of the
 # answer, so these never ride the ring (see process.py, FDS frames).  The control family (attach: the standard
 # streams' handles, once per run) goes the same way.
-ISSUES_HANDLES = frozenset(n for n, c in BY_NUMBER.items()
-                           if c.family == "control"
-                           or any(isinstance(f.type, Int) and f.type.role == "handle" for f in c.results))
+ISSUES_HANDLES = frozenset(n for n, c in BY_NUMBER.items() if c.family == "control" or c.issues_handles)
 
 
 def mapping_size(slots: int = SLOTS) -> int:
