@@ -11,7 +11,7 @@ import os as _os
 import posix
 import stat as _stat
 import warnings as _warnings
-from typing import Any
+from typing import Any, cast
 
 from . import runtime
 from .errors import with_filename
@@ -93,15 +93,14 @@ class DirEntry:
 class ScandirIterator:
     """The iterator os.scandir returns: a context manager that releases its host handle when done."""
 
-    def __init__(self, handle: int | None, own: bool, arg: Any, prefix: str | bytes, base: bytes) -> None:
+    def __init__(self, handle: int | None, own: bool, arg: Any, prefix: str | bytes | None, base: bytes) -> None:
         self._handle = handle
         self._own = own  # False for scandir(fd): the fd stays the caller's
         self._arg = arg
-        self._prefix = prefix
+        self._prefix = prefix  # None for scandir(fd): an entry's path is its bare name, as natively
         self._base = base
         self._batch: list[tuple] = []
         self._restart = True
-        self._bytes = isinstance(prefix, bytes)
 
     def __iter__(self) -> ScandirIterator:
         return self
@@ -122,10 +121,15 @@ class ScandirIterator:
             batch.reverse()
             self._batch = batch
         raw, dtype, ino = self._batch.pop()
-        name = raw if self._bytes else _fsdecode(raw)
         prefix = self._prefix
-        path = name if prefix is None else (prefix + name if prefix.endswith("/" if not self._bytes else b"/")
-                                            else prefix + ("/" if not self._bytes else b"/") + name)
+        name: str | bytes
+        path: str | bytes
+        if isinstance(prefix, bytes):  # names and paths as bytes, like the path given
+            name = raw
+            path = prefix + raw if prefix.endswith(b"/") else prefix + b"/" + raw
+        else:
+            name = _fsdecode(raw)
+            path = name if prefix is None else (prefix + name if prefix.endswith("/") else prefix + "/" + name)
         return DirEntry(name, path, self._base + raw, dtype, ino)
 
     def close(self) -> None:
@@ -178,7 +182,8 @@ def listdir(path: Any = None) -> list[str] | list[bytes]:
         if not isinstance(path, str | bytes) and not hasattr(type(path), "__fspath__"):
             path = converted  # a bytes-like path: warned about once, here
     with scandir(path) as it:
-        return [entry.name for entry in it]
+        # Every name has the type of the path given (ScandirIterator decodes all of them or none): one list type.
+        return cast("list[str] | list[bytes]", [entry.name for entry in it])
 
 
 PATCHES: dict[Any, Any] = {posix.scandir: scandir, posix.listdir: listdir, posix.DirEntry: DirEntry}

@@ -94,8 +94,8 @@ def _load(rt: runtime.EnclaveRuntime) -> dict[bytes, bytes]:
             log.error("posix_shim: host violation in environ: %r is not allowed by the policy; dropped", name)
             continue
         data[name] = value
-    for name, value in access.env_values().items():
-        data[_fsencode(name)] = _fsencode(value)
+    for key, text in access.env_values().items():
+        data[_fsencode(key)] = _fsencode(text)
     return data
 
 
@@ -133,7 +133,7 @@ class EnclaveEnviron(_os._Environ):
         self.decodevalue = decodevalue
 
     @property
-    def _data(self) -> dict[bytes, bytes]:  # type: ignore[override]
+    def _data(self) -> dict[bytes, bytes]:
         return current_data()
 
     def __setitem__(self, key: Any, value: Any) -> None:

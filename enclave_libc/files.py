@@ -18,7 +18,7 @@ import posix
 import stat as _stat
 import sys
 import warnings as _warnings
-from typing import Any
+from typing import Any, Literal, overload
 
 from ocall_bridge.types import MAX_DATA
 
@@ -29,6 +29,14 @@ from .fdtable import OpenFile, follow_cwd
 _fsencode, _fsdecode, _fspath = _os.fsencode, _os.fsdecode, _os.fspath
 _O_CREAT, _O_TMPFILE = _os.O_CREAT, getattr(_os, "O_TMPFILE", 0)  # O_TMPFILE includes O_DIRECTORY's bit
 _stat_result, _statvfs_result, _terminal_size = _os.stat_result, _os.statvfs_result, _os.terminal_size
+
+
+@overload
+def _path(path: Any, func: str, allow_fd: Literal[False] = False, arg: str = "path", kinds: str = "") -> bytes: ...
+
+
+@overload
+def _path(path: Any, func: str, allow_fd: bool, arg: str = "path", kinds: str = "") -> bytes | int: ...
 
 
 def _path(path: Any, func: str, allow_fd: bool = False, arg: str = "path", kinds: str = "") -> bytes | int:
@@ -827,7 +835,7 @@ mmap.__module__ = "mmap"
 
 # -- the interposition list --------------------------------------------------------------------------------
 
-_OS_FUNCTIONS = (
+_OS_FUNCTIONS: tuple[str, ...] = (
     "open", "close", "closerange", "read", "pread", "write", "pwrite", "readv", "writev", "lseek", "sendfile",
     "pipe", "pipe2", "fstat", "stat", "lstat", "access", "unlink", "remove", "rename", "replace", "link",
     "symlink", "readlink", "mkdir", "rmdir", "mkfifo", "chmod", "fchmod", "chown", "lchown", "fchown", "utime",

@@ -29,7 +29,7 @@ import sys
 import time as _time
 import weakref
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, overload
 
 from ocall_bridge.calls import ANCILLARY_SEND, MAX_ANCILLARY, SOCKET_FAMILIES, SOCKOPTS
 from ocall_bridge.types import MAX_DATA
@@ -43,8 +43,9 @@ _BaseSocket = _pysocket.socket
 _monotonic = _time.monotonic  # a local clock read for deadlines (the vDSO, no ocall)
 _inet_pton, _inet_ntop = _socket.inet_pton, _socket.inet_ntop
 _fsencode, _fsdecode = _os.fsencode, _os.fsdecode
-_intenum = _pysocket._intenum_converter
-AddressFamily, SocketKind = _pysocket.AddressFamily, _pysocket.SocketKind
+_intenum = _pysocket._intenum_converter  # type: ignore[attr-defined]  # socket.py's private helper, no stub
+AddressFamily = _pysocket.AddressFamily
+SocketKind = _pysocket.SocketKind
 gaierror, herror = _socket.gaierror, _socket.herror
 
 AF_INET, AF_INET6, AF_UNIX, AF_UNSPEC = _socket.AF_INET, _socket.AF_INET6, _socket.AF_UNIX, _socket.AF_UNSPEC
@@ -602,6 +603,8 @@ class socket(_BaseSocket):
             raise
         except OSError as exc:
             err = exc.errno
+            if err is None:
+                raise  # not a connect outcome (a signal handler's own OSError): it propagates, as natively
             wait = (err == errno.EINTR and self._timeout != 0.0) or (err == errno.EINPROGRESS and self._timeout)
             if not wait:
                 if raise_:
@@ -656,6 +659,12 @@ class socket(_BaseSocket):
         return py_address(runtime.RT.ocall.getpeername(self._handle()), self._family, "getpeername")
 
     # -- options -------------------------------------------------------------------------------------------
+    @overload
+    def getsockopt(self, level: int, optname: int, /) -> int: ...
+
+    @overload
+    def getsockopt(self, level: int, optname: int, buflen: int, /) -> bytes: ...
+
     def getsockopt(self, level: int, optname: int, buflen: int | None = None) -> int | bytes:
         level, optname = _index(level), _index(optname)
         _check_option("getsockopt", level, optname)

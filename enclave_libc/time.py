@@ -35,12 +35,15 @@ import operator
 import sys
 import threading
 import time as _time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ocall_bridge.errors import HostViolation
 
 from . import runtime
 from .errors import Unsupported
+
+if TYPE_CHECKING:  # the module itself uses the C type (_datetime, no stub); this is the same class
+    from datetime import datetime
 
 # The real functions, kept for the CPU clocks and for a replacement called with no enclave active.
 _real_time_ns, _real_clock_gettime_ns, _real_clock_gettime = _time.time_ns, _time.clock_gettime_ns, _time.clock_gettime
@@ -356,7 +359,7 @@ def _inside() -> bool:
     return runtime.active() and getattr(installed, "__func__", installed) is time
 
 
-def _now(cls: type, tz: Any = None) -> Any:
+def _now(cls: type[datetime], tz: Any = None) -> Any:
     if not _inside():
         return _real_now.__get__(None, cls)(tz)
     if tz is not None and not isinstance(tz, _tzinfo_type):
@@ -368,7 +371,7 @@ def _now(cls: type, tz: Any = None) -> Any:
     return tz.fromutc(cls(*_real_gmtime(sec)[:6], usec, tz))
 
 
-def _utcnow(cls: type) -> Any:
+def _utcnow(cls: type[datetime]) -> Any:
     if not _inside():
         return _real_utcnow.__get__(None, cls)()
     sec, nsec = divmod(_clock_ns(CLOCK_REALTIME), _NS)
@@ -393,7 +396,7 @@ sys._clear_type_cache()  # the method cache may still hold the C entries
 PATCHES: dict[Any, Any] = {}
 
 if "_zoneinfo" in sys.modules and sys.modules["_zoneinfo"] is not None:
-    from zoneinfo import _zoneinfo as _py_zoneinfo
+    from zoneinfo import _zoneinfo as _py_zoneinfo  # type: ignore[attr-defined]  # private module, no stub
 
     PATCHES[sys.modules["_zoneinfo"].ZoneInfo] = _py_zoneinfo.ZoneInfo
 else:

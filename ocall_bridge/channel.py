@@ -102,7 +102,8 @@ class HostChannel:
 
     def _serve_passing(self, frame: bytes | memoryview) -> bytes | memoryview | None:
         """serve(), then send the descriptors of any handles the answer issued just ahead of it."""
-        self._serving.handles = pending = []
+        pending: list[int] = []
+        self._serving.handles = pending
         try:
             answer = self.host.serve(frame)
         finally:
@@ -165,7 +166,7 @@ class HostChannel:
             reason = f"host reader failed: {exc!r}"
         self._close(reason)
 
-    def _send(self, data: bytes) -> None:
+    def _send(self, data: bytes | memoryview) -> None:
         try:
             with self._wlock:
                 self.sock.sendall(data)

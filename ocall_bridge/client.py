@@ -40,7 +40,7 @@ _EINTR = _errno.EINTR
 class Transport(Protocol):
     name: str
 
-    def roundtrip(self, frame: bytes, seq: int) -> bytes: ...
+    def roundtrip(self, frame: bytes, seq: int) -> bytes | memoryview: ...
 
     def close(self) -> None: ...
 
@@ -174,8 +174,8 @@ class OcallClient:
         exc = HostViolation(call, problem)
         self.violations.append(exc)
         log.error("%s", exc.strerror)
-        if self.on_event is not None:
-            self.on_event(call, args, None, exc.errno, 0, (f"HOST VIOLATION: {problem}",), False)
+        if self.on_event is not None:  # exc.errno is EIO (HostViolation), typed int | None by OSError's stub
+            self.on_event(call, args, None, _errno.EIO, 0, (f"HOST VIOLATION: {problem}",), False)
         if self.violation == "abort":
             # Asylo's choice: an enclave that caught its host lying stops at once rather than go on.
             _write(2, f"{exc.strerror}; aborting the enclave\n".encode())

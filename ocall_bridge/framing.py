@@ -141,7 +141,7 @@ def fds_frame(handles: list[int]) -> bytes:
     return HEADER.pack(HEADER_SIZE + len(body), WIRE_VERSION, FDS, 0, 0, 0) + body
 
 
-def parse_fds_frame(frame: bytes | memoryview) -> list[int]:
+def parse_fds_frame(frame: bytes | bytearray | memoryview) -> list[int]:
     if len(frame) < HEADER_SIZE + 4:
         raise ProtocolError("short FDS frame")
     (count,) = _U32.unpack_from(frame, HEADER_SIZE)
@@ -167,7 +167,8 @@ def receive_listener(sock: Any, timeout: float) -> int:
     """Host side: the listener the confined child sends first.  ChannelClosed if it exits instead."""
     sock.settimeout(timeout)
     try:
-        data, fds = bytearray(), []
+        data = bytearray()
+        fds: list[int] = []
         while len(data) < _LISTENER_FRAME_SIZE:
             chunk, ancillary, flags, _ = sock.recvmsg(_LISTENER_FRAME_SIZE - len(data), _ANCILLARY)
             for level, kind, raw in ancillary:
@@ -187,7 +188,7 @@ def receive_listener(sock: Any, timeout: float) -> int:
     return fds[0]
 
 
-def frame_kind(frame: bytes | memoryview) -> int:
+def frame_kind(frame: bytes | bytearray | memoryview) -> int:
     """The kind of a frame whose length was already checked; the version must be ours."""
     if frame[4] != WIRE_VERSION:
         raise ProtocolError(f"wire version {frame[4]}, expected {WIRE_VERSION}")

@@ -353,9 +353,9 @@ class RingServer:
         frame = bytes(self._view[off:off + n])  # the private copy the host decodes and checks
         call = frame[6] | frame[7] << 8 if n >= 8 else -1
         serve = self._serve
-        if call in _BYTES_ANSWER and self._serve_into is not None:  # a read: its data may go straight in
-            serve = lambda frame, i=i: self._serve_into(
-                frame, self._view[PAGE + i * SLOT_SIZE:PAGE + (i + 1) * SLOT_SIZE])
+        serve_into = self._serve_into
+        if call in _BYTES_ANSWER and serve_into is not None:  # a read: its data may go straight in
+            serve = lambda frame: serve_into(frame, self._view[PAGE + i * SLOT_SIZE:PAGE + (i + 1) * SLOT_SIZE])
         if call in _BLOCKING:
             self._submitted += 1
             self._submit(frame, lambda answer, i=i: self._deliver(i, answer), serve)

@@ -22,7 +22,7 @@ class SimTransport:
     def __init__(self, host: Host) -> None:
         self.host = host
 
-    def roundtrip(self, frame: bytes, seq: int) -> bytes:
+    def roundtrip(self, frame: bytes, seq: int) -> bytes | memoryview:
         answer = self.host.serve(frame)
         if answer is None:
             raise HostGone("the host dropped a frame it could not parse")

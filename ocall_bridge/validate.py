@@ -106,6 +106,11 @@ def _fuse(ranges: list[tuple[int, int, int]], others: list[Check], ordered: list
     return [fused, *others]
 
 
+def _float_floor(name: str, lo: float, i: int) -> Check:
+    """A Float field's lower limit (the value is compared as decoded: NaN fails it too)."""
+    return lambda a, v: None if v[i] >= lo else f"{name} below {lo}"
+
+
 def _field_checks(fields: Sequence[T.Field], params: dict[str, int], prefix: str = "") -> list[Check]:
     """Checks for values laid out as `fields`; values are reached through `v[i]`."""
     checks: list[Check] = []  # every check in field order: the order in which problems are reported
@@ -126,7 +131,7 @@ def _field_checks(fields: Sequence[T.Field], params: dict[str, int], prefix: str
             continue
         before = len(checks)
         if isinstance(t, T.Float) and t.lo is not None:
-            checks.append(lambda a, v, i=i, lo=t.lo, name=name: None if v[i] >= lo else f"{name} below {lo}")
+            checks.append(_float_floor(name, t.lo, i))
         elif isinstance(t, T.Bytes) and t.bound is not None:
             checks.append(_bound_check(name, t.bound, params, i, measure_len=True))
         elif isinstance(t, T.Record):

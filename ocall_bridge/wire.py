@@ -23,11 +23,12 @@ an allocation of a claimed size.
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from . import types as T
 from .calls import BY_NUMBER, CALLS, Call
+from .errors import require
 
 WIRE_VERSION = 1
 REQUEST, ANSWER, ECALL, ECALL_RETURN = 1, 2, 3, 4
@@ -46,6 +47,13 @@ def _encode_error(value: object, what: str) -> WireError:
     return WireError(f"cannot encode {what}: {value!r:.80}")
 
 
+def _code(t: T.WireType) -> str:
+    """The struct code of a fixed-size type (only Int, Float and Bool are fixed; `Layout` asks no other)."""
+    if isinstance(t, (T.Int, T.Float, T.Bool)):
+        return t.code
+    raise AssertionError(t)
+
+
 class Layout:
     """The compiled codec for one group of fields (a request, an answer, a record)."""
 
@@ -56,7 +64,7 @@ class Layout:
         var = [i for i, f in enumerate(self.fields) if not f.type.fixed]
         self.fixed_idx = tuple(fixed)
         self.var_idx = tuple(var)
-        codes = "".join(self.fields[i].type.code for i in fixed) + "I" * len(var)
+        codes = "".join(_code(self.fields[i].type) for i in fixed) + "I" * len(var)
         self.struct = struct.Struct("<" + (HEADER.format[1:] if header else "") + codes)
         self.size = self.struct.size
         self.skip = 6 if header else 0  # header values precede the fields in the unpacked tuple
@@ -279,7 +287,8 @@ def _decoder(t: T.WireType) -> Callable[[memoryview | bytes], Any]:
 # The fast codecs read the first eight header bytes (length, version, kind, call) as one little-endian u64, so
 # "is this a well-formed frame of this very call" is one integer comparison: tag | length.
 _FAST_HEAD = "<QIi"
-assert struct.calcsize(_FAST_HEAD) == HEADER_SIZE
+require(struct.calcsize(_FAST_HEAD) == HEADER_SIZE,
+        f"the fast header {_FAST_HEAD!r} is {struct.calcsize(_FAST_HEAD)} bytes, the frame header {HEADER_SIZE}")
 
 
 def _tag(kind: int, number: int) -> int:
@@ -377,7 +386,7 @@ def _fast_codecs(lay: Layout, kind: int, number: int) -> tuple[FastPack, Callabl
                 pass
             return slow_pack(seq, (value,))
 
-        # n == size + length with length <= limit also bounds n below MAX_FRAME (asserted for every call), so
+        # n == size + length with length <= limit also bounds n below MAX_FRAME (check_codecs, every call), so
         # `tag | n` cannot spill into the version, kind or call bytes.
         def unpack_any(frame: Any) -> tuple | None:
             n = len(frame)
@@ -412,8 +421,11 @@ def _fast_codecs(lay: Layout, kind: int, number: int) -> tuple[FastPack, Callabl
     return slow_pack, lambda seq, value: slow_pack(seq, (value,)), lambda frame: None, lambda frame, seq: None
 
 
-def _in_place_codecs(codec: CallCodec) -> tuple[Callable[[bytearray, int, int], bytearray],
-                                                   Callable[[Any, int], tuple | None]]:
+FinishInPlace = Callable[[bytearray, int, int], memoryview]
+UnpackView = Callable[[Any, int], tuple | None]
+
+
+def _in_place_codecs(codec: CallCodec) -> tuple[FinishInPlace, UnpackView]:
     lay = codec.answer
     st = struct.Struct(_FAST_HEAD + lay.struct.format[len(HEADER.format):])
     tag, size, limit, name = _tag(ANSWER, codec.number), lay.size, lay.var_max[0], codec.call.name
@@ -450,7 +462,7 @@ class CallCodec:
         self.request = Layout(c.params, header=True, what=f"{c.name} request")
         self.answer = Layout(c.results, header=True, what=f"{c.name} answer")
         self.nresults = len(c.results)
-        # Requests: every request fits a frame by construction (max_size <= MAX_FRAME is asserted below).
+        # Requests: every request fits a frame by construction (max_size <= MAX_FRAME is checked below).
         self.pack_request, _, self.unpack_request, _ = _fast_codecs(self.request, REQUEST, c.number)
         self.pack_answer, pack_one, _, self.unpack_answer = _fast_codecs(self.answer, ANSWER, c.number)
         pack_answer = self.pack_answer
@@ -463,14 +475,26 @@ class CallCodec:
         # may fill an answer frame in place (finish_in_place writes its header) and the enclave may copy the
         # data straight out of the frame into the caller's buffer (unpack_view), instead of a bytes object each.
         self.bytes_answer = self.nresults == 1 and isinstance(c.results[0].type, T.Bytes)
-        self.finish_in_place, self.unpack_view = _in_place_codecs(self) if self.bytes_answer else (None, None)
+        self.finish_in_place: FinishInPlace | None = None
+        self.unpack_view: UnpackView | None = None
+        if self.bytes_answer:
+            self.finish_in_place, self.unpack_view = _in_place_codecs(self)
 
 
 CODECS: dict[int, CallCodec] = {c.number: CallCodec(c) for c in CALLS if c.number is not None}
 CODECS_BY_NAME: dict[str, CallCodec] = {cc.call.name: cc for cc in CODECS.values()}
 
-for _cc in CODECS.values():  # the table must never declare a frame that could exceed the limit
-    assert _cc.request.max_size <= T.MAX_FRAME and _cc.answer.max_size <= T.MAX_FRAME, _cc.call.name
+
+
+def check_codecs(codecs: Iterable[CallCodec]) -> None:
+    """The table must never declare a frame that could exceed the limit (TableError names the row; survives -O)."""
+    for cc in codecs:
+        for side, lay in (("request", cc.request), ("answer", cc.answer)):
+            require(lay.max_size <= T.MAX_FRAME,
+                    f"{cc.call.name}: its largest {side} is {lay.max_size} bytes, over the {T.MAX_FRAME}-byte frame")
+
+
+check_codecs(CODECS.values())
 
 
 def encode_request(codec: CallCodec, seq: int, args: Sequence[Any]) -> bytes:

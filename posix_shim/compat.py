@@ -629,7 +629,7 @@ class _Reach:
 
 # Ocalls made through an object of the runtime rather than `.ocall`: the fd table closes the host handle when
 # the last enclave fd that shares it goes.
-_IMPLIED = {("fds", "close"): "close"}
+_IMPLIED: dict[tuple[str | None, str], str] = {("fds", "close"): "close"}
 _RAISE_STOPPERS = ("RETURN_VALUE", "BINARY_OP", "CHECK_EXC_MATCH", "COMPARE_OP", "IS_OP", "CONTAINS_OP")
 
 
@@ -677,7 +677,7 @@ def _reach(root: Any) -> _Reach:
             continue
         globs = getattr(obj, "__globals__", {})
         for co in _code_objects(code):
-            prev_attr = None
+            prev_attr: str | None = None
             prev_obj: Any = None
             aliases: dict[str, str] = {}  # local variable -> the runtime attribute stored in it (table = RT.fds)
             instructions = list(dis.get_instructions(co))
@@ -881,8 +881,8 @@ def render_support(modules: Sequence[str] = SUPPORT_MODULES) -> str:
         lines.append("")
     used_by: dict[str, list[str]] = collections.defaultdict(list)
     for r in rows:
-        for c in r.calls:
-            used_by[c].append(f"{r.module}.{r.name}")
+        for call in r.calls:
+            used_by[call].append(f"{r.module}.{r.name}")
         if r.kind == "inside" and r.name in INSIDE_CALLS:
             used_by[r.name].append(f"{r.module}.{r.name}")
     lines += ["### The ocall table", "",

@@ -289,8 +289,8 @@ class Index:
                 self.read = reader.many([p.namespace for p in plans])
         else:
             plans = self.plans
-            now = self.read()
-            if now != snapshot:
+            now = self.read()  # a tuple: read() answers None only without a reader, handled above
+            if now is not None and now != snapshot:
                 stale.update(i for i, (a, b) in enumerate(zip(now, snapshot, strict=True)) if a != b)
             active = False
             for i in stale:

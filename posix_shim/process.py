@@ -119,8 +119,8 @@ def _forwarding(backend: ProcessBackend) -> Iterator[None]:
         with _forward_lock:
             _in_ecall.discard(backend)
             if not _in_ecall:
-                for signum, handler in _saved_handlers.items():
-                    signal.signal(signum, handler)
+                for saved, handler in _saved_handlers.items():
+                    signal.signal(saved, handler)
                 _saved_handlers.clear()
 
 
@@ -172,7 +172,8 @@ def child_environment(access: Access) -> dict[str, str]:
 
 
 def _child_command(python: str, fd: int) -> list[str]:
-    flags = subprocess._args_from_interpreter_flags()  # -W, -X, -O, -B ... as the runner was started
+    # -W, -X, -O, -B ... as the runner was started (the private helper multiprocessing uses too; no stub)
+    flags = subprocess._args_from_interpreter_flags()  # type: ignore[attr-defined]
     if getattr(sys.__stdout__, "write_through", False) and "-u" not in flags:
         flags.append("-u")
     # -P: the child's sys.path[0] is not the current directory, so a file there named like one of our modules
@@ -208,7 +209,7 @@ class ProcessBackend:
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             command = _child_command(python, child.fileno()) + ([] if self.confined else ["unconfined"])
-            passed = (child.fileno(),)
+            passed: tuple[int, ...] = (child.fileno(),)
             if ring is not None:
                 command.append(ring.to_arg())
                 passed += tuple(ring.all())
@@ -263,10 +264,10 @@ class ProcessBackend:
         # The child's real cwd and umask follow the enclave's (enclave_libc keeps them in step with an fchdir and a
         # umask of its own), so the kernel's view of the child answers both; a child lying here gains nothing,
         # since the policy judges the final absolute path and mode.
-        cwd_link, status = b"/proc/%d/cwd" % self.pid, f"/proc/{self.pid}/status"
+        cwd_link, status_file = b"/proc/%d/cwd" % self.pid, f"/proc/{self.pid}/status"
 
         def umask() -> int:
-            with open(status) as f:
+            with open(status_file) as f:
                 for line in f:
                     if line.startswith("Umask:"):
                         return int(line.split()[1], 8)

@@ -24,10 +24,15 @@ from typing import Any
 import enclave_libc
 import ocall_bridge
 
+
+def _package_dir(package: types.ModuleType) -> str:
+    assert package.__file__ is not None  # for mypy: the three are regular packages, imported from files
+    return os.path.dirname(os.path.abspath(package.__file__)) + os.sep
+
+
 # Frames of the runtime itself (runner, trusted libc, boundary): to the program they are what C code is to a
 # native run - invisible - so tracebacks leave them out wherever they appear.
-_INTERNAL = tuple(os.path.dirname(os.path.abspath(m.__file__)) + os.sep
-                  for m in (sys.modules[__package__], enclave_libc, ocall_bridge))
+_INTERNAL = tuple(_package_dir(m) for m in (sys.modules[__package__], enclave_libc, ocall_bridge))
 
 
 def _is_internal(filename: str) -> bool:
@@ -106,7 +111,8 @@ def _c_like(te: traceback.TracebackException, seen: set[int]) -> traceback.Trace
     if id(te) not in seen:
         seen.add(id(te))
         if te.exc_type is not None and issubclass(te.exc_type, SyntaxError):
-            te._format_syntax_error = types.MethodType(_syntax_error_lines, te)  # type: ignore[method-assign]
+            # A private method of TracebackException (not in typeshed), replaced on this one instance.
+            te._format_syntax_error = types.MethodType(_syntax_error_lines, te)  # type: ignore[attr-defined]
         for nested in (te.__cause__, te.__context__, *(getattr(te, "exceptions", None) or ())):
             if nested is not None:
                 _c_like(nested, seen)
@@ -232,7 +238,7 @@ def _main_module() -> types.ModuleType:
     main = types.ModuleType("__main__")
     main.__loader__ = importlib.machinery.BuiltinImporter
     main.__annotations__ = {}
-    main.__builtins__ = builtins
+    main.__dict__["__builtins__"] = builtins  # a module global, as pylifecycle.c sets it (ModuleType declares none)
     return main
 
 
@@ -247,13 +253,14 @@ def _run_script(target: str) -> None:
     if get_importer(target) is not None:
         # A directory or zip file: python puts it first on sys.path and runs its __main__ module like -m.
         sys.path[0] = filename
-        _at_native_depth("module", runpy._run_module_as_main, "__main__", False)
+        # runpy's private entry point of `python -m` (no stub), the one the interpreter itself calls
+        _at_native_depth("module", runpy._run_module_as_main, "__main__", False)  # type: ignore[attr-defined]
         return
     # sys.path[0] is the directory of the script with symlinks resolved, as CPython computes it.
     sys.path[0] = os.path.dirname(os.path.realpath(filename))
     main = sys.modules["__main__"]
     main.__file__ = filename
-    main.__cached__ = None
+    main.__dict__["__cached__"] = None  # a module global the import system sets (ModuleType declares none)
     main.__loader__ = importlib.machinery.SourceFileLoader("__main__", filename)
     with open(filename, "rb") as f:  # inside the enclave: the read is an ocall like any other
         source = f.read()
@@ -352,7 +359,8 @@ def run(kind: str, target: str, args: list[str]) -> int:
                 elif kind == "module":
                     sys.argv = [target, *args]  # runpy replaces argv[0] with the module's file, as `-m` does
                     sys.path[0] = os.getcwd()
-                    _at_native_depth("module", runpy._run_module_as_main, target, True)
+                    # runpy's private entry point of `python -m` (no stub), the one the interpreter itself calls
+                    _at_native_depth("module", runpy._run_module_as_main, target, True)  # type: ignore[attr-defined]
                 elif kind == "code":
                     sys.argv = ["-c", *args]
                     sys.path[0] = ""
@@ -363,7 +371,8 @@ def run(kind: str, target: str, args: list[str]) -> int:
                     sys.argv = ["-", *args]
                     sys.path[0] = ""
                     main = sys.modules["__main__"]
-                    main.__file__, main.__cached__ = "<stdin>", None
+                    main.__file__ = "<stdin>"
+                    main.__dict__["__cached__"] = None
                     code = compile(target, "<stdin>", "exec", dont_inherit=True)
                     _at_native_depth("code", exec, code, main.__dict__)
             finally:

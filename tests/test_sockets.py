@@ -554,3 +554,24 @@ def test_host_refuses_what_the_subset_leaves_out() -> None:
     finally:
         host.close()
 
+
+
+def test_connect_ex_lets_an_oserror_without_errno_propagate(enclave: tuple[Host, EnclaveRuntime],
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """connect_ex answers an errno; an OSError that carries none (a signal handler's own exception raised inside
+    the connect) is not an outcome to return: it propagates, as CPython's connect_ex lets it.  Before, connect_ex
+    returned None."""
+    _, rt = enclave
+
+    def interrupted(*args: object) -> None:
+        raise OSError("raised by the program's signal handler")
+
+    s = esock.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        monkeypatch.setattr(rt.ocall, "connect", interrupted)
+        with pytest.raises(OSError, match="signal handler") as info:
+            s.connect_ex(("127.0.0.1", 9))
+        assert info.value.errno is None
+    finally:
+        monkeypatch.undo()
+        s.close()

@@ -13,12 +13,16 @@ import logging
 import stat as _stat
 import threading
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 from ..access import open_kinds
 from .confine import O_PATH, confiner_for
 from .handles import Handle
 from .real import fcntl, os
 from .runtime import Host
+
+if TYPE_CHECKING:  # `os` above is real.py's namespace of posix functions; the result types come from os itself
+    from os import stat_result, statvfs_result
 
 # Every path operation goes through the policy's Confiner (confine.py): resolved by the kernel beneath the root
 # that grants it.  Under allow-all there is nothing to confine and the plain calls are used.
@@ -58,7 +62,7 @@ def _with_fd(conf, path: bytes, kinds: tuple[str, ...], flags: int, fn):
 _DT_DIR, _DT_REG, _DT_LNK, _DT_UNKNOWN = 4, 8, 10, 0
 
 
-def _stat_record(st: os.stat_result) -> tuple:
+def _stat_record(st: stat_result) -> tuple:
     return (st.st_mode, st.st_ino, st.st_dev, st.st_nlink, st.st_uid, st.st_gid, st.st_size, st.st_atime_ns,
             st.st_mtime_ns, st.st_ctime_ns, st.st_blksize, st.st_blocks, st.st_rdev)
 
@@ -405,7 +409,7 @@ def fdatasync(host: Host, h: Handle) -> None:
     os.fdatasync(h.fd)
 
 
-def _statvfs_record(st: os.statvfs_result) -> tuple:
+def _statvfs_record(st: statvfs_result) -> tuple:
     return (st.f_bsize, st.f_frsize, st.f_blocks, st.f_bfree, st.f_bavail, st.f_files, st.f_ffree, st.f_favail,
             st.f_flag, st.f_namemax, st.f_fsid)
 

@@ -43,11 +43,11 @@ def poll(host: Host, fds: list[tuple[int, int]], timeout_ms: int) -> list[tuple[
     if wake >= 0 and revents.pop(wake, 0):
         raise OSError(errno.EINTR, "the enclave is gone")
     out = []
-    for index, ((_, events), fd) in enumerate(zip(fds, real, strict=True)):
-        if fd is None:
+    for index, ((_, events), host_fd) in enumerate(zip(fds, real, strict=True)):
+        if host_fd is None:
             out.append((index, select.POLLNVAL))
             continue
-        ev = revents.get(fd, 0) & (events | _ALWAYS)
+        ev = revents.get(host_fd, 0) & (events | _ALWAYS)
         if ev:
             out.append((index, ev))
     return out

@@ -99,8 +99,9 @@ class Entry:
         self.fn_into: HostFunction | None = None
         self.into_count = -1
         self.direct: Callable[[Any], Any] | None = None  # set by the Host (Host._direct)
-        if fn is not None and codec.bytes_answer:
-            bound = c.results[0].type.bound
+        answer_type = c.results[0].type if codec.bytes_answer else None
+        if fn is not None and isinstance(answer_type, T.Bytes):  # bytes_answer: one result, of type Bytes
+            bound = answer_type.bound
             if bound is not None and bound.kind == "arg":
                 self.fn_into = _into_function(c)
                 self.into_count = index[bound.name]
@@ -273,7 +274,7 @@ class Host:
             # well-formed request of that very call; anything else is decoded (and refused) the generic way.
             entry = self.entries.get(frame[6] | frame[7] << 8) if len(frame) >= HEADER_SIZE else None
             fast = entry.codec.unpack_request(frame) if entry is not None else None
-            if fast is None:
+            if entry is None or fast is None:
                 codec, seq, args = decode_request(frame)
                 entry = self.entries[codec.number]
             else:
@@ -296,7 +297,9 @@ class Host:
             return encode_error(codec.number, seq, errno.EIO)
         try:
             if in_place:
-                return codec.finish_in_place(result[0], seq, result[1])
+                finish = codec.finish_in_place
+                assert finish is not None  # for mypy: fn_into is only set for a bytes answer, which has one
+                return finish(result[0], seq, result[1])
             return codec.pack_result(seq, result)  # encode_answer, for what the host function returned
         except WireError:
             log.exception("host answer for %s does not fit the table", codec.call.name)
@@ -337,6 +340,8 @@ class Host:
             if err:
                 raise OSError(err, "injected")
         if into:
+            fn_into = entry.fn_into
+            assert fn_into is not None  # for mypy: `into` is only passed when the entry has fn_into (_serve)
             # The count was range-checked above (<= MAX_DATA) before any room is found for it.
             need = into + args[entry.into_count]
             frame = getattr(_frames, "frame", None)
@@ -346,7 +351,7 @@ class Host:
             whole = memoryview(frame)
             data = whole[into:need]
             try:
-                n = entry.fn_into(self, *args, data)
+                n = fn_into(self, *args, data)
             finally:
                 data.release()
                 whole.release()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import array
 import errno
+from typing import TYPE_CHECKING, Any
 
 from ..calls import ANCILLARY_SEND, MAX_CMSGS, MAX_RESOLVED, SOCKET_FAMILIES, SOCKET_TYPE_FLAGS, SOCKET_TYPES, SOCKOPTS
 from .confine import unix_path
@@ -25,11 +26,16 @@ from .real import fcntl, os
 from .real import socket as sk
 from .runtime import Host
 
+if TYPE_CHECKING:  # `sk` is real.py's capture of _socket; its class is _socket.socket
+    from _socket import socket as _SocketBase
+else:
+    _SocketBase = sk.socket
+
 _AF_INET, _AF_INET6, _AF_UNIX = sk.AF_INET, sk.AF_INET6, sk.AF_UNIX
 NO_ADDRESS = (0, "", 0, 0, 0, b"")  # AF_UNSPEC: "no address" (recvfrom on a connected stream), Python's None
 
 
-class _HostSocket(sk.socket):
+class _HostSocket(_SocketBase):
     """A socket object over a descriptor it does not own.
 
     Overriding __del__ replaces the C finalizer that would close the descriptor: once the handle table has
@@ -116,8 +122,9 @@ def address(sock: _HostSocket, rec: tuple) -> object:
     raise OSError(errno.EAFNOSUPPORT, "address family not served")
 
 
-def record(family: int, addr: object) -> tuple:
-    """The SOCKADDR record of an address CPython returned for a socket of `family`."""
+def record(family: int, addr: Any) -> tuple:
+    """The SOCKADDR record of an address CPython returned for a socket of `family` (its shape depends on the
+    family: str or bytes for AF_UNIX, a 2- or 4-tuple for AF_INET/AF_INET6, None when there is none)."""
     if addr is None:
         return NO_ADDRESS
     if family == _AF_UNIX:
@@ -178,7 +185,8 @@ def listen(host: Host, h: Handle, backlog: int) -> None:
 
 def accept(host: Host, h: Handle, flags: int) -> tuple[int, tuple]:
     sock = _sock(h)
-    fd, addr = sock._accept()  # accept4(SOCK_CLOEXEC)
+    # accept4(SOCK_CLOEXEC); _socket.socket._accept is the C method socket.accept wraps, absent from typeshed
+    fd, addr = sock._accept()  # type: ignore[attr-defined]
     if flags & sk.SOCK_NONBLOCK:
         fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_NONBLOCK)
     number = _new_handle(host, fd, sock.family, sock.type, sock.proto)
