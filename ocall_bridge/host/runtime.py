@@ -142,6 +142,14 @@ def _raised_by_signal_handler(exc: BaseException) -> bool:
     return any(code in codes for code in frames[1:])
 
 
+def _host_function_failed(name: str, exc: Exception) -> None:
+    """Log a host function's unexpected exception (the caller answers EIO), unless the program's own signal
+    handler raised it inside the host's system call (sim): that one goes on to the program, as natively."""
+    if _raised_by_signal_handler(exc):
+        raise exc
+    log.exception("host function %s failed", name, exc_info=exc)
+
+
 class Host:
     """One enclave's host side: its handle table, its policy, its dispatch table."""
 
@@ -246,8 +254,8 @@ class Host:
                 result = fn(self, *args)
             except OSError as exc:
                 return encode_error(number, seq, _errno_of(exc))
-            except Exception:  # a bug in a host function must not take the host down with it
-                log.exception("host function %s failed", name)
+            except Exception as exc:  # a bug in a host function must not take the host down with it
+                _host_function_failed(name, exc)
                 return encode_error(number, seq, errno.EIO)
             try:
                 return pack_result(seq, result)
@@ -291,9 +299,7 @@ class Host:
         except OSError as exc:
             return encode_error(codec.number, seq, _errno_of(exc))
         except Exception as exc:  # a bug in a host function must not take the host down with it
-            if _raised_by_signal_handler(exc):
-                raise  # the program's own handler ran inside the host's system call (sim): its exception, as natively
-            log.exception("host function %s failed", codec.call.name)
+            _host_function_failed(codec.call.name, exc)
             return encode_error(codec.number, seq, errno.EIO)
         try:
             if in_place:
