@@ -21,8 +21,9 @@ Identity, decided call by call (docs/time-env.md has the table):
 * getpgrp, getsid, getpriority, getresuid/getresgid, times, cpu_count, getloadavg: not interposed.
 
 Outside the subset, refused with `Unsupported` (OSError ENOSYS) naming the call: fork, forkpty, the exec and
-spawn families, posix_spawn(p), system, popen, subprocess (its `_posixsubprocess.fork_exec`, so
-`subprocess.run` reports the refusal instead of a traceback from a half-started child), multiprocessing's start
+spawn families, posix_spawn(p), system, popen, subprocess of anything but the interpreter (its
+`_posixsubprocess.fork_exec`, so `subprocess.run` reports the refusal instead of a traceback from a half-started
+child; the interpreter itself becomes a child enclave: enclave_libc/children.py), multiprocessing's start
 methods (fork -> os.fork, spawn and forkserver -> fork_exec), kill/killpg of any process but the enclave itself,
 pidfd_open, and changing the process's identity (setuid and friends, setsid, setpgid).  `os.kill` of the
 enclave's own pid is served by the real signal machinery of the process that runs the enclave, so
@@ -366,14 +367,18 @@ def fork_exec(args: Any, executable_list: Any, *rest: Any) -> int:
     """`_posixsubprocess.fork_exec`, under subprocess and multiprocessing: refused before anything starts."""
     if _native_run(runtime.RT):
         return _real_fork_exec(args, executable_list, *rest)
-    caller = _caller_module()
+    raise refused_fork_exec(args, executable_list, _caller_module())
+
+
+def refused_fork_exec(args: Any, executable_list: Any, caller: str) -> Unsupported:
+    """The refusal of a fork_exec called from module `caller` (subprocess, multiprocessing, anything)."""
     program = args[0] if isinstance(args, list | tuple) and args else executable_list
     if isinstance(program, bytes):
         program = _os.fsdecode(program)
     if caller.startswith("multiprocessing"):
-        raise Unsupported("multiprocessing", f"cannot start a worker process ({_NO_PROCESSES}; use threads)")
+        return Unsupported("multiprocessing", f"cannot start a worker process ({_NO_PROCESSES}; use threads)")
     name = "subprocess.Popen" if caller == "subprocess" else "_posixsubprocess.fork_exec"
-    raise Unsupported(name, f"cannot run {program!r}: {_NO_PROCESSES}")
+    return Unsupported(name, f"cannot run {program!r}: {_NO_PROCESSES}")
 
 
 def fork() -> int:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 from .quote import SIZE as QUOTE_SIZE
 from .types import (
+    MAX_DATA,
     MAX_NAME,
     MAX_PATH,
     Bytes,
@@ -462,6 +463,18 @@ CALLS: tuple[Call, ...] = (
     inside("getegid", "process", "from getids"),
     inside("kill", "process", "only the enclave itself, through the local signal machinery; another pid: ENOSYS"),
     inside("wait", "process", "an enclave never has children: ECHILD, as natively for a childless process"),
+    # -- children: Python programs started as new enclaves --------------------------------------------------
+    call("spawn", 600, "children", [path("executable"), data("argv", max=MAX_DATA - MAX_PATH * 2), path("cwd"),
+         i64("stdin", -1), i64("stdout", -1), i64("stderr", -1)], [i64("pid", 1, PID_MAX)],
+         ANY_CALL | BAD_FD | PATH_LOOKUP | errnos(E.EAGAIN, E.EMFILE, E.ENFILE, E.EINVAL),
+         doc="start `executable argv...` as a new enclave of the same backend and policy (the host's copy): "
+             "only the host's own interpreter with a Python command line (ocall_bridge/pyargv.py), its words "
+             "joined by NUL; stdin/stdout/stderr are handles the child gets as its standard streams (-1: /dev/null)"),
+    call("waitchild", 601, "children", [i64("pid", 1, PID_MAX), flag("nohang")],
+         [i64("pid", 0, PID_MAX), i64("status", 0, 0xFFFF)], ANY_CALL | errnos(E.ECHILD, E.EINVAL), blocking=True,
+         doc="waitpid(2) of a child this enclave started (any other pid: ECHILD); pid 0 with nohang: still runs"),
+    call("signalchild", 602, "children", [i64("pid", 1, PID_MAX), i32("signal", 0, 64)], [],
+         ANY_CALL | errnos(E.ESRCH, E.EINVAL), doc="kill(2) of a child this enclave started and has not reaped"),
     # -- attestation --------------------------------------------------------------------------------------
     call("report", 500, "attest", [data("user_data", max=64)], [data("quote", max=QUOTE_SIZE)],
          ANY_CALL | errnos(E.EINVAL),

@@ -45,7 +45,8 @@ SKIP_PREFIXES = ("ocall_bridge", "enclave_libc", "posix_shim")
 # The enclave_libc modules whose PATCHES are installed, in order (later entries win on the same original).  Before
 # them, always: `enclave_libc.closed`'s refusals, recomputed for each Interposer (see Interposer.__init__).
 # encfs comes last: it wraps files' stat/open/rename/unlink for encrypted folders.
-FAMILY_MODULES = ("files", "dirs", "io", "sockets", "poll", "time", "env", "random", "process", "tls", "encfs")
+FAMILY_MODULES = ("files", "dirs", "io", "sockets", "poll", "time", "env", "random", "process", "children", "tls",
+                 "encfs")
 
 
 # Families may also swap objects no PATCHES dict can key (os.environ is a mutable mapping): `swap()` runs on

@@ -911,6 +911,25 @@ def from_args(args: argparse.Namespace, kind: str | None = None, target: str | N
     return build(args, kind, target)
 
 
+def from_spawned(data: dict[str, Any], args: argparse.Namespace) -> Access:
+    """The policy of a child enclave (`--spawned`): the parent host's copy, then any flags given on top.
+
+    The parent's host builds the child's command line itself and lets no flag of the enclave's choosing onto it
+    (ocall_bridge/pyargv.py); flags here come only from whoever runs the runner by hand."""
+    base = from_data(data)
+    if not isinstance(base, Policy):
+        return base  # learn mode's parent: everything allowed, as inside the parent
+    b = Builder()
+    b.read, b.write, b.connect, b.bind = base.read, base.write, list(base.connect), list(base.bind)
+    b.net_all, b.net_deny, b.env_all = base.net_all, list(base.net_deny), base.env_all
+    b.env_allow, b.env_deny, b.env_set = list(base.env_allow), list(base.env_deny), dict(base.env_set)
+    b.families, b.call_allow = set(), set(base.calls)
+    b.native, b.source, b.violation = dict(base.native), base.source, base.violation
+    b.encrypted, b.encrypted_bound = list(base.encrypted), base.encrypted_bound
+    apply_flags(b, args)
+    return b.build()
+
+
 def build_default(kind: str | None, target: str | None, cwd: str | None = None) -> Policy:
     b = Builder()
     b.add_defaults(kind, target, cwd)
@@ -1028,5 +1047,6 @@ def finish(access: Access, command: str = "") -> str | None:
 
 __all__ = ["ALL", "ALLOW_ALL_MEANING",
            "Policy", "Learner", "finish", "parse", "PolicyError", "Builder", "add_arguments", "apply_flags",
-           "apply_table", "build", "from_args", "from_data", "load_file", "normalize", "covers", "parse_net",
+           "apply_table", "build", "from_args", "from_data", "from_spawned", "load_file", "normalize", "covers",
+           "parse_net",
            "SAFE_ENV"]

@@ -33,6 +33,7 @@ limit of a Python-level wall; on the process backend the kernel's filter is the 
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import types
@@ -231,7 +232,7 @@ def _make_hook() -> Callable[..., None]:
         if not keys and event != "posix_shim.seal" and event != "object.__setattr__":
             return  # not sealed: every other event costs this much (literals: a code object is immutable)
         (keys, trusted, sessions, me, own, getframe, ident, typeof, guarded, introspection, events,
-         refuse, describe, text, error, seal_event) = state
+         refuse, describe, text, error, seal_event, interpreters) = state
         if event == "object.__setattr__":
             if args and args[0] is me and getframe(1).f_code is not own:
                 raise error("object.__setattr__", "the audit hook's state is its own")
@@ -292,12 +293,18 @@ def _make_hook() -> Callable[..., None]:
             return
         if what in keys[-1][1]:
             return
+        if event == "subprocess.Popen" and args and (typeof(args[0]) is str or typeof(args[0]) is bytes) \
+                and args[0] in interpreters:
+            # The interpreter itself: the enclave's fork_exec asks the host for a child enclave (children.py),
+            # which runs nothing outside an enclave.
+            return
         raise refuse(what, call, describe(event, args))
 
     sessions = frozenset({(leave.__code__, id(leave.__globals__))})  # who may unseal: `leave` below
     hook.__defaults__ = (((), ((), frozenset()), sessions, hook, hook.__code__, sys._getframe, id, type, GUARDED,
                           MappingProxyType(dict(INTROSPECTION)), MappingProxyType(dict(EVENTS)), refusal,
-                          _describe, _text, Unsupported, SEAL_EVENT),)
+                          _describe, _text, Unsupported, SEAL_EVENT,
+                          frozenset({sys.executable, os.fsencode(sys.executable)})),)
     return hook
 
 

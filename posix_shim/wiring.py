@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import errno
 import os
+import sys
 import threading
 from typing import Any
 
@@ -35,6 +36,7 @@ from ocall_bridge.access import Access
 from ocall_bridge.calls import BY_NAME
 from ocall_bridge.client import OcallClient, Transport
 from ocall_bridge.host import attest as _attest
+from ocall_bridge.host.children import Launcher
 from ocall_bridge.host.real import time as real_time
 from ocall_bridge.host.runtime import NATIVE, Entry, Host
 
@@ -48,6 +50,11 @@ def make_host(access: Access, options: dict[str, Any]) -> Host:
     # the runner verified (integrity.py), never from the enclave.
     host.identity = _attest.Identity.from_data(options.get("identity") or {})  # type: ignore[attr-defined]
     host.platform_key_path = options.get("platform_key")  # type: ignore[attr-defined]
+    # Python children of this enclave are new enclaves of the same backend, started by this host's runner
+    # (ocall_bridge/host/children.py); the policy they get is this host's copy.
+    backend = (options.get("identity") or {}).get("backend")
+    if backend:
+        host.child_launcher = Launcher(sys.executable, backend)  # type: ignore[attr-defined]
     tracer = _trace.tracer_from_options(options)
     specs = options.get("inject") or []
     if tracer is None and not specs:

@@ -13,6 +13,7 @@ import fcntl as _fcntl
 import os as _pyos
 import posix
 import select as _select
+import signal as _signal
 import socket as _socket
 import time as _time
 from types import SimpleNamespace
@@ -26,6 +27,7 @@ socket.fromfd = _socket.fromfd
 select = SimpleNamespace(**vars(_select))
 time = SimpleNamespace(**vars(_time))
 fcntl = SimpleNamespace(**vars(_fcntl))
+signal = SimpleNamespace(**vars(_signal))
 
 if getattr(posix.open, "__posix_shim__", False):  # pragma: no cover - an ordering bug, not a runtime state
     raise ImportError("ocall_bridge.host.real imported after interposition: the host would call the enclave")

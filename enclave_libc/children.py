@@ -1,0 +1,149 @@
+"""Child processes, the enclave way: Python children are new enclaves the host starts.
+
+An enclave cannot fork (its memory is not the host's to copy) and must not exec (a program outside the enclave
+would run with the enclave's process), but what `subprocess.run([sys.executable, ...])` and multiprocessing ask
+for is a *new Python program*, and that the host can start as a new enclave of the same backend under its own
+copy of the policy (ocall_bridge/host/children.py).  So `_posixsubprocess.fork_exec`, under subprocess and
+multiprocessing's spawn, is served here when it runs the interpreter:
+
+* the command line must be the interpreter's own form (`ocall_bridge/pyargv.py`, checked here for the message
+  and again by the host, which decides);
+* the child's standard streams are the enclave fds subprocess passes (its pipes, or the enclave's own 0-2),
+  sent as host handles; the child gets nothing else (close_fds is always in effect);
+* its working directory is the enclave's (or `cwd=`), its environment the one its policy gives it: `env=` is
+  refused, since the host cannot put the enclave's chosen variables into the environment the child's runner
+  starts with (LD_PRELOAD would reach the runner) and dropping them would be a lie;
+* preexec_fn, user/group changes and new sessions are refused, naming the argument.
+
+The pid the host answers is then the enclave's child: `os.waitpid` and `os.kill` of it are served by the host
+(which only lets this enclave name the children it started); any other pid goes to enclave_libc/process.py
+(ECHILD, or refused).  Anything but the interpreter is refused there too, as before (process.fork_exec).
+"""
+
+from __future__ import annotations
+
+import _posixsubprocess
+import errno
+import operator
+import os as _os
+import posix
+import sys
+from typing import Any
+
+from ocall_bridge.pyargv import NotPythonArgv, python_command
+
+from . import process, runtime
+from .errors import PolicyDenied, Unsupported
+
+_fsencode, _fsdecode = _os.fsencode, _os.fsdecode
+_WNOHANG = posix.WNOHANG
+_process_kill = process.kill
+_process_waitpid = process.PATCHES[posix.waitpid]
+
+
+def interpreter() -> bytes:
+    """The interpreter a child enclave runs: the one this enclave runs on."""
+    return _fsencode(sys.executable)
+
+
+def _children(rt: runtime.EnclaveRuntime) -> set[int]:
+    kids = rt.extra.get("children")
+    if kids is None:
+        kids = rt.extra["children"] = set()
+    return kids
+
+
+def _handle(rt: runtime.EnclaveRuntime, fd: int, inherit: int) -> int:
+    """The host handle behind enclave fd `fd` (-1: the enclave's own `inherit` stream, if open); -1 for none."""
+    if fd < 0:
+        fd = inherit
+        if fd not in rt.fds:
+            return -1
+    return rt.fds.get(fd).handle
+
+
+def _caller_module() -> str:
+    """The module that called fork_exec (subprocess, multiprocessing.util): the refusal names what it runs."""
+    try:
+        return sys._getframe(2).f_globals.get("__name__", "") or ""
+    except ValueError:  # pragma: no cover - shallower stack than asked
+        return ""
+
+
+def fork_exec(args: Any, executable_list: Any, *more: Any) -> int:
+    """`_posixsubprocess.fork_exec`: the interpreter becomes a child enclave; anything else is refused."""
+    rt = runtime.RT
+    if process._native_run(rt):  # --allow-run alone: the real call, outside the enclave
+        return process._real_fork_exec(args, executable_list, *more)
+    caller = _caller_module()
+    executables = [_fsencode(e) for e in executable_list] if isinstance(executable_list, list | tuple) else []
+    own = interpreter()
+    if rt is None or own not in executables or len(more) < 12:
+        raise process.refused_fork_exec(args, executable_list, caller)
+    # close_fds is always in effect; the parent's ends of the pipes (p2cwrite, c2pread, errread) stay its own.
+    fds_to_keep, cwd, env, p2cread, c2pwrite, errwrite = (more[i] for i in (1, 2, 3, 4, 7, 9))
+    errpipe_write, rest = more[11], more[12:]
+    call = "multiprocessing" if caller.startswith("multiprocessing") else "subprocess.Popen"
+    words = [_fsdecode(a) if isinstance(a, bytes) else str(a) for a in args]
+    try:
+        python_command(words[1:])
+    except NotPythonArgv as exc:
+        raise PolicyDenied(call, words[0] if words else own, f"a child enclave runs only a Python command line: "
+                                                             f"{exc}") from None
+    extra = [fd for fd in fds_to_keep or () if fd != errpipe_write]
+    if extra:
+        raise Unsupported(call, f"pass_fds {extra}: a child enclave gets only its standard streams")
+    if env is not None:
+        raise Unsupported(call, "env=: a child enclave's environment is the one its policy gives it (leave env "
+                                "out, or grant the variables with --allow-env / env.set)")
+    # restore_signals, call_setsid, pgid_to_set, gid, extra_groups, uid, child_umask, preexec_fn
+    names = ("start_new_session", "process_group", "group", "extra_groups", "user", "umask", "preexec_fn")
+    defaults = (False, -1, None, None, None, -1, None)
+    for name, value, default in zip(names, rest[1:8], defaults, strict=False):
+        if value != default:
+            raise Unsupported(call, f"{name}={value!r}: a child enclave is started by the host as it is")
+    if cwd is None:
+        where = rt.cwd
+    else:
+        where = rt.resolve(_fsencode(cwd))
+    argv = b"\0".join(_fsencode(w) for w in words)
+    stdio = (_handle(rt, p2cread, 0), _handle(rt, c2pwrite, 1), _handle(rt, errwrite, 2))
+    try:
+        pid = rt.ocall.spawn(own, argv, where, *stdio)
+    except PolicyDenied:
+        raise
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR) and cwd is not None:
+            raise OSError(exc.errno, _os.strerror(exc.errno), cwd) from None
+        raise
+    _children(rt).add(pid)
+    return pid
+
+
+def waitpid(pid: Any, options: Any, /) -> tuple[int, int]:
+    """`os.waitpid` of a child enclave asks the host; any other pid is process.py's (ECHILD)."""
+    pid, options = operator.index(pid), operator.index(options)
+    rt = runtime.RT
+    if rt is not None and pid in _children(rt):
+        got, status = rt.ocall.waitchild(pid, bool(options & _WNOHANG))
+        if got:
+            _children(rt).discard(pid)
+        return got, status
+    return _process_waitpid(pid, options)
+
+
+def kill(pid: Any, signal: Any, /) -> None:
+    """`os.kill` of a child enclave asks the host; any other pid is process.py's (itself only)."""
+    rt = runtime.RT
+    if rt is not None and operator.index(pid) in _children(rt):
+        return rt.ocall.signalchild(operator.index(pid), operator.index(signal))
+    return _process_kill(pid, signal)
+
+
+PATCHES: dict[Any, Any] = {
+    _posixsubprocess.fork_exec: fork_exec,
+    posix.waitpid: waitpid,
+    posix.kill: kill,
+}
+
+__all__ = ["PATCHES", "fork_exec", "interpreter", "kill", "waitpid"]
