@@ -70,46 +70,63 @@ def _caller_module() -> str:
         return ""
 
 
+def allowed_program(rt: runtime.EnclaveRuntime, word: str) -> str | None:
+    """The name under which the policy lets this enclave run `word` as a host program (--allow-run=NAME): the
+    name itself, or the path it was resolved to when the policy was loaded; None when it is not allowed."""
+    programs = getattr(rt.access, "run_programs", dict)()
+    if word in programs and "/" not in word:
+        return word
+    for name, where in programs.items():
+        if word == where:
+            return name
+    return None
+
+
 def fork_exec(args: Any, executable_list: Any, *more: Any) -> int:
-    """`_posixsubprocess.fork_exec`: the interpreter becomes a child enclave; anything else is refused."""
+    """`_posixsubprocess.fork_exec`: the interpreter becomes a child enclave, a program the policy names runs on
+    the host (--allow-run=NAME); anything else is refused."""
     rt = runtime.RT
     if process._native_run(rt):  # --allow-run alone: the real call, outside the enclave
         return process._real_fork_exec(args, executable_list, *more)
     caller = _caller_module()
     executables = [_fsencode(e) for e in executable_list] if isinstance(executable_list, list | tuple) else []
+    words = [_fsdecode(a) if isinstance(a, bytes) else str(a) for a in args] if isinstance(args, list | tuple) else []
     own = interpreter()
-    if rt is None or own not in executables or len(more) < 12:
+    program = None
+    if rt is not None and words and own not in executables:
+        program = allowed_program(rt, words[0])
+    if rt is None or len(more) < 12 or not words or (own not in executables and program is None):
         raise process.refused_fork_exec(args, executable_list, caller)
     # close_fds is always in effect; the parent's ends of the pipes (p2cwrite, c2pread, errread) stay its own.
     fds_to_keep, cwd, env, p2cread, c2pwrite, errwrite = (more[i] for i in (1, 2, 3, 4, 7, 9))
     errpipe_write, rest = more[11], more[12:]
     call = "multiprocessing" if caller.startswith("multiprocessing") else "subprocess.Popen"
-    words = [_fsdecode(a) if isinstance(a, bytes) else str(a) for a in args]
-    try:
-        python_command(words[1:])
-    except NotPythonArgv as exc:
-        raise PolicyDenied(call, words[0] if words else own, f"a child enclave runs only a Python command line: "
-                                                             f"{exc}") from None
+    what = f"the host program {program!r}" if program else "a child enclave"
+    if program is None:
+        try:
+            python_command(words[1:])
+        except NotPythonArgv as exc:
+            raise PolicyDenied(call, words[0], f"a child enclave runs only a Python command line: {exc}") from None
     extra = [fd for fd in fds_to_keep or () if fd != errpipe_write]
     if extra:
-        raise Unsupported(call, f"pass_fds {extra}: a child enclave gets only its standard streams")
+        raise Unsupported(call, f"pass_fds {extra}: {what} gets only its standard streams")
     if env is not None:
-        raise Unsupported(call, "env=: a child enclave's environment is the one its policy gives it (leave env "
-                                "out, or grant the variables with --allow-env / env.set)")
+        raise Unsupported(call, f"env=: the environment of {what} is the one the policy gives it (leave env out, "
+                                f"or grant the variables with --allow-env / env.set)")
     # restore_signals, call_setsid, pgid_to_set, gid, extra_groups, uid, child_umask, preexec_fn
     names = ("start_new_session", "process_group", "group", "extra_groups", "user", "umask", "preexec_fn")
     defaults = (False, -1, None, None, None, -1, None)
     for name, value, default in zip(names, rest[1:8], defaults, strict=False):
         if value != default:
-            raise Unsupported(call, f"{name}={value!r}: a child enclave is started by the host as it is")
-    if cwd is None:
-        where = rt.cwd
-    else:
-        where = rt.resolve(_fsencode(cwd))
+            raise Unsupported(call, f"{name}={value!r}: {what} is started by the host as it is")
+    where = rt.cwd if cwd is None else rt.resolve(_fsencode(cwd))
     argv = b"\0".join(_fsencode(w) for w in words)
     stdio = (_handle(rt, p2cread, 0), _handle(rt, c2pwrite, 1), _handle(rt, errwrite, 2))
     try:
-        pid = rt.ocall.spawn(own, argv, where, *stdio)
+        if program is None:
+            pid = rt.ocall.spawn(own, argv, where, *stdio)
+        else:
+            pid = rt.ocall.run_program(program, argv, where, *stdio)
     except PolicyDenied:
         raise
     except OSError as exc:
@@ -146,4 +163,4 @@ PATCHES: dict[Any, Any] = {
     posix.kill: kill,
 }
 
-__all__ = ["PATCHES", "fork_exec", "interpreter", "kill", "waitpid"]
+__all__ = ["PATCHES", "allowed_program", "fork_exec", "interpreter", "kill", "waitpid"]

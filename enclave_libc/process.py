@@ -378,7 +378,9 @@ def refused_fork_exec(args: Any, executable_list: Any, caller: str) -> Unsupport
     if caller.startswith("multiprocessing"):
         return Unsupported("multiprocessing", f"cannot start a worker process ({_NO_PROCESSES}; use threads)")
     name = "subprocess.Popen" if caller == "subprocess" else "_posixsubprocess.fork_exec"
-    return Unsupported(name, f"cannot run {program!r}: {_NO_PROCESSES}")
+    hint = f" (allow a host program by name with --allow-run={_os.path.basename(program)})" \
+        if isinstance(program, str) and program else ""
+    return Unsupported(name, f"cannot run {program!r}: {_NO_PROCESSES}{hint}")
 
 
 def fork() -> int:

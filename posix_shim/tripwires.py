@@ -64,8 +64,9 @@ EVENTS: dict[str, tuple[str, str]] = {
 WHY = {
     "ffi": "native code would make system calls around the enclave's ocalls and policy (allow with --allow-ffi, "
            "or native.ffi = true in the policy)",
-    "run": "a new process would run outside the enclave (allow with --allow-run, or native.run = true in the "
-           "policy)",
+    "run": "a new process would run outside the enclave (allow a host program by name with --allow-run=NAME, or "
+           "allow_run = [\"NAME\"] in the policy; --allow-run alone, or native.run = true, lets every process "
+           "start natively)",
 }
 
 # What the hook refuses while an enclave is entered, whoever calls it (introspection that would reach the runtime's
@@ -135,6 +136,8 @@ def _describe(event: str, args: tuple) -> str:
     if event in ("ctypes.dlsym", "ctypes.dlsym/handle") and len(args) > 1:
         return f"looking up {_text(args[1])} is refused"
     if event == "subprocess.Popen" and len(args) > 1:
+        if type(args[0]) is str and args[0]:
+            return f"running {_text(args[1])} is refused (--allow-run={args[0].rsplit('/', 1)[-1]} would allow it)"
         return f"running {_text(args[1])} is refused"
     if event in ("os.system", "os.exec", "os.spawn", "os.posix_spawn") and args:
         return f"running {_text(args[0])} is refused"
@@ -150,6 +153,16 @@ def _native_allowed(what: str) -> bool:
         return bool(allowed is not None and allowed(what))
     except Exception:
         return False
+
+
+def _programs() -> frozenset[str]:
+    """"run:NAME" and "run:PATH" for each host program the active enclave's policy names (--allow-run=NAME)."""
+    run_programs = getattr(getattr(runtime.RT, "access", None), "run_programs", None)
+    try:
+        programs = dict(run_programs()) if run_programs is not None else {}
+    except Exception:
+        return frozenset()
+    return frozenset(f"run:{word}" for name, where in programs.items() for word in (name, where))
 
 
 def _armed(what: str) -> bool:
@@ -294,9 +307,9 @@ def _make_hook() -> Callable[..., None]:
         if what in keys[-1][1]:
             return
         if event == "subprocess.Popen" and args and (typeof(args[0]) is str or typeof(args[0]) is bytes) \
-                and args[0] in interpreters:
-            # The interpreter itself: the enclave's fork_exec asks the host for a child enclave (children.py),
-            # which runs nothing outside an enclave.
+                and (args[0] in interpreters or (typeof(args[0]) is str and "run:" + args[0] in keys[-1][1])):
+            # The interpreter itself (the enclave's fork_exec asks the host for a child enclave: children.py), or
+            # a host program the policy names (--allow-run=NAME, sealed in as "run:NAME"), which the host runs.
             return
         raise refuse(what, call, describe(event, args))
 
@@ -320,7 +333,7 @@ def enter() -> object:
     install()
     _trust()
     key = object()
-    grants = frozenset(what for what in ("ffi", "run") if _native_allowed(what))
+    grants = frozenset(what for what in ("ffi", "run") if _native_allowed(what)) | _programs()
     sys.audit(SEAL_EVENT, "enter", key, grants)
     return key
 

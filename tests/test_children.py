@@ -172,9 +172,11 @@ def test_control_without_the_hosts_check_the_child_gets_a_wider_policy(
 def test_the_host_refuses_any_executable_but_its_interpreter() -> None:
     launcher = host_children.Launcher(sys.executable, "sim")
     with pytest.raises(PermissionError, match="only .* may be started as a child enclave"):
-        host_children.child_command(launcher, b"/bin/sh", [b"sh", b"-c", b"true"])
-    assert host_children.child_command(launcher, os.fsencode(sys.executable), [b"python", b"-B", b"-c", b"1"]) \
-        == [sys.executable, "-m", "posix_shim", "--backend=sim", "--spawned=3", "-c", "1"]
+        host_children.checked_program(launcher, b"/bin/sh", [b"sh", b"-c", b"true"])
+    assert host_children.checked_program(launcher, os.fsencode(sys.executable), [b"python", b"-B", b"-c", b"1"]) \
+        == ["-c", "1"]
+    assert launcher.command(["-c", "1"], 7) == [sys.executable, "-m", "posix_shim", "--backend=sim", "--spawned=7",
+                                                "-c", "1"]
 
 
 def _signal_other(pid: int, capfd: pytest.CaptureFixture[str]) -> str:

@@ -25,13 +25,10 @@ import threading
 from dataclasses import dataclass
 
 from ..pyargv import NotPythonArgv, python_command
-from .real import fcntl, os, signal
+from .real import os, posixsubprocess, signal
 from .runtime import Host
 
 log = logging.getLogger("posix_shim.host")
-
-SPEC_FD = 3  # where the child runner finds its spec (policy and cwd), as --spawned=3
-
 
 @dataclass(frozen=True)
 class Launcher:
@@ -41,8 +38,10 @@ class Launcher:
     backend: str
     module: str = "posix_shim"
 
-    def command(self, program: list[str]) -> list[str]:
-        return [self.interpreter, "-m", self.module, f"--backend={self.backend}", f"--spawned={SPEC_FD}", *program]
+    def command(self, program: list[str], spec: int) -> list[str]:
+        """The runner's command line: its own options, then the (checked) program; `spec` is the descriptor the
+        runner reads its policy and cwd from."""
+        return [self.interpreter, "-m", self.module, f"--backend={self.backend}", f"--spawned={spec}", *program]
 
 
 def _state(host: Host) -> tuple[threading.Lock, dict[int, int]]:
@@ -66,22 +65,22 @@ def same_interpreter(executable: bytes, interpreter: str) -> bool:
     return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
 
-def child_command(launcher: Launcher, executable: bytes, argv: list[bytes]) -> list[str]:
-    """The runner's command line for `executable argv...`, or PermissionError naming what is refused."""
+def checked_program(launcher: Launcher, executable: bytes, argv: list[bytes]) -> list[str]:
+    """The program part of `executable argv...` (ocall_bridge/pyargv.py), or PermissionError naming what is
+    refused: anything but this host's interpreter, or a word that is not the interpreter's own form."""
     if not same_interpreter(executable, launcher.interpreter):
         raise OSError(errno.EACCES, f"spawn: only {launcher.interpreter} may be started as a child enclave, "
                                     f"not {os.fsdecode(executable)!r}")
     try:
-        program = python_command([os.fsdecode(w) for w in argv[1:]])
+        return python_command([os.fsdecode(w) for w in argv[1:]])
     except NotPythonArgv as exc:
         raise OSError(errno.EACCES, f"spawn: {exc}") from None
-    return launcher.command(program)
 
 
 def _spec_fd(host: Host, cwd: bytes) -> int:
     """A memory file holding what the child runner needs (the policy, its cwd), read once through --spawned."""
     spec = json.dumps({"policy": host.access.to_data(), "cwd": os.fsdecode(cwd)}).encode()
-    fd = os.memfd_create("posix_shim-spawn", os.MFD_CLOEXEC)
+    fd = os.memfd_create("posix_shim-spawn", os.MFD_CLOEXEC)  # fork_exec's pass_fds clears CLOEXEC in the child
     try:
         view = memoryview(spec)
         while view:
@@ -93,48 +92,91 @@ def _spec_fd(host: Host, cwd: bytes) -> int:
     return fd
 
 
-def spawn(host: Host, executable: bytes, argv: bytes, cwd: bytes, stdin: int, stdout: int,
-          stderr: int) -> int:
-    launcher: Launcher | None = getattr(host, "child_launcher", None)
-    if launcher is None:
-        raise OSError(errno.ENOSYS, "this host starts no child enclaves")
-    command = child_command(launcher, executable, argv.split(b"\0"))
-    # The child starts in `cwd`: the host answers whether it exists only where the policy shows metadata.  (Not a
-    # `resources` entry of the row: the table's generic re-check harness cannot drive a real spawn.)
+def _check_cwd(host: Host, call: str, cwd: bytes) -> None:
+    """The child starts in `cwd`: the host answers whether it exists only where the policy shows metadata.  (Not
+    a `resources` entry of the row: the table's generic re-check harness cannot drive a real spawn.)"""
     if not cwd.startswith(b"/"):
-        raise OSError(errno.EINVAL, "spawn: the working directory must be absolute")
-    denial = host.access.check("spawn", "stat", cwd)
+        raise OSError(errno.EINVAL, f"{call}: the working directory must be absolute")
+    denial = host.access.check(call, "stat", cwd)
     if denial:
         raise OSError(errno.EACCES, denial)
     if not stat.S_ISDIR(os.stat(cwd).st_mode):
-        raise OSError(errno.ENOTDIR, "spawn: the working directory is not a directory")
-    sources = [host.handles.get(h).fd if h >= 0 else None for h in (stdin, stdout, stderr)]
-    # Every descriptor the child gets is first copied above the standard ones (close-on-exec), so that placing
-    # one at 0-3 cannot overwrite another still to be placed; the child gets exactly these four.
+        raise OSError(errno.ENOTDIR, f"{call}: the working directory is not a directory")
+
+
+def _start(host: Host, program: str, command: list[str], env: dict[bytes, bytes], cwd: bytes,
+           stdio: tuple[int, int, int], keep: tuple[int, ...] = ()) -> int:
+    """Start `program` (an absolute path) with the handles `stdio` as its 0-2 (-1: /dev/null), in `cwd`, with
+    exactly `env`; of this host's descriptors it inherits only `keep`.  The real fork_exec subprocess uses
+    (captured before any interposition), so an exec failure comes back as the errno it failed with."""
+    sources = [host.handles.get(h).fd if h >= 0 else -1 for h in stdio]
     owned: list[int] = []
     try:
         for i, fd in enumerate(sources):
-            if fd is None:
-                fd = os.open(b"/dev/null", os.O_RDONLY if i == 0 else os.O_WRONLY)
-                owned.append(fd)
-            owned.append(fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10))
-            sources[i] = owned[-1]
-        spec = _spec_fd(host, cwd)
-        owned.append(spec)
-        owned.append(fcntl.fcntl(spec, fcntl.F_DUPFD_CLOEXEC, 10))
-        placed = [*sources, owned[-1]]
-        actions = [(os.POSIX_SPAWN_DUP2, fd, target) for target, fd in enumerate(placed)]
-        env = dict(os.environ)  # the host's own environment: the child's host filters it by the same policy
-        pid = os.posix_spawn(os.fsencode(launcher.interpreter), [os.fsencode(w) for w in command], env,
-                             file_actions=actions, setsigmask=(), setsigdef=(signal.SIGPIPE,))
+            if fd < 0:
+                sources[i] = os.open(b"/dev/null", os.O_RDONLY if i == 0 else os.O_WRONLY)
+                owned.append(sources[i])
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        owned.append(err_r)
+        try:
+            pid = posixsubprocess.fork_exec(
+                [os.fsencode(w) for w in command], [os.fsencode(program)], True, tuple(sorted(keep)), cwd,
+                [k + b"=" + v for k, v in env.items()], sources[0], -1, -1, sources[1], -1, sources[2],
+                err_r, err_w, True, False, -1, None, None, None, -1, None, True)
+        finally:
+            os.close(err_w)
+        failure = os.read(err_r, 4096)
     finally:
         for fd in owned:
             os.close(fd)
+    if failure:  # "OSError:<errno hex>:<where>": the exec (or the chdir before it) failed; nothing runs
+        os.waitpid(pid, 0)
+        parts = failure.split(b":")
+        code = int(parts[1], 16) if len(parts) > 1 and parts[0] == b"OSError" else errno.EIO
+        raise OSError(code or errno.EIO, f"starting {program} failed")
     lock, children = _state(host)
     with lock:
         children[pid] = os.pidfd_open(pid)
-    log.info("started child enclave %d: %s", pid, " ".join(command[:6]))
+    log.info("started child %d: %s", pid, " ".join(command[:6]))
     return pid
+
+
+def spawn(host: Host, executable: bytes, argv: bytes, cwd: bytes, stdin: int, stdout: int, stderr: int) -> int:
+    launcher: Launcher | None = getattr(host, "child_launcher", None)
+    if launcher is None:
+        raise OSError(errno.ENOSYS, "this host starts no child enclaves")
+    program = checked_program(launcher, executable, argv.split(b"\0"))
+    _check_cwd(host, "spawn", cwd)
+    spec = _spec_fd(host, cwd)
+    try:
+        env = dict(os.environ)  # the host's own environment: the child's host filters it by the same policy
+        return _start(host, launcher.interpreter, launcher.command(program, spec), env, cwd, (stdin, stdout, stderr),
+                      (spec,))
+    finally:
+        os.close(spec)
+
+
+def clean_environment(host: Host) -> dict[bytes, bytes]:
+    """A host program's environment: the host variables the policy lets the enclave see, and the policy's own."""
+    env = {k: v for k, v in os.environ.items() if host.access.env_allowed(os.fsdecode(k))}
+    env.update({os.fsencode(k): os.fsencode(v) for k, v in host.access.env_values().items()})
+    return env
+
+
+def allowed_program(host: Host, name: str) -> str | None:
+    """The path the host's copy of the policy resolved `name` to (--allow-run=NAME), or None: the host decides,
+    whatever the enclave's copy said."""
+    return host.access.run_programs().get(name)
+
+
+def run_program(host: Host, name: str, argv: bytes, cwd: bytes, stdin: int, stdout: int, stderr: int) -> int:
+    """Run the host program the policy names `name` (--allow-run=NAME), outside the enclave."""
+    where = allowed_program(host, name)
+    if where is None:
+        raise OSError(errno.EACCES, f"run_program: {name!r} is not a program the policy allows (--allow-run={name})")
+    words = [os.fsdecode(w) for w in argv.split(b"\0")] if argv else [name]
+    _check_cwd(host, "run_program", cwd)
+    return _start(host, where, words, clean_environment(host), cwd, (stdin, stdout, stderr))
 
 
 def waitchild(host: Host, pid: int, nohang: bool) -> tuple[int, int]:
@@ -160,5 +202,6 @@ def signalchild(host: Host, pid: int, sig: int) -> None:
         signal.pidfd_send_signal(pidfd, sig)
 
 
-__all__ = ["Launcher", "SPEC_FD", "child_command", "same_interpreter", "signalchild", "spawn", "waitchild"]
+__all__ = ["Launcher", "allowed_program", "checked_program", "clean_environment", "run_program", "same_interpreter",
+           "signalchild", "spawn", "waitchild"]
 

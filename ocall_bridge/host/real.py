@@ -8,6 +8,7 @@ the enclave's interposition is installed in the same process (the sim backend).
 
 from __future__ import annotations
 
+import _posixsubprocess
 import _socket as _csocket
 import fcntl as _fcntl
 import os as _pyos
@@ -28,6 +29,7 @@ select = SimpleNamespace(**vars(_select))
 time = SimpleNamespace(**vars(_time))
 fcntl = SimpleNamespace(**vars(_fcntl))
 signal = SimpleNamespace(**vars(_signal))
+posixsubprocess = SimpleNamespace(**vars(_posixsubprocess))
 
 if getattr(posix.open, "__posix_shim__", False):  # pragma: no cover - an ordering bug, not a runtime state
     raise ImportError("ocall_bridge.host.real imported after interposition: the host would call the enclave")
