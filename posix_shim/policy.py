@@ -309,6 +309,12 @@ class Policy(Access):
             rule = self.read.denied_by(path)
             if rule:
                 return f"metadata of {text} is hidden by {rule.origin}"
+            if posixpath.dirname(path) in self._ancestors:
+                # A name probed in a folder above a grant (.git, pyproject.toml, setup.cfg in every parent, as
+                # black and git-aware tools look): one grant per name would be a dead end, so say the one step.
+                return (f"no read access to {text} ({self._hint('--allow-read', text, 'read.allow')}; a program "
+                        f"that looks for files in the folders above its own needs one grant per name: run it once "
+                        f"with --learn=FILE to record them all, then with --policy=FILE)")
             return f"no read access to {text} ({self._hint('--allow-read', text, 'read.allow')})"
         rules = self.read if kind == "read" else self.write if kind == "write" else None
         if rules is None:
