@@ -108,8 +108,9 @@ def fork_exec(args: Any, executable_list: Any, *more: Any) -> int:
         except NotPythonArgv as exc:
             raise PolicyDenied(call, words[0], f"a child enclave runs only a Python command line: {exc}") from None
     extra = [fd for fd in fds_to_keep or () if fd != errpipe_write]
-    if extra:
+    if extra and program is not None:
         raise Unsupported(call, f"pass_fds {extra}: {what} gets only its standard streams")
+    passed = [(fd, rt.fds.get(fd).handle) for fd in extra]
     if env is not None:
         raise Unsupported(call, f"env=: the environment of {what} is the one the policy gives it (leave env out, "
                                 f"or grant the variables with --allow-env / env.set)")
@@ -124,7 +125,7 @@ def fork_exec(args: Any, executable_list: Any, *more: Any) -> int:
     stdio = (_handle(rt, p2cread, 0), _handle(rt, c2pwrite, 1), _handle(rt, errwrite, 2))
     try:
         if program is None:
-            pid = rt.ocall.spawn(own, argv, where, *stdio)
+            pid = rt.ocall.spawn(own, argv, where, *stdio, passed)
         else:
             pid = rt.ocall.run_program(program, argv, where, *stdio)
     except PolicyDenied:

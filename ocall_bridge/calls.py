@@ -169,6 +169,10 @@ UNAME = Record("uname", tuple(Field(n, Text(65)) for n in ("sysname", "nodename"
 GROUP = Record("group", (Field("gid", Int("I")),))
 ENVVAR = Record("envvar", (Field("name", Bytes(MAX_NAME * 4)), Field("value", Bytes(32 << 10))))
 ENV_PAGE = 30
+# A descriptor a child enclave gets at a given number besides its standard streams (subprocess's pass_fds,
+# multiprocessing's pipes): the enclave fd number and the handle behind it.
+PASSED = Record("passed", (Field("fd", Int("i", 3, 1 << 20)), Field("handle", Int("q", 0, None, role="handle"))))
+MAX_PASSED = 64
 
 # ---------------------------------------------------------------------------------------------------------
 # Plausibility: what a well-formed answer must still *mean*.  Ranges live on the fields themselves (Int lo/hi);
@@ -465,7 +469,8 @@ CALLS: tuple[Call, ...] = (
     inside("wait", "process", "an enclave never has children: ECHILD, as natively for a childless process"),
     # -- children: Python programs started as new enclaves --------------------------------------------------
     call("spawn", 600, "children", [path("executable"), data("argv", max=MAX_DATA - MAX_PATH * 2), path("cwd"),
-         i64("stdin", -1), i64("stdout", -1), i64("stderr", -1)], [i64("pid", 1, PID_MAX)],
+         i64("stdin", -1), i64("stdout", -1), i64("stderr", -1), listof("passed", PASSED, MAX_PASSED)],
+         [i64("pid", 1, PID_MAX)],
          ANY_CALL | BAD_FD | PATH_LOOKUP | errnos(E.EAGAIN, E.EMFILE, E.ENFILE, E.EINVAL),
          doc="start `executable argv...` as a new enclave of the same backend and policy (the host's copy): "
              "only the host's own interpreter with a Python command line (ocall_bridge/pyargv.py), its words "
@@ -476,6 +481,9 @@ CALLS: tuple[Call, ...] = (
          doc="run the host program the policy names `name` (--allow-run=NAME, resolved at policy load), outside "
              "the enclave, with argv (NUL-joined) and the handles as its standard streams, in a clean environment "
              "from the policy"),
+    call("inherited", 604, "children", [], [listof("fds", PASSED, MAX_PASSED)], ANY_CALL,
+         doc="the descriptors this enclave's parent passed it (pass_fds), asked once at start: each is placed at "
+             "its number"),
     call("waitchild", 601, "children", [i64("pid", 1, PID_MAX), flag("nohang")],
          [i64("pid", 0, PID_MAX), i64("status", 0, 0xFFFF)], ANY_CALL | errnos(E.ECHILD, E.EINVAL), blocking=True,
          doc="waitpid(2) of a child this enclave started (any other pid: ECHILD); pid 0 with nohang: still runs"),

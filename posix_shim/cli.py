@@ -129,6 +129,7 @@ def _spawned(ns: argparse.Namespace) -> Any:
     with os.fdopen(ns.spawned, "rb") as f:
         spec = json.loads(f.read())
     os.chdir(spec["cwd"])
+    ns.inherit = [(int(fd), int(real)) for fd, real in spec.get("fds") or ()]
     return policy.from_spawned(spec["policy"], ns)
 
 
@@ -166,7 +167,8 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"directory", file=sys.stderr)
         return 2
     try:
-        enclave = Enclave(policy=access, backend=ns.backend, **trace.backend_options(ns)).start()
+        inherit = {"inherit": ns.inherit} if getattr(ns, "inherit", None) else {}
+        enclave = Enclave(policy=access, backend=ns.backend, **trace.backend_options(ns), **inherit).start()
     except EnclaveUnavailable as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 2

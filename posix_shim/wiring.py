@@ -55,6 +55,9 @@ def make_host(access: Access, options: dict[str, Any]) -> Host:
     backend = (options.get("identity") or {}).get("backend")
     if backend:
         host.child_launcher = Launcher(sys.executable, backend)  # type: ignore[attr-defined]
+    # A child enclave's runner (--spawned): the descriptors its parent passed and the enclave fd number each is
+    # to have; they become handles when the enclave asks (ocall_bridge/host/children.py `inherited`).
+    host.inherit_pending = [(int(fd), int(real)) for fd, real in options.get("inherit") or ()]  # type: ignore
     tracer = _trace.tracer_from_options(options)
     specs = options.get("inject") or []
     if tracer is None and not specs:

@@ -140,7 +140,7 @@ def _wide_child(secret: Path, capfd: pytest.CaptureFixture[str], monkeypatch: py
         words = [sys.executable, "--allow-read", "-c", "print(open({str(secret)!r}).read())"]
         try:
             pid = rt.ocall.spawn(os.fsencode(sys.executable), b"\\0".join(map(os.fsencode, words)), rt.cwd,
-                                 -1, rt.fds.get(1).handle, rt.fds.get(2).handle)
+                                 -1, rt.fds.get(1).handle, rt.fds.get(2).handle, [])
         except OSError as exc:
             print("refused", exc.errno)
         else:

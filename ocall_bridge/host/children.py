@@ -77,9 +77,10 @@ def checked_program(launcher: Launcher, executable: bytes, argv: list[bytes]) ->
         raise OSError(errno.EACCES, f"spawn: {exc}") from None
 
 
-def _spec_fd(host: Host, cwd: bytes) -> int:
-    """A memory file holding what the child runner needs (the policy, its cwd), read once through --spawned."""
-    spec = json.dumps({"policy": host.access.to_data(), "cwd": os.fsdecode(cwd)}).encode()
+def _spec_fd(host: Host, cwd: bytes, fds: list[tuple[int, int]]) -> int:
+    """A memory file holding what the child runner needs (the policy, its cwd, the descriptors it inherits and
+    the enclave fd number each is to have), read once through --spawned."""
+    spec = json.dumps({"policy": host.access.to_data(), "cwd": os.fsdecode(cwd), "fds": fds}).encode()
     fd = os.memfd_create("posix_shim-spawn", os.MFD_CLOEXEC)  # fork_exec's pass_fds clears CLOEXEC in the child
     try:
         view = memoryview(spec)
@@ -141,19 +142,36 @@ def _start(host: Host, program: str, command: list[str], env: dict[bytes, bytes]
     return pid
 
 
-def spawn(host: Host, executable: bytes, argv: bytes, cwd: bytes, stdin: int, stdout: int, stderr: int) -> int:
+def spawn(host: Host, executable: bytes, argv: bytes, cwd: bytes, stdin: int, stdout: int, stderr: int,
+          passed: list[tuple[int, int]]) -> int:
     launcher: Launcher | None = getattr(host, "child_launcher", None)
     if launcher is None:
         raise OSError(errno.ENOSYS, "this host starts no child enclaves")
     program = checked_program(launcher, executable, argv.split(b"\0"))
     _check_cwd(host, "spawn", cwd)
-    spec = _spec_fd(host, cwd)
+    # Passed descriptors (pass_fds, multiprocessing's pipes): only handles this enclave holds; the child's runner
+    # inherits the host's descriptor and hands it to the child enclave at the enclave's number.
+    fds = [(fd, host.handles.get(handle).fd) for fd, handle in passed]
+    if len({fd for fd, _ in fds}) != len(fds):
+        raise OSError(errno.EINVAL, "spawn: an fd number passed twice")
+    spec = _spec_fd(host, cwd, fds)
     try:
         env = dict(os.environ)  # the host's own environment: the child's host filters it by the same policy
         return _start(host, launcher.interpreter, launcher.command(program, spec), env, cwd, (stdin, stdout, stderr),
-                      (spec,))
+                      (spec, *{real for _, real in fds}))
     finally:
         os.close(spec)
+
+
+def inherited(host: Host) -> list[tuple[int, int]]:
+    """The (enclave fd, handle) pairs this enclave's parent passed it (the runner notes the descriptors in
+    `host.inherit_pending`: posix_shim/wiring.py).  They become handles on the first ask, once the transport can
+    pass their descriptors along; later asks get the same pairs."""
+    pending, host.inherit_pending = getattr(host, "inherit_pending", None), None  # type: ignore[attr-defined]
+    if pending:
+        kinds = {fd: "socket" if stat.S_ISSOCK(os.fstat(real).st_mode) else "pipe" for fd, real in pending}
+        host.inherited = [(fd, host.handles.add(real, kinds[fd])) for fd, real in pending]  # type: ignore
+    return list(getattr(host, "inherited", ()))
 
 
 def clean_environment(host: Host) -> dict[bytes, bytes]:
@@ -202,6 +220,6 @@ def signalchild(host: Host, pid: int, sig: int) -> None:
         signal.pidfd_send_signal(pidfd, sig)
 
 
-__all__ = ["Launcher", "allowed_program", "checked_program", "clean_environment", "run_program", "same_interpreter",
-           "signalchild", "spawn", "waitchild"]
+__all__ = ["Launcher", "allowed_program", "checked_program", "clean_environment", "inherited", "run_program",
+           "same_interpreter", "signalchild", "spawn", "waitchild"]
 
