@@ -9,11 +9,16 @@ multiprocessing's spawn, is served here when it runs the interpreter:
 * the command line must be the interpreter's own form (`ocall_bridge/pyargv.py`, checked here for the message
   and again by the host, which decides);
 * the child's standard streams are the enclave fds subprocess passes (its pipes, or the enclave's own 0-2),
-  sent as host handles; the child gets nothing else (close_fds is always in effect);
+  sent as host handles, and so is each of `pass_fds` (multiprocessing's pipes), which the child enclave finds at
+  the same number; it gets nothing else (close_fds is always in effect);
 * its working directory is the enclave's (or `cwd=`), its environment the one its policy gives it: `env=` is
   refused, since the host cannot put the enclave's chosen variables into the environment the child's runner
   starts with (LD_PRELOAD would reach the runner) and dropping them would be a lie;
 * preexec_fn, user/group changes and new sessions are refused, naming the argument.
+
+multiprocessing's default start method inside is spawn (`swap`), and its SemLock is the hosts' (semaphores.py).
+A program the policy names with --allow-run=NAME is run by the host instead (outside the enclave), with the same
+stdio rules and no passed descriptors.
 
 The pid the host answers is then the enclave's child: `os.waitpid` and `os.kill` of it are served by the host
 (which only lets this enclave name the children it started); any other pid goes to enclave_libc/process.py
@@ -22,6 +27,7 @@ The pid the host answers is then the enclave's child: `os.waitpid` and `os.kill`
 
 from __future__ import annotations
 
+import _multiprocessing
 import _posixsubprocess
 import errno
 import operator
@@ -32,7 +38,7 @@ from typing import Any
 
 from ocall_bridge.pyargv import NotPythonArgv, python_command
 
-from . import process, runtime
+from . import process, runtime, semaphores
 from .errors import PolicyDenied, Unsupported
 
 _fsencode, _fsdecode = _os.fsencode, _os.fsdecode
@@ -110,7 +116,8 @@ def fork_exec(args: Any, executable_list: Any, *more: Any) -> int:
     extra = [fd for fd in fds_to_keep or () if fd != errpipe_write]
     if extra and program is not None:
         raise Unsupported(call, f"pass_fds {extra}: {what} gets only its standard streams")
-    passed = [(fd, rt.fds.get(fd).handle) for fd in extra]
+    # 0-2 are the child's standard streams already (multiprocessing passes its stderr so): the rest keep their number.
+    passed = [(fd, rt.fds.get(fd).handle) for fd in extra if fd > 2]
     if env is not None:
         raise Unsupported(call, f"env=: the environment of {what} is the one the policy gives it (leave env out, "
                                 f"or grant the variables with --allow-env / env.set)")
@@ -158,10 +165,31 @@ def kill(pid: Any, signal: Any, /) -> None:
     return _process_kill(pid, signal)
 
 
+def swap() -> Any:
+    """multiprocessing's default start method inside an enclave is spawn (fork cannot be served; spawn's children
+    are child enclaves): the interposer calls this on install and the undo it returns on uninstall.  The default
+    context's *fallback* is changed, not its chosen method, so `set_start_method(...)` still works as natively
+    (and an explicit 'fork' is still refused, by name)."""
+    import multiprocessing.context as mpc  # ~9 ms once per process: the default must be right before first use
+
+    default = mpc._default_context
+    saved = default._default_context
+    spawn = mpc._concrete_contexts.get("spawn")
+    if spawn is not None and saved is mpc._concrete_contexts.get("fork"):
+        default._default_context = spawn
+
+    def undo() -> None:
+        default._default_context = saved
+
+    return undo
+
+
 PATCHES: dict[Any, Any] = {
+    _multiprocessing.SemLock: semaphores.SemLock,
+    _multiprocessing.sem_unlink: semaphores.sem_unlink,
     _posixsubprocess.fork_exec: fork_exec,
     posix.waitpid: waitpid,
     posix.kill: kill,
 }
 
-__all__ = ["PATCHES", "allowed_program", "fork_exec", "interpreter", "kill", "waitpid"]
+__all__ = ["PATCHES", "allowed_program", "fork_exec", "swap", "interpreter", "kill", "waitpid"]

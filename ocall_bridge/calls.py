@@ -484,6 +484,19 @@ CALLS: tuple[Call, ...] = (
     call("inherited", 604, "children", [], [listof("fds", PASSED, MAX_PASSED)], ANY_CALL,
          doc="the descriptors this enclave's parent passed it (pass_fds), asked once at start: each is placed at "
              "its number"),
+    # multiprocessing's semaphores, shared between an enclave and its child enclaves: the hosts hold real named
+    # semaphores (a name the host prefixes, so an enclave reaches no other program's), the enclaves their handles.
+    call("sem_open", 610, "children", [i32("kind", 0, 1), i64("value", 0, 2**31 - 1), i64("maxvalue", 1, 2**31 - 1),
+         text("name", 200), flag("create")], [i64("sem", 1)], ANY_CALL | errnos(E.EEXIST, E.ENOENT, E.EINVAL,
+         E.EMFILE, E.ENFILE, E.ENAMETOOLONG), doc="sem_open(3) of a multiprocessing semaphore: a new one, or one "
+                                                  "a parent enclave made (by name)"),
+    call("sem_acquire", 611, "children", [i64("sem", 1), flag("block"), i64("timeout_ns", -1)], [flag("acquired")],
+         ANY_CALL | errnos(E.EINVAL, E.EAGAIN), blocking=True, doc="sem_wait/sem_timedwait; timeout -1: none"),
+    call("sem_release", 612, "children", [i64("sem", 1)], [], ANY_CALL | errnos(E.EINVAL, E.EOVERFLOW),
+         doc="sem_post; EOVERFLOW: released more times than acquired"),
+    call("sem_getvalue", 613, "children", [i64("sem", 1)], [i64("value", 0, 2**31 - 1)], ANY_CALL | errnos(E.EINVAL)),
+    call("sem_close", 614, "children", [i64("sem", 1)], [], ANY_CALL | errnos(E.EINVAL)),
+    call("sem_unlink", 615, "children", [text("name", 200)], [], ANY_CALL | errnos(E.ENOENT, E.EINVAL)),
     call("waitchild", 601, "children", [i64("pid", 1, PID_MAX), flag("nohang")],
          [i64("pid", 0, PID_MAX), i64("status", 0, 0xFFFF)], ANY_CALL | errnos(E.ECHILD, E.EINVAL), blocking=True,
          doc="waitpid(2) of a child this enclave started (any other pid: ECHILD); pid 0 with nohang: still runs"),

@@ -15,11 +15,11 @@ which is the one that decides (the enclave is untrusted).  Both call this one fu
 from __future__ import annotations
 
 # Interpreter options a child may be given.  They change nothing the policy decides, and the runner already
-# behaves as they ask (no user site, no bytecode written where it may not write, ...), so they are dropped:
-# -B (no .pyc), -s (no user site), -E (ignore PYTHON* variables: the enclave's environment is the policy's),
-# -I (isolated), -q (quiet), -u (unbuffered: output still arrives, in blocks), -b/-bb (bytes warnings), -O/-OO
-# and -W/-X values are not taken: they would change the program's behaviour, which is refused rather than lied.
-DROPPED = frozenset({"-B", "-s", "-E", "-I", "-q", "-u", "-b", "-bb"})
+# behaves as they ask, so they are dropped: -B (no .pyc), -s (no user site), -E (ignore PYTHON* variables: the
+# enclave's environment is the policy's), -I (isolated), -P (no unsafe sys.path entry: the runner sets sys.path),
+# -q (quiet), -u (unbuffered: output still arrives, in blocks), -b/-bb (bytes warnings).  -O/-OO and -W/-X values
+# are not taken: they would change the program's behaviour, which is refused rather than lied about.
+DROPPED = frozenset({"-B", "-s", "-E", "-I", "-P", "-q", "-u", "-b", "-bb"})
 
 
 class NotPythonArgv(ValueError):

@@ -221,3 +221,102 @@ def test_control_without_the_membership_check_another_process_is_signalled(
         if other.poll() is None:
             other.kill()
             other.wait()
+
+
+# -- multiprocessing: spawn by default, workers are child enclaves, semaphores held by the hosts ------------
+
+def test_multiprocessing_pool_and_process_pool_executor_work(backend: str, tmp_path: Path) -> None:
+    secret = tmp_path.parent / f"{tmp_path.name}-secret.txt"
+    secret.write_text("secret")
+    try:
+        r = _run(backend, tmp_path, f"""
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            def square(x):
+                return x * x
+
+            def peek(path):
+                try:
+                    open(path)
+                except PermissionError as exc:
+                    return exc.errno
+                return "read"
+
+            def main():
+                print(multiprocessing.get_start_method())
+                with multiprocessing.Pool(2) as pool:
+                    print(pool.map(square, range(10)))
+                    print(pool.apply_async(peek, ({str(secret)!r},)).get(60))
+                with ProcessPoolExecutor(2) as executor:
+                    print(list(executor.map(square, range(5))))
+                lock = multiprocessing.Lock()
+                p = multiprocessing.Process(target=square, args=(3,))
+                with lock:
+                    p.start()
+                p.join(60)
+                print(p.exitcode)
+
+            if __name__ == "__main__":
+                main()
+            """)
+    finally:
+        secret.unlink()
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.decode().splitlines() == ["spawn", str([x * x for x in range(10)]), str(errno.EACCES),
+                                              str([x * x for x in range(5)]), "0"]
+
+
+def test_an_explicit_fork_start_method_is_still_refused(backend: str, tmp_path: Path) -> None:
+    r = _run(backend, tmp_path, """
+        import multiprocessing
+        try:
+            multiprocessing.get_context("fork").Process(target=print).start()
+        except OSError as exc:
+            print(exc.errno, exc)
+        """)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.decode().startswith(f"{errno.ENOSYS} posix_shim: multiprocessing()"), r.stdout
+
+
+def _open_foreign(name: str, capfd: pytest.CaptureFixture[str]) -> str:
+    code = textwrap.dedent(f"""
+        from enclave_libc import runtime
+        try:
+            runtime.RT.ocall.sem_open(1, 0, 1, {name!r}, False)
+        except OSError as exc:
+            print("refused", exc.errno)
+        else:
+            print("opened")
+        """)
+    with Enclave(policy=policy.parse([], "code", None), backend="sim") as enclave:
+        capfd.readouterr()
+        status = enclave.run_code(code)
+        out, err = capfd.readouterr()
+    assert status == 0, err
+    return out.strip()
+
+
+@pytest.fixture
+def foreign_semaphore() -> str:
+    """A named semaphore some other program on the host made (not through an enclave)."""
+    import _multiprocessing
+
+    name = f"/posix-shim-test-foreign-{os.getpid()}"
+    sem = _multiprocessing.SemLock(1, 1, 1, name, False)
+    yield name
+    del sem
+    _multiprocessing.sem_unlink(name)
+
+
+def test_an_enclave_reaches_only_semaphores_enclaves_made(foreign_semaphore: str,
+                                                          capfd: pytest.CaptureFixture[str]) -> None:
+    assert _open_foreign(foreign_semaphore, capfd) == f"refused {errno.ENOENT}"
+
+
+def test_control_without_the_hosts_name_prefix_another_programs_semaphore_opens(
+        foreign_semaphore: str, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from ocall_bridge.host import semaphores
+
+    monkeypatch.setattr(semaphores, "real_name", lambda name: name)
+    assert _open_foreign(foreign_semaphore, capfd) == "opened"

@@ -223,3 +223,8 @@ def signalchild(host: Host, pid: int, sig: int) -> None:
 __all__ = ["Launcher", "allowed_program", "checked_program", "clean_environment", "inherited", "run_program",
            "same_interpreter", "signalchild", "spawn", "waitchild"]
 
+
+# The semaphore rows of this family live in their own module (one job each); the dispatcher finds them here.
+from .semaphores import sem_acquire, sem_close, sem_getvalue, sem_open, sem_release, sem_unlink  # noqa: E402
+
+__all__ += ["sem_acquire", "sem_close", "sem_getvalue", "sem_open", "sem_release", "sem_unlink"]

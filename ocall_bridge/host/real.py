@@ -8,6 +8,7 @@ the enclave's interposition is installed in the same process (the sim backend).
 
 from __future__ import annotations
 
+import _multiprocessing
 import _posixsubprocess
 import _socket as _csocket
 import fcntl as _fcntl
@@ -30,6 +31,7 @@ time = SimpleNamespace(**vars(_time))
 fcntl = SimpleNamespace(**vars(_fcntl))
 signal = SimpleNamespace(**vars(_signal))
 posixsubprocess = SimpleNamespace(**vars(_posixsubprocess))
+multiprocessing = SimpleNamespace(**vars(_multiprocessing))
 
 if getattr(posix.open, "__posix_shim__", False):  # pragma: no cover - an ordering bug, not a runtime state
     raise ImportError("ocall_bridge.host.real imported after interposition: the host would call the enclave")
