@@ -127,9 +127,15 @@ def fork_exec(args: Any, executable_list: Any, *more: Any) -> int:
     for name, value, default in zip(names, rest[1:8], defaults, strict=False):
         if value != default:
             raise Unsupported(call, f"{name}={value!r}: {what} is started by the host as it is")
+    stdio = (_handle(rt, p2cread, 0), _handle(rt, c2pwrite, 1), _handle(rt, errwrite, 2))
+    return _launch(rt, own, program, words, cwd, stdio, passed)
+
+
+def _launch(rt: runtime.EnclaveRuntime, own: bytes, program: str | None, words: list[str], cwd: Any,
+            stdio: tuple[int, int, int], passed: list[tuple[int, int]]) -> int:
+    """Ask the host for the child (the interpreter as a child enclave, or the named host program); its pid."""
     where = rt.cwd if cwd is None else rt.resolve(_fsencode(cwd))
     argv = b"\0".join(_fsencode(w) for w in words)
-    stdio = (_handle(rt, p2cread, 0), _handle(rt, c2pwrite, 1), _handle(rt, errwrite, 2))
     try:
         if program is None:
             pid = rt.ocall.spawn(own, argv, where, *stdio, passed)
@@ -143,6 +149,52 @@ def fork_exec(args: Any, executable_list: Any, *more: Any) -> int:
         raise
     _children(rt).add(pid)
     return pid
+
+
+_refused_posix_spawn = process.PATCHES.get(getattr(posix, "posix_spawn", None))
+
+
+def posix_spawn(path: Any, argv: Any, env: Any, *, file_actions: Any = (), setpgroup: Any = None,
+                resetids: bool = False, setsid: bool = False, setsigmask: Any = (), setsigdef: Any = (),
+                scheduler: Any = None) -> int:
+    """`os.posix_spawn`, which subprocess uses instead of fork_exec where it can (3.13 with close_fds): the same
+    children as fork_exec.  Its file actions may only place the child's standard streams (and close or
+    close-from, which a child gets anyway); anything else is refused, naming it."""
+    rt = runtime.RT
+    words = [_fsdecode(a) if isinstance(a, bytes) else str(a) for a in argv] if isinstance(argv, list | tuple) \
+        else []
+    own = interpreter()
+    program = None
+    is_own = rt is not None and _fsencode(path) == own
+    if rt is not None and words and not is_own and not process._native_run(rt):
+        program = allowed_program(rt, words[0]) or allowed_program(rt, _fsdecode(_fsencode(path)))
+    if rt is None or process._native_run(rt) or not words or not (is_own or program):
+        return _refused_posix_spawn(path, argv, env, file_actions=file_actions, setpgroup=setpgroup,
+                                    resetids=resetids, setsid=setsid, setsigmask=setsigmask, setsigdef=setsigdef,
+                                    scheduler=scheduler)
+    call = "subprocess.Popen" if _caller_module() == "subprocess" else "posix_spawn"
+    what = f"the host program {program!r}" if program else "a child enclave"
+    if program is None:
+        try:
+            python_command(words[1:])
+        except NotPythonArgv as exc:
+            raise PolicyDenied(call, words[0], f"a child enclave runs only a Python command line: {exc}") from None
+    if env is not None and env is not _os.environ and dict(env) != dict(_os.environ):
+        raise Unsupported(call, f"env=: the environment of {what} is the one the policy gives it (leave env out, "
+                                f"or grant the variables with --allow-env / env.set)")
+    for name, value in (("setpgroup", setpgroup), ("resetids", resetids), ("setsid", setsid),
+                        ("scheduler", scheduler)):
+        if value not in (None, False):
+            raise Unsupported(call, f"{name}={value!r}: {what} is started by the host as it is")
+    streams = [-1, -1, -1]
+    for action in file_actions or ():
+        kind = action[0]
+        if kind == posix.POSIX_SPAWN_DUP2 and action[2] in (0, 1, 2):
+            streams[action[2]] = action[1]
+        elif kind not in (posix.POSIX_SPAWN_CLOSE, getattr(posix, "POSIX_SPAWN_CLOSEFROM", None)):
+            raise Unsupported(call, f"file action {action!r}: {what} gets only its standard streams")
+    stdio = (_handle(rt, streams[0], 0), _handle(rt, streams[1], 1), _handle(rt, streams[2], 2))
+    return _launch(rt, own, program, words, None, stdio, [])
 
 
 def waitpid(pid: Any, options: Any, /) -> tuple[int, int]:
@@ -185,6 +237,7 @@ def swap() -> Any:
 
 
 PATCHES: dict[Any, Any] = {
+    **({posix.posix_spawn: posix_spawn} if hasattr(posix, "posix_spawn") else {}),
     _multiprocessing.SemLock: semaphores.SemLock,
     _multiprocessing.sem_unlink: semaphores.sem_unlink,
     _posixsubprocess.fork_exec: fork_exec,
@@ -192,4 +245,4 @@ PATCHES: dict[Any, Any] = {
     posix.kill: kill,
 }
 
-__all__ = ["PATCHES", "allowed_program", "fork_exec", "swap", "interpreter", "kill", "waitpid"]
+__all__ = ["PATCHES", "allowed_program", "fork_exec", "posix_spawn", "swap", "interpreter", "kill", "waitpid"]

@@ -49,6 +49,10 @@ def _get(host: Host, sem: int) -> Any:
 
 
 def sem_open(host: Host, kind: int, value: int, maxvalue: int, name: str, create: bool) -> int:
+    if getattr(host, "child_launcher", None) is None:
+        # A semaphore is for sharing with child enclaves: a host that starts none makes none (and leaves no name
+        # behind in /dev/shm for a request it had no use for).
+        raise OSError(errno.ENOSYS, "this host starts no child enclaves")
     full = real_name(name)
     if value > maxvalue or maxvalue > multiprocessing.SemLock.SEM_VALUE_MAX:
         raise OSError(errno.EINVAL, "sem_open: value out of range")
