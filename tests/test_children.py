@@ -320,3 +320,23 @@ def test_control_without_the_hosts_name_prefix_another_programs_semaphore_opens(
 
     monkeypatch.setattr(semaphores, "real_name", lambda name: name)
     assert _open_foreign(foreign_semaphore, capfd) == "opened"
+
+
+def test_os_posix_spawn_of_the_interpreter_is_a_child_enclave_too(backend: str, tmp_path: Path) -> None:
+    """subprocess takes the posix_spawn path with close_fds=False (3.11/3.12) and with close_fds (3.13)."""
+    r = _run(backend, tmp_path, """
+        import os, subprocess, sys
+        r = subprocess.run([sys.executable, "-c", "print('via posix_spawn')"], close_fds=False, capture_output=True)
+        print(r.returncode, r.stdout)
+        rd, wr = os.pipe()
+        pid = os.posix_spawn(sys.executable, [sys.executable, "-c", "print('direct')"], os.environ,
+                             file_actions=[(os.POSIX_SPAWN_DUP2, wr, 1)])
+        os.close(wr)
+        print(os.read(rd, 100), os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+        try:
+            os.posix_spawn("/bin/sh", ["sh", "-c", "true"], os.environ)
+        except OSError as exc:
+            print("refused", exc.errno)
+        """)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.decode().splitlines() == ["0 b'via posix_spawn\\n'", "b'direct\\n' 0", f"refused {errno.ENOSYS}"]
