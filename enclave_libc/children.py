@@ -34,6 +34,7 @@ import operator
 import os as _os
 import posix
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from ocall_bridge.pyargv import NotPythonArgv, python_command
@@ -217,13 +218,8 @@ def kill(pid: Any, signal: Any, /) -> None:
     return _process_kill(pid, signal)
 
 
-def swap() -> Any:
-    """multiprocessing's default start method inside an enclave is spawn (fork cannot be served; spawn's children
-    are child enclaves): the interposer calls this on install and the undo it returns on uninstall.  The default
-    context's *fallback* is changed, not its chosen method, so `set_start_method(...)` still works as natively
-    (and an explicit 'fork' is still refused, by name)."""
-    import multiprocessing.context as mpc  # ~9 ms once per process: the default must be right before first use
-
+def _spawn_by_default(mpc: Any) -> Callable[[], None]:
+    """Make spawn the fallback of multiprocessing's default context; returns the undo."""
     default = mpc._default_context
     saved = default._default_context
     spawn = mpc._concrete_contexts.get("spawn")
@@ -232,6 +228,66 @@ def swap() -> Any:
 
     def undo() -> None:
         default._default_context = saved
+
+    return undo
+
+
+class _PatchOnImport:
+    """A meta path finder for `multiprocessing.context` alone: the module loads as usual (through whatever finds
+    it), then spawn becomes its default.  Importing it eagerly instead would cost every enclave's start the
+    import (and its file calls, which traces and fault injection would count)."""
+
+    def __init__(self) -> None:
+        self.undo: Callable[[], None] | None = None
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
+        if name != "multiprocessing.context":
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(name, path, target)
+            if spec is not None and spec.loader is not None and hasattr(spec.loader, "exec_module"):
+                spec.loader = _Loader(spec.loader, self)
+                return spec
+            if spec is not None:
+                return spec
+        return None
+
+
+class _Loader:
+    def __init__(self, inner: Any, hook: _PatchOnImport) -> None:
+        self.inner, self.hook = inner, hook
+
+    def create_module(self, spec: Any) -> Any:
+        return self.inner.create_module(spec)
+
+    def exec_module(self, module: Any) -> None:
+        self.inner.exec_module(module)
+        self.hook.undo = _spawn_by_default(module)
+
+    def __getattr__(self, name: str) -> Any:  # get_source, get_filename ... as the real loader answers them
+        return getattr(self.inner, name)
+
+
+def swap() -> Callable[[], None]:
+    """multiprocessing's default start method inside an enclave is spawn (fork cannot be served; spawn's children
+    are child enclaves): the interposer calls this on install and the undo it returns on uninstall.  The default
+    context's *fallback* is changed, not its chosen method, so `set_start_method(...)` still works as natively
+    (and an explicit 'fork' is still refused, by name).  Done now if multiprocessing is loaded, else when it is."""
+    loaded = sys.modules.get("multiprocessing.context")
+    if loaded is not None:
+        return _spawn_by_default(loaded)
+    hook = _PatchOnImport()
+    sys.meta_path.insert(0, hook)
+
+    def undo() -> None:
+        try:
+            sys.meta_path.remove(hook)
+        except ValueError:
+            pass
+        if hook.undo is not None:
+            hook.undo()
 
     return undo
 

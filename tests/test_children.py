@@ -332,7 +332,10 @@ def test_os_posix_spawn_of_the_interpreter_is_a_child_enclave_too(backend: str, 
         pid = os.posix_spawn(sys.executable, [sys.executable, "-c", "print('direct')"], os.environ,
                              file_actions=[(os.POSIX_SPAWN_DUP2, wr, 1)])
         os.close(wr)
-        print(os.read(rd, 100), os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+        got = b""
+        while chunk := os.read(rd, 100):
+            got += chunk
+        print(got, os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
         try:
             os.posix_spawn("/bin/sh", ["sh", "-c", "true"], os.environ)
         except OSError as exc:
