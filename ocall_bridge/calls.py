@@ -471,13 +471,14 @@ CALLS: tuple[Call, ...] = (
     call("spawn", 600, "children", [path("executable"), data("argv", max=MAX_DATA - MAX_PATH * 2), path("cwd"),
          i64("stdin", -1), i64("stdout", -1), i64("stderr", -1), listof("passed", PASSED, MAX_PASSED)],
          [i64("pid", 1, PID_MAX)],
-         ANY_CALL | BAD_FD | PATH_LOOKUP | errnos(E.EAGAIN, E.EMFILE, E.ENFILE, E.EINVAL),
+         ANY_CALL | BAD_FD | PATH_LOOKUP | errnos(E.EAGAIN, E.EMFILE, E.ENFILE, E.EINVAL), blocking=True,
          doc="start `executable argv...` as a new enclave of the same backend and policy (the host's copy): "
              "only the host's own interpreter with a Python command line (ocall_bridge/pyargv.py), its words "
              "joined by NUL; stdin/stdout/stderr are handles the child gets as its standard streams (-1: /dev/null)"),
     call("run_program", 603, "children", [text("name", 255), data("argv", max=MAX_DATA - MAX_PATH * 2),
          path("cwd"), i64("stdin", -1), i64("stdout", -1), i64("stderr", -1)], [i64("pid", 1, PID_MAX)],
          ANY_CALL | BAD_FD | PATH_LOOKUP | errnos(E.EAGAIN, E.EMFILE, E.ENFILE, E.EINVAL, E.ENOEXEC, E.E2BIG),
+         blocking=True,
          doc="run the host program the policy names `name` (--allow-run=NAME, resolved at policy load), outside "
              "the enclave, with argv (NUL-joined) and the handles as its standard streams, in a clean environment "
              "from the policy"),
