@@ -232,16 +232,38 @@ def _spawn_by_default(mpc: Any) -> Callable[[], None]:
     return undo
 
 
+def _del_safe_waitpid(subprocess: Any) -> Callable[[], None]:
+    """3.13's subprocess polls through `_del_safe.waitpid`, a class attribute it took from os at import: point it
+    at this module's waitpid (a child enclave is the host's child, not this process's); returns the undo."""
+    holder = getattr(subprocess, "_del_safe", None)
+    saved = getattr(holder, "__dict__", {}).get("waitpid") if isinstance(holder, type) else None
+    if saved is None or not callable(saved):
+        return lambda: None
+    holder.waitpid = staticmethod(waitpid)
+
+    def undo() -> None:
+        holder.waitpid = saved
+
+    return undo
+
+
+# What must change in a module when it is (or already was) imported inside an enclave.
+_ON_IMPORT: dict[str, Callable[[Any], Callable[[], None]]] = {
+    "multiprocessing.context": lambda module: _spawn_by_default(module),
+    "subprocess": lambda module: _del_safe_waitpid(module),
+}
+
+
 class _PatchOnImport:
-    """A meta path finder for `multiprocessing.context` alone: the module loads as usual (through whatever finds
-    it), then spawn becomes its default.  Importing it eagerly instead would cost every enclave's start the
-    import (and its file calls, which traces and fault injection would count)."""
+    """A meta path finder for the modules of `_ON_IMPORT` alone: the module loads as usual (through whatever finds
+    it), then it is changed.  Importing them eagerly instead would cost every enclave's start the import (and
+    its file calls, which traces and fault injection would count)."""
 
     def __init__(self) -> None:
-        self.undo: Callable[[], None] | None = None
+        self.undo: list[Callable[[], None]] = []
 
     def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
-        if name != "multiprocessing.context":
+        if name not in _ON_IMPORT:
             return None
         for finder in sys.meta_path:
             if finder is self or not hasattr(finder, "find_spec"):
@@ -264,7 +286,7 @@ class _Loader:
 
     def exec_module(self, module: Any) -> None:
         self.inner.exec_module(module)
-        self.hook.undo = _spawn_by_default(module)
+        self.hook.undo.append(_ON_IMPORT[module.__name__](module))
 
     def __getattr__(self, name: str) -> Any:  # get_source, get_filename ... as the real loader answers them
         return getattr(self.inner, name)
@@ -275,10 +297,11 @@ def swap() -> Callable[[], None]:
     are child enclaves): the interposer calls this on install and the undo it returns on uninstall.  The default
     context's *fallback* is changed, not its chosen method, so `set_start_method(...)` still works as natively
     (and an explicit 'fork' is still refused, by name).  Done now if multiprocessing is loaded, else when it is."""
-    loaded = sys.modules.get("multiprocessing.context")
-    if loaded is not None:
-        return _spawn_by_default(loaded)
     hook = _PatchOnImport()
+    for name, change in _ON_IMPORT.items():
+        loaded = sys.modules.get(name)
+        if loaded is not None:
+            hook.undo.append(change(loaded))
     sys.meta_path.insert(0, hook)
 
     def undo() -> None:
@@ -286,8 +309,8 @@ def swap() -> Callable[[], None]:
             sys.meta_path.remove(hook)
         except ValueError:
             pass
-        if hook.undo is not None:
-            hook.undo()
+        for each in reversed(hook.undo):
+            each()
 
     return undo
 
