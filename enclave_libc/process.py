@@ -21,13 +21,15 @@ Identity, decided call by call (docs/time-env.md has the table):
 * getpgrp, getsid, getpriority, getresuid/getresgid, times, cpu_count, getloadavg: not interposed.
 
 Outside the subset, refused with `Unsupported` (OSError ENOSYS) naming the call: fork, forkpty, the exec and
-spawn families, posix_spawn(p), system, popen, subprocess (its `_posixsubprocess.fork_exec`, so
-`subprocess.run` reports the refusal instead of a traceback from a half-started child), multiprocessing's start
-methods (fork -> os.fork, spawn and forkserver -> fork_exec), kill/killpg of any process but the enclave itself,
+spawn families, posix_spawn(p), system, popen, subprocess of anything but the interpreter (its
+`_posixsubprocess.fork_exec`, so `subprocess.run` reports the refusal instead of a traceback from a half-started
+child; the interpreter itself becomes a child enclave, and a program the policy names runs on the host:
+enclave_libc/children.py), multiprocessing's fork start method (os.fork; spawn is served by children.py, and is
+the default inside), kill/killpg of any process but the enclave itself (or its child enclaves: children.py),
 pidfd_open, and changing the process's identity (setuid and friends, setsid, setpgid).  `os.kill` of the
 enclave's own pid is served by the real signal machinery of the process that runs the enclave, so
-`os.kill(os.getpid(), signal.SIGUSR1)` runs the program's handler as natively.  The wait family answers ECHILD:
-an enclave never has children.
+`os.kill(os.getpid(), signal.SIGUSR1)` runs the program's handler as natively.  The wait family answers ECHILD
+for anything but a child enclave.
 
 The policy's `--allow-run` (`native.run = true`) is an escape hatch the program asks for by name: then these
 calls (not the identity changes) go to the real OS, and what they start runs *outside* the enclave, with the
@@ -36,7 +38,6 @@ real descriptors of the process that runs the enclave rather than the enclave's 
 
 from __future__ import annotations
 
-import _multiprocessing
 import _posixsubprocess
 import _signal
 import errno
@@ -366,14 +367,20 @@ def fork_exec(args: Any, executable_list: Any, *rest: Any) -> int:
     """`_posixsubprocess.fork_exec`, under subprocess and multiprocessing: refused before anything starts."""
     if _native_run(runtime.RT):
         return _real_fork_exec(args, executable_list, *rest)
-    caller = _caller_module()
+    raise refused_fork_exec(args, executable_list, _caller_module())
+
+
+def refused_fork_exec(args: Any, executable_list: Any, caller: str) -> Unsupported:
+    """The refusal of a fork_exec called from module `caller` (subprocess, multiprocessing, anything)."""
     program = args[0] if isinstance(args, list | tuple) and args else executable_list
     if isinstance(program, bytes):
         program = _os.fsdecode(program)
     if caller.startswith("multiprocessing"):
-        raise Unsupported("multiprocessing", f"cannot start a worker process ({_NO_PROCESSES}; use threads)")
+        return Unsupported("multiprocessing", f"cannot start a worker process ({_NO_PROCESSES}; use threads)")
     name = "subprocess.Popen" if caller == "subprocess" else "_posixsubprocess.fork_exec"
-    raise Unsupported(name, f"cannot run {program!r}: {_NO_PROCESSES}")
+    hint = f" (allow a host program by name with --allow-run={_os.path.basename(program)})" \
+        if isinstance(program, str) and program else ""
+    return Unsupported(name, f"cannot run {program!r}: {_NO_PROCESSES}{hint}")
 
 
 def fork() -> int:
@@ -395,20 +402,7 @@ WAIT = ("wait", "waitpid", "wait3", "wait4", "waitid")
 #: Every call this module refuses, for the docs and the compatibility matrix.
 REFUSED = ("fork", *REFUSED_CREATE, "_posixsubprocess.fork_exec", "killpg", "pidfd_open", *REFUSED_IDENTITY)
 
-class SemLock:
-    """multiprocessing's named semaphore, refused as a type: sem_open(3) creates it in the host's /dev/shm, and
-    every user of it is a child process, which an enclave cannot start (multiprocessing then fails with the same
-    ENOSYS on both backends, rather than with whatever the kernel wall answers a native sem_open)."""
-
-    SEM_VALUE_MAX = _multiprocessing.SemLock.SEM_VALUE_MAX  # read by multiprocessing.synchronize at import
-
-    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
-        raise Unsupported("multiprocessing.SemLock", _NO_PROCESSES)
-
-
 PATCHES: dict[Any, Any] = {
-    _multiprocessing.SemLock: SemLock,
-    _multiprocessing.sem_unlink: _refuser("sem_unlink", _NO_PROCESSES, _multiprocessing.sem_unlink),
     posix.getresuid: getresuid,
     posix.getresgid: getresgid,
     posix.getpriority: getpriority,

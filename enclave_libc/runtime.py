@@ -101,6 +101,13 @@ class EnclaveRuntime:
         for fd, handle in enumerate(self.ocall.attach(1)):
             if handle >= 0:
                 self.fds.place(fd, OpenFile(handle, "stdio"), cloexec=False)
+        # A child enclave: the descriptors its parent passed (pass_fds), each at its number, inheritable.
+        try:
+            passed = self.ocall.inherited() if self.access.call_allowed("inherited") else []
+        except OSError:
+            passed = []
+        for fd, handle in passed:
+            self.fds.place(fd, OpenFile(handle, "pipe", None, _os.O_RDWR), cloexec=False)
 
     # -- paths ---------------------------------------------------------------------------------------------
     def resolve(self, path: bytes, dir_fd: int | None = None) -> bytes:

@@ -68,6 +68,11 @@ class Access:
         or "run" (subprocess, fork, exec, os.system).  Tripwires ask; the enclave cannot serve either."""
         return True
 
+    def run_programs(self) -> dict[str, str]:
+        """Host programs the enclave may run by name (--allow-run=NAME): name -> the absolute path it resolved to
+        when the policy was loaded.  They run outside the enclave; `-A` grants none."""
+        return {}
+
     def roots(self, kind: str) -> tuple[bytes, ...] | None:
         """The folders (or single files) beneath which the host confines `kind` ("read", "write", "stat") path
         access, deepest first; None when nothing is confined (everything allowed)."""

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from .errors import require
 from .quote import SIZE as QUOTE_SIZE
 from .types import (
+    MAX_DATA,
     MAX_NAME,
     MAX_PATH,
     Bytes,
@@ -204,6 +205,10 @@ UNAME = Record("uname", tuple(Field(n, Text(65)) for n in ("sysname", "nodename"
 GROUP = Record("group", (Field("gid", Int("I")),))
 ENVVAR = Record("envvar", (Field("name", Bytes(MAX_NAME * 4)), Field("value", Bytes(32 << 10))))
 ENV_PAGE = 30
+# A descriptor a child enclave gets at a given number besides its standard streams (subprocess's pass_fds,
+# multiprocessing's pipes): the enclave fd number and the handle behind it.
+PASSED = Record("passed", (Field("fd", Int("i", 3, 1 << 20)), Field("handle", Int("q", 0, None, role="handle"))))
+MAX_PASSED = 64
 
 # ---------------------------------------------------------------------------------------------------------
 # Plausibility: what a well-formed answer must still *mean*.  Ranges live on the fields themselves (Int lo/hi);
@@ -508,6 +513,42 @@ CALLS: tuple[Call, ...] = (
     inside("getegid", "process", "from getids"),
     inside("kill", "process", "only the enclave itself, through the local signal machinery; another pid: ENOSYS"),
     inside("wait", "process", "an enclave never has children: ECHILD, as natively for a childless process"),
+    # -- children: Python programs started as new enclaves --------------------------------------------------
+    call("spawn", 600, "children", [path("executable"), data("argv", max=MAX_DATA - MAX_PATH * 2), path("cwd"),
+         i64("stdin", -1), i64("stdout", -1), i64("stderr", -1), listof("passed", PASSED, MAX_PASSED)],
+         [i64("pid", 1, PID_MAX)],
+         ANY_CALL | BAD_FD | PATH_LOOKUP | errnos(E.EAGAIN, E.EMFILE, E.ENFILE, E.EINVAL), blocking=True,
+         doc="start `executable argv...` as a new enclave of the same backend and policy (the host's copy): "
+             "only the host's own interpreter with a Python command line (ocall_bridge/pyargv.py), its words "
+             "joined by NUL; stdin/stdout/stderr are handles the child gets as its standard streams (-1: /dev/null)"),
+    call("run_program", 603, "children", [text("name", 255), data("argv", max=MAX_DATA - MAX_PATH * 2),
+         path("cwd"), i64("stdin", -1), i64("stdout", -1), i64("stderr", -1)], [i64("pid", 1, PID_MAX)],
+         ANY_CALL | BAD_FD | PATH_LOOKUP | errnos(E.EAGAIN, E.EMFILE, E.ENFILE, E.EINVAL, E.ENOEXEC, E.E2BIG),
+         blocking=True,
+         doc="run the host program the policy names `name` (--allow-run=NAME, resolved at policy load), outside "
+             "the enclave, with argv (NUL-joined) and the handles as its standard streams, in a clean environment "
+             "from the policy"),
+    call("inherited", 604, "children", [], [listof("fds", PASSED, MAX_PASSED)], ANY_CALL,
+         doc="the descriptors this enclave's parent passed it (pass_fds), asked once at start: each is placed at "
+             "its number"),
+    # multiprocessing's semaphores, shared between an enclave and its child enclaves: the hosts hold real named
+    # semaphores (a name the host prefixes, so an enclave reaches no other program's), the enclaves their handles.
+    call("sem_open", 610, "children", [i32("kind", 0, 1), i64("value", 0, 2**31 - 1), i64("maxvalue", 1, 2**31 - 1),
+         text("name", 200), flag("create")], [i64("sem", 1)], ANY_CALL | errnos(E.EEXIST, E.ENOENT, E.EINVAL,
+         E.EMFILE, E.ENFILE, E.ENAMETOOLONG), doc="sem_open(3) of a multiprocessing semaphore: a new one, or one "
+                                                  "a parent enclave made (by name)"),
+    call("sem_acquire", 611, "children", [i64("sem", 1), flag("block"), i64("timeout_ns", -1)], [flag("acquired")],
+         ANY_CALL | errnos(E.EINVAL, E.EAGAIN), blocking=True, doc="sem_wait/sem_timedwait; timeout -1: none"),
+    call("sem_release", 612, "children", [i64("sem", 1)], [], ANY_CALL | errnos(E.EINVAL, E.EOVERFLOW),
+         doc="sem_post; EOVERFLOW: released more times than acquired"),
+    call("sem_getvalue", 613, "children", [i64("sem", 1)], [i64("value", 0, 2**31 - 1)], ANY_CALL | errnos(E.EINVAL)),
+    call("sem_close", 614, "children", [i64("sem", 1)], [], ANY_CALL | errnos(E.EINVAL)),
+    call("sem_unlink", 615, "children", [text("name", 200)], [], ANY_CALL | errnos(E.ENOENT, E.EINVAL)),
+    call("waitchild", 601, "children", [i64("pid", 1, PID_MAX), flag("nohang")],
+         [i64("pid", 0, PID_MAX), i64("status", 0, 0xFFFF)], ANY_CALL | errnos(E.ECHILD, E.EINVAL), blocking=True,
+         doc="waitpid(2) of a child this enclave started (any other pid: ECHILD); pid 0 with nohang: still runs"),
+    call("signalchild", 602, "children", [i64("pid", 1, PID_MAX), i32("signal", 0, 64)], [],
+         ANY_CALL | errnos(E.ESRCH, E.EINVAL), doc="kill(2) of a child this enclave started and has not reaped"),
     # -- attestation --------------------------------------------------------------------------------------
     call("report", 500, "attest", [data("user_data", max=64)], [data("quote", max=QUOTE_SIZE)],
          ANY_CALL | errnos(E.EINVAL),

@@ -304,6 +304,10 @@ def _confine(fd: int, ring: RingClient | None) -> None:
     listener = confine.confine_process(forward=FORWARDED, channel_fds=channel, own_pid=_getpid())
     try:
         send_listener(fd, listener)
+    except (BrokenPipeError, ConnectionResetError):
+        # The host went while this process was starting (a runner ended by a signal: a multiprocessing pool's
+        # terminate()): nothing ran yet and there is nobody left to serve it.
+        _exit(EXIT_HOST_GONE)
     finally:
         os.close(listener)
 

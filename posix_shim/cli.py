@@ -12,9 +12,11 @@ next word may be the program.  `--allow-read /etc/hostname app.py` would therefo
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from . import integrity_cli, policy, trace
 from .enclave import BACKENDS, DEFAULT_BACKEND, Enclave, EnclaveUnavailable
@@ -40,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "(in this process: confines Python only - native code, C extensions and ctypes "
                              "are not stopped; for development and tests, like Asylo's simulated backend)")
     policy.add_arguments(parser)
+    # A child enclave's runner (ocall_bridge/host/children.py): its policy and cwd come from the parent's host.
+    parser.add_argument("--spawned", type=int, metavar="FD", help=argparse.SUPPRESS)
     trace.add_arguments(parser)
     integrity_cli.add_arguments(parser)
     from . import __version__  # the one place the version is written (pyproject.toml reads it too)
@@ -119,6 +123,16 @@ def split_argv(argv: Sequence[str], parser: argparse.ArgumentParser) -> tuple[li
     return list(argv), None, None, []
 
 
+def _spawned(ns: argparse.Namespace) -> Any:
+    """A child enclave's policy, read from the spec its parent's host left at descriptor `ns.spawned`; the runner
+    moves to the child's working directory (the parent enclave's own) before anything else resolves a path."""
+    with os.fdopen(ns.spawned, "rb") as f:
+        spec = json.loads(f.read())
+    os.chdir(spec["cwd"])
+    ns.inherit = [(int(fd), int(real)) for fd, real in spec.get("fds") or ()]
+    return policy.from_spawned(spec["policy"], ns)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "policy":
@@ -143,7 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if kind is None:
         parser.error("nothing to run: give a SCRIPT, -m MODULE or -c CODE")
     try:
-        access = policy.from_args(ns, kind, target)
+        access = _spawned(ns) if ns.spawned is not None else policy.from_args(ns, kind, target)
     except policy.PolicyError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 2
@@ -153,7 +167,8 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"directory", file=sys.stderr)
         return 2
     try:
-        enclave = Enclave(policy=access, backend=ns.backend, **trace.backend_options(ns)).start()
+        inherit = {"inherit": ns.inherit} if getattr(ns, "inherit", None) else {}
+        enclave = Enclave(policy=access, backend=ns.backend, **trace.backend_options(ns), **inherit).start()
     except EnclaveUnavailable as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 2

@@ -43,7 +43,8 @@ from .interpose_index import Index, Plan, current, scan_default_holders, tag_rea
 # The enclave_libc modules whose PATCHES are installed, in order (later entries win on the same original).  Before
 # them, always: `enclave_libc.closed`'s refusals, recomputed for each Interposer (see Interposer.__init__).
 # encfs comes last: it wraps files' stat/open/rename/unlink for encrypted folders.
-FAMILY_MODULES = ("files", "dirs", "io", "sockets", "poll", "time", "env", "random", "process", "tls", "encfs")
+FAMILY_MODULES = ("files", "dirs", "io", "sockets", "poll", "time", "env", "random", "process", "children", "tls",
+                 "encfs")
 
 
 # Families may also swap objects no PATCHES dict can key (os.environ is a mutable mapping): `swap()` runs on

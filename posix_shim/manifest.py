@@ -243,7 +243,7 @@ class _Recorder(Access):
         self.violation = inner.violation
         self.opened: dict[bytes, None] = {}
         for method in ("call_allowed", "env_allowed", "env_values", "native_allowed", "roots", "denials_within",
-                       "to_data"):
+                       "run_programs", "to_data"):
             setattr(self, method, getattr(inner, method))
 
     def check(self, call: str, kind: str, resource: Any) -> str | None:

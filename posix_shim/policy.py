@@ -24,6 +24,7 @@ import ipaddress
 import json
 import os
 import posixpath
+import shutil
 import site
 import sys
 import tempfile
@@ -267,7 +268,7 @@ class Policy(Access):
                  net_all: Rule | None, net_deny: list[Rule], env_all: Rule | None, env_allow: list[Rule],
                  env_deny: list[Rule], env_set: dict[str, str], calls: frozenset[str], native: dict[str, bool],
                  source: str | None = None, violation: str = "raise", encrypted: tuple[bytes, ...] = (),
-                 encrypted_bound: str = "signer") -> None:
+                 encrypted_bound: str = "signer", programs: dict[str, str] | None = None) -> None:
         self.read, self.write = read, write
         self.encrypted, self.encrypted_bound = tuple(encrypted), encrypted_bound
         self.violation = violation
@@ -275,6 +276,7 @@ class Policy(Access):
         self.env_all, self.env_allow, self.env_deny, self.env_set = env_all, env_allow, env_deny, env_set
         self.calls = calls | _ALWAYS_CALLS
         self.native = native
+        self.programs = dict(programs or {})  # --allow-run=NAME: name -> the path it resolved to at load
         self.source = source  # the policy file, named in hints
         self._cache: dict[tuple[str, Any], str | None] = {}
         self._ancestors = self._ancestor_set()
@@ -311,6 +313,9 @@ class Policy(Access):
     def native_allowed(self, what: str) -> bool:
         return bool(self.native.get(what, False))
 
+    def run_programs(self) -> dict[str, str]:
+        return dict(self.programs)
+
     def roots(self, kind: str) -> tuple[bytes, ...] | None:
         if kind == "stat":
             read, write = self.read.roots(), self.write.roots()
@@ -338,6 +343,12 @@ class Policy(Access):
             rule = self.read.denied_by(path)
             if rule:
                 return f"metadata of {text} is hidden by {rule.origin}"
+            if posixpath.dirname(path) in self._ancestors:
+                # A name probed in a folder above a grant (.git, pyproject.toml, setup.cfg in every parent, as
+                # black and git-aware tools look): one grant per name would be a dead end, so say the one step.
+                return (f"no read access to {text} ({self._hint('--allow-read', text, 'read.allow')}; a program "
+                        f"that looks for files in the folders above its own needs one grant per name: run it once "
+                        f"with --learn=FILE to record them all, then with --policy=FILE)")
             return f"no read access to {text} ({self._hint('--allow-read', text, 'read.allow')})"
         rules = self.read if kind == "read" else self.write if kind == "write" else None
         if rules is None:
@@ -428,6 +439,7 @@ class Policy(Access):
                     "set": dict(self.env_set)},
             "calls": sorted(self.calls),
             "native": dict(self.native),
+            "run": dict(self.programs),
             "violation": self.violation,
             "source": self.source,
             **({"encrypted": {"paths": [os.fsdecode(p) for p in self.encrypted], "bound_to": self.encrypted_bound}}
@@ -474,6 +486,11 @@ class Policy(Access):
         lines.append("native code:")
         lines.append(f"  ffi (ctypes/cffi libraries)  {'allowed' if self.native.get('ffi') else 'refused'}")
         lines.append(f"  run (subprocess/fork/exec)   {'allowed' if self.native.get('run') else 'refused'}")
+        lines.append("host programs (run outside the enclave):")
+        for name, where in sorted(self.programs.items()):
+            lines.append(f"  {name:28} {where}")
+        if not self.programs:
+            lines.append("  none")
         lines.append("calls:")
         for fam in _USER_FAMILIES:
             names = [c.name for c in CALLS if c.family == fam]
@@ -520,7 +537,8 @@ def from_data(data: dict[str, Any]) -> Access:
                   native={str(k): bool(v) for k, v in data["native"].items()}, source=data.get("source"),
                   violation="abort" if data.get("violation") == "abort" else "raise",
                   encrypted=tuple(normalize(os.fsencode(p)) for p in enc.get("paths", [])),
-                  encrypted_bound="enclave" if enc.get("bound_to") == "enclave" else "signer")
+                  encrypted_bound="enclave" if enc.get("bound_to") == "enclave" else "signer",
+                  programs={str(k): str(v) for k, v in (data.get("run") or {}).items()})
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -550,6 +568,7 @@ class Builder:
         self.warnings: list[str] = []
         self.encrypted: list[bytes] = []
         self.encrypted_bound = "signer"
+        self.programs: dict[str, str] = {}
 
     # -- grants ----------------------------------------------------------------------------------------------
     def add_path(self, kind: str, allow: bool, value: str | bytes, origin: str, base: str) -> None:
@@ -579,6 +598,16 @@ class Builder:
             self.encrypted.append(folder)
         for kind in ("read", "write"):
             self.add_path(kind, True, folder, origin, base)
+
+    def add_program(self, name: str) -> None:
+        """A host program the enclave may run by name (--allow-run=NAME): resolved on the host's PATH now, so
+        the one that runs is the one the policy named, whatever PATH says later or inside."""
+        if not name or "/" in name or "\0" in name or name in (".", ".."):
+            raise ValueError(f"{name!r} is not a program name (a name found on PATH, without '/')")
+        where = shutil.which(name, path=os.environ.get("PATH", os.defpath))
+        if where is None:
+            raise ValueError(f"{name!r} is not a program on the host's PATH ({os.environ.get('PATH', os.defpath)})")
+        self.programs[name] = os.path.abspath(where)
 
     def add_all(self, kind: str, origin: str) -> None:
         rule = Rule(None, origin)
@@ -657,7 +686,7 @@ class Builder:
                       net_deny=self.net_deny, env_all=self.env_all, env_allow=self.env_allow,
                       env_deny=self.env_deny, env_set=self.env_set, calls=frozenset(calls), native=self.native,
                       source=self.source, violation=self.violation, encrypted=tuple(self.encrypted),
-                      encrypted_bound=self.encrypted_bound)
+                      encrypted_bound=self.encrypted_bound, programs=self.programs)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -673,6 +702,7 @@ _SCHEMA: dict[str, Any] = {
     "net": {"allow": (list, bool), "connect": list, "bind": list, "deny": list},
     "env": {"allow": (list, bool), "deny": list, "set": dict},
     "native": {"ffi": bool, "run": bool},
+    "allow_run": list,
     "violation": str,
     "encrypted": {"paths": list, "bound_to": str},
 }
@@ -808,6 +838,7 @@ def apply_table(b: Builder, table: dict[str, Any], file: str, prefix: str = "", 
         b.env_set[name] = value
     for key, value in table.get("native", {}).items():
         b.native[key] = value
+    each("allow_run", table.get("allow_run", []), b.add_program)
     enc = table.get("encrypted", {})
     each("encrypted.paths", enc.get("paths", []), lambda v: b.add_encrypted(v, origin("encrypted.paths"), base))
     if "bound_to" in enc:
@@ -865,7 +896,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help=f"deny {kind}: --deny-{kind}={what},... (the value only after '='; wins over every "
                             f"grant)")
     g.add_argument("--allow-ffi", action="store_true", help="let the program load native libraries (ctypes/cffi)")
-    g.add_argument("--allow-run", action="store_true", help="let the program start processes (subprocess/fork)")
+    g.add_argument("--allow-run", action="append", nargs="?", const=ALL, metavar="=NAMES",
+                   help="let the program run these host programs by name (--allow-run=git,ls; they run outside "
+                        "the enclave); alone: let it start any process natively (subprocess/fork)")
     g.add_argument("--encrypted", action="append", metavar="DIR",
                    help="store files under DIR encrypted and authenticated (docs/confidentiality.md); implies "
                         "read and write access to DIR")
@@ -926,8 +959,14 @@ def apply_flags(b: Builder, args: argparse.Namespace, cwd: str | None = None) ->
                 raise PolicyError(f"{flag}: {exc}") from None
     if getattr(args, "allow_ffi", False):
         b.native["ffi"] = True
-    if getattr(args, "allow_run", False):
-        b.native["run"] = True
+    for v in _split(getattr(args, "allow_run", None)):
+        if v == ALL:
+            b.native["run"] = True
+            continue
+        try:
+            b.add_program(v)
+        except ValueError as exc:
+            raise PolicyError(f"--allow-run: {exc}") from None
     for v in _split(getattr(args, "encrypted", None)):
         try:
             b.add_encrypted(v, f"--encrypted={v}", cwd)
@@ -973,6 +1012,26 @@ def from_args(args: argparse.Namespace, kind: str | None = None, target: str | N
     return build(args, kind, target)
 
 
+def from_spawned(data: dict[str, Any], args: argparse.Namespace) -> Access:
+    """The policy of a child enclave (`--spawned`): the parent host's copy, then any flags given on top.
+
+    The parent's host builds the child's command line itself and lets no flag of the enclave's choosing onto it
+    (ocall_bridge/pyargv.py); flags here come only from whoever runs the runner by hand."""
+    base = from_data(data)
+    if not isinstance(base, Policy):
+        return base  # learn mode's parent: everything allowed, as inside the parent
+    b = Builder()
+    b.read, b.write, b.connect, b.bind = base.read, base.write, list(base.connect), list(base.bind)
+    b.net_all, b.net_deny, b.env_all = base.net_all, list(base.net_deny), base.env_all
+    b.env_allow, b.env_deny, b.env_set = list(base.env_allow), list(base.env_deny), dict(base.env_set)
+    b.families, b.call_allow = set(), set(base.calls)
+    b.native, b.source, b.violation = dict(base.native), base.source, base.violation
+    b.encrypted, b.encrypted_bound = list(base.encrypted), base.encrypted_bound
+    b.programs = dict(base.programs)
+    apply_flags(b, args)
+    return b.build()
+
+
 def build_default(kind: str | None, target: str | None, cwd: str | None = None) -> Policy:
     b = Builder()
     b.add_defaults(kind, target, cwd)
@@ -1012,6 +1071,9 @@ class Learner(Access):
 
     def native_allowed(self, what: str) -> bool:
         return True
+
+    def run_programs(self) -> dict[str, str]:
+        return {}  # learning runs every process natively (native_allowed)
 
     def to_data(self) -> dict[str, Any]:
         return {"allow_all": True}
@@ -1090,5 +1152,6 @@ def finish(access: Access, command: str = "") -> str | None:
 
 __all__ = ["ALL", "ALLOW_ALL_MEANING",
            "Policy", "Learner", "finish", "parse", "PolicyError", "Builder", "add_arguments", "apply_flags",
-           "apply_table", "build", "from_args", "from_data", "load_file", "normalize", "covers", "parse_net",
+           "apply_table", "build", "from_args", "from_data", "from_spawned", "load_file", "normalize", "covers",
+           "parse_net",
            "SAFE_ENV"]

@@ -33,6 +33,7 @@ limit of a Python-level wall; on the process backend the kernel's filter is the 
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 import threading
@@ -64,8 +65,9 @@ EVENTS: dict[str, tuple[str, str]] = {
 WHY = {
     "ffi": "native code would make system calls around the enclave's ocalls and policy (allow with --allow-ffi, "
            "or native.ffi = true in the policy)",
-    "run": "a new process would run outside the enclave (allow with --allow-run, or native.run = true in the "
-           "policy)",
+    "run": "a new process would run outside the enclave (allow a host program by name with --allow-run=NAME, or "
+           "allow_run = [\"NAME\"] in the policy; --allow-run alone, or native.run = true, lets every process "
+           "start natively)",
 }
 
 # What the hook refuses while an enclave is entered, whoever calls it (introspection that would reach the runtime's
@@ -135,6 +137,8 @@ def _describe(event: str, args: tuple) -> str:
     if event in ("ctypes.dlsym", "ctypes.dlsym/handle") and len(args) > 1:
         return f"looking up {_text(args[1])} is refused"
     if event == "subprocess.Popen" and len(args) > 1:
+        if type(args[0]) is str and args[0]:
+            return f"running {_text(args[1])} is refused (--allow-run={args[0].rsplit('/', 1)[-1]} would allow it)"
         return f"running {_text(args[1])} is refused"
     if event in ("os.system", "os.exec", "os.spawn", "os.posix_spawn") and args:
         return f"running {_text(args[0])} is refused"
@@ -150,6 +154,16 @@ def _native_allowed(what: str) -> bool:
         return bool(allowed is not None and allowed(what))
     except Exception:
         return False
+
+
+def _programs() -> frozenset[str]:
+    """"run:NAME" and "run:PATH" for each host program the active enclave's policy names (--allow-run=NAME)."""
+    run_programs = getattr(getattr(runtime.RT, "access", None), "run_programs", None)
+    try:
+        programs = dict(run_programs()) if run_programs is not None else {}
+    except Exception:
+        return frozenset()
+    return frozenset(f"run:{word}" for name, where in programs.items() for word in (name, where))
 
 
 def _armed(what: str) -> bool:
@@ -238,7 +252,7 @@ def _make_hook() -> Callable[..., None]:
         if not keys and event != "posix_shim.seal" and event != "object.__setattr__":
             return  # not sealed: every other event costs this much (literals: a code object is immutable)
         (keys, trusted, sessions, me, own, getframe, ident, typeof, guarded, introspection, events,
-         refuse, describe, text, error, seal_event) = state
+         refuse, describe, text, error, seal_event, interpreters) = state
         if event == "object.__setattr__":
             if args and args[0] is me and getframe(1).f_code is not own:
                 raise error("object.__setattr__", "the audit hook's state is its own")
@@ -299,12 +313,18 @@ def _make_hook() -> Callable[..., None]:
             return
         if what in keys[-1][1]:
             return
+        if event == "subprocess.Popen" and args and (typeof(args[0]) is str or typeof(args[0]) is bytes) \
+                and (args[0] in interpreters or (typeof(args[0]) is str and "run:" + args[0] in keys[-1][1])):
+            # The interpreter itself (the enclave's fork_exec asks the host for a child enclave: children.py), or
+            # a host program the policy names (--allow-run=NAME, sealed in as "run:NAME"), which the host runs.
+            return
         raise refuse(what, call, describe(event, args))
 
     sessions = frozenset({(leave.__code__, id(leave.__globals__))})  # who may unseal: `leave` below
     hook.__defaults__ = (((), ((), frozenset()), sessions, hook, hook.__code__, sys._getframe, id, type, GUARDED,
                           MappingProxyType(dict(INTROSPECTION)), MappingProxyType(dict(EVENTS)), refusal,
-                          _describe, _text, Unsupported, SEAL_EVENT),)
+                          _describe, _text, Unsupported, SEAL_EVENT,
+                          frozenset({sys.executable, os.fsencode(sys.executable)})),)
     return hook
 
 
@@ -320,7 +340,7 @@ def enter() -> object:
     install()
     _trust()
     key = object()
-    grants = frozenset(what for what in ("ffi", "run") if _native_allowed(what))
+    grants = frozenset(what for what in ("ffi", "run") if _native_allowed(what)) | _programs()
     sys.audit(SEAL_EVENT, "enter", key, grants)
     return key
 

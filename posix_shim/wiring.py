@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import errno
 import os
+import sys
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +45,7 @@ if TYPE_CHECKING:  # the host's modules load only where a host is made (not in t
 def make_host(access: Access, options: dict[str, Any]) -> Host:
     from ocall_bridge import inject
     from ocall_bridge.host import attest as _attest
+    from ocall_bridge.host.children import Launcher
     from ocall_bridge.host.runtime import Host
 
     from . import trace as _trace
@@ -54,6 +56,14 @@ def make_host(access: Access, options: dict[str, Any]) -> Host:
     # the runner verified (integrity.py), never from the enclave.
     host.identity = _attest.Identity.from_data(options.get("identity") or {})  # type: ignore[attr-defined]
     host.platform_key_path = options.get("platform_key")  # type: ignore[attr-defined]
+    # Python children of this enclave are new enclaves of the same backend, started by this host's runner
+    # (ocall_bridge/host/children.py); the policy they get is this host's copy.
+    backend = (options.get("identity") or {}).get("backend")
+    if backend:
+        host.child_launcher = Launcher(sys.executable, backend)  # type: ignore[attr-defined]
+    # A child enclave's runner (--spawned): the descriptors its parent passed and the enclave fd number each is
+    # to have; they become handles when the enclave asks (ocall_bridge/host/children.py `inherited`).
+    host.inherit_pending = [(int(fd), int(real)) for fd, real in options.get("inherit") or ()]  # type: ignore
     tracer = _trace.tracer_from_options(options)
     specs = options.get("inject") or []
     if tracer is None and not specs:

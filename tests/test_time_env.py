@@ -582,8 +582,7 @@ attempt("posix_spawn", os.posix_spawn, "/bin/ls", ["ls"], {})
 attempt("forkpty", os.forkpty)
 attempt("setuid", os.setuid, os.getuid())
 attempt("killpg", os.killpg, os.getpgrp(), 0)
-for method in ("fork", "spawn"):
-    attempt("multiprocessing", multiprocessing.get_context(method).Process(target=print).start)
+attempt("multiprocessing", multiprocessing.get_context("fork").Process(target=print).start)
 '''
 
 
@@ -591,7 +590,7 @@ def test_process_creation_is_refused_with_enosys(capfd: pytest.CaptureFixture[st
     status, out, err, _ = _run_inside(PROCESS_CALLS, capfd)
     assert status == 0, err
     lines = out.splitlines()
-    assert len(lines) == 14, out
+    assert len(lines) == 13, out  # multiprocessing's spawn is served: tests/test_children.py
     for line in lines:
         name, code, named = line.split(" ", 2)
         assert code == "ENOSYS", line

@@ -217,7 +217,7 @@ class HidePlatformKey(Access):
         self.hidden = posixpath.normpath(os.fsencode(key_path))
         self.name = self.hidden.rsplit(b"/", 1)[-1]
         self._check = inner.check
-        for method in ("call_allowed", "env_allowed", "env_values", "native_allowed", "to_data"):
+        for method in ("call_allowed", "env_allowed", "env_values", "native_allowed", "run_programs", "to_data"):
             setattr(self, method, getattr(inner, method))
 
     def check(self, call: str, kind: str, resource: Any) -> str | None:

@@ -8,11 +8,14 @@ the enclave's interposition is installed in the same process (the sim backend).
 
 from __future__ import annotations
 
+import _multiprocessing
+import _posixsubprocess
 import _socket as _csocket
 import fcntl as _fcntl
 import os as _pyos
 import posix
 import select as _select
+import signal as _signal
 import socket as _socket
 import time as _time
 from types import SimpleNamespace
@@ -26,6 +29,9 @@ socket.fromfd = _socket.fromfd
 select = SimpleNamespace(**vars(_select))
 time = SimpleNamespace(**vars(_time))
 fcntl = SimpleNamespace(**vars(_fcntl))
+signal = SimpleNamespace(**vars(_signal))
+posixsubprocess = SimpleNamespace(**vars(_posixsubprocess))
+multiprocessing = SimpleNamespace(**vars(_multiprocessing))
 
 if getattr(posix.open, "__posix_shim__", False):  # pragma: no cover - an ordering bug, not a runtime state
     raise ImportError("ocall_bridge.host.real imported after interposition: the host would call the enclave")
