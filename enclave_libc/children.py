@@ -80,7 +80,7 @@ def _caller_module() -> str:
 def allowed_program(rt: runtime.EnclaveRuntime, word: str) -> str | None:
     """The name under which the policy lets this enclave run `word` as a host program (--allow-run=NAME): the
     name itself, or the path it was resolved to when the policy was loaded; None when it is not allowed."""
-    programs = getattr(rt.access, "run_programs", dict)()
+    programs: dict[str, str] = getattr(rt.access, "run_programs", dict)()
     if word in programs and "/" not in word:
         return word
     for name, where in programs.items():
@@ -100,9 +100,9 @@ def fork_exec(args: Any, executable_list: Any, *more: Any) -> int:
     words = [_fsdecode(a) if isinstance(a, bytes) else str(a) for a in args] if isinstance(args, list | tuple) else []
     own = interpreter()
     program = None
-    if rt is not None and words and own not in executables:
+    if rt and words and own not in executables:
         program = allowed_program(rt, words[0])
-    if rt is None or len(more) < 12 or not words or (own not in executables and program is None):
+    if not rt or len(more) < 12 or not words or (own not in executables and program is None):
         raise process.refused_fork_exec(args, executable_list, caller)
     # close_fds is always in effect; the parent's ends of the pipes (p2cwrite, c2pread, errread) stay its own.
     fds_to_keep, cwd, env, p2cread, c2pwrite, errwrite = (more[i] for i in (1, 2, 3, 4, 7, 9))
@@ -166,10 +166,11 @@ def posix_spawn(path: Any, argv: Any, env: Any, *, file_actions: Any = (), setpg
         else []
     own = interpreter()
     program = None
-    is_own = rt is not None and _fsencode(path) == own
-    if rt is not None and words and not is_own and not process._native_run(rt):
+    is_own = bool(rt) and _fsencode(path) == own
+    if rt and words and not is_own and not process._native_run(rt):
         program = allowed_program(rt, words[0]) or allowed_program(rt, _fsdecode(_fsencode(path)))
-    if rt is None or process._native_run(rt) or not words or not (is_own or program):
+    if not rt or process._native_run(rt) or not words or not (is_own or program):
+        assert _refused_posix_spawn is not None  # this replacement is installed only over a real posix_spawn
         return _refused_posix_spawn(path, argv, env, file_actions=file_actions, setpgroup=setpgroup,
                                     resetids=resetids, setsid=setsid, setsigmask=setsigmask, setsigdef=setsigdef,
                                     scheduler=scheduler)
@@ -202,7 +203,7 @@ def waitpid(pid: Any, options: Any, /) -> tuple[int, int]:
     """`os.waitpid` of a child enclave asks the host; any other pid is process.py's (ECHILD)."""
     pid, options = operator.index(pid), operator.index(options)
     rt = runtime.RT
-    if rt is not None and pid in _children(rt):
+    if rt and pid in _children(rt):
         got, status = rt.ocall.waitchild(pid, bool(options & _WNOHANG))
         if got:
             _children(rt).discard(pid)
@@ -213,7 +214,7 @@ def waitpid(pid: Any, options: Any, /) -> tuple[int, int]:
 def kill(pid: Any, signal: Any, /) -> None:
     """`os.kill` of a child enclave asks the host; any other pid is process.py's (itself only)."""
     rt = runtime.RT
-    if rt is not None and operator.index(pid) in _children(rt):
+    if rt and operator.index(pid) in _children(rt):
         return rt.ocall.signalchild(operator.index(pid), operator.index(signal))
     return _process_kill(pid, signal)
 
@@ -237,7 +238,7 @@ def _del_safe_waitpid(subprocess: Any) -> Callable[[], None]:
     at this module's waitpid (a child enclave is the host's child, not this process's); returns the undo."""
     holder = getattr(subprocess, "_del_safe", None)
     saved = getattr(holder, "__dict__", {}).get("waitpid") if isinstance(holder, type) else None
-    if saved is None or not callable(saved):
+    if holder is None or saved is None or not callable(saved):
         return lambda: None
     holder.waitpid = staticmethod(waitpid)
 
@@ -270,7 +271,7 @@ class _PatchOnImport:
                 continue
             spec = finder.find_spec(name, path, target)
             if spec is not None and spec.loader is not None and hasattr(spec.loader, "exec_module"):
-                spec.loader = _Loader(spec.loader, self)
+                spec.loader = _Loader(spec.loader, self)  # type: ignore[assignment]  # duck-typed Loader
                 return spec
             if spec is not None:
                 return spec

@@ -316,6 +316,8 @@ def setrlimit(resource: Any, limits: Any, /) -> None:
 
 def prlimit(pid: Any, resource: Any, limits: Any = None, /) -> tuple[int, int]:
     rt = _self_only("resource.prlimit", pid)
+    if _real_prlimit is None:  # a platform without prlimit(2): as natively, there is no resource.prlimit
+        raise AttributeError("module 'resource' has no attribute 'prlimit'")
     if limits is None:
         return _real_prlimit(0, resource)
     _not_shared("resource.prlimit", rt)

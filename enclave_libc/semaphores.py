@@ -23,7 +23,7 @@ _get_ident = threading.get_ident
 
 def _rt(call: str) -> runtime.EnclaveRuntime:
     rt = runtime.RT
-    if rt is None:
+    if not rt:
         raise Unsupported(call, "no enclave is active")
     return rt
 

@@ -91,7 +91,7 @@ def _policy_from_data(data: Any) -> Access:
     raise ValueError("this build cannot rebuild the host's policy inside the enclave (no policy.from_data)")
 
 
-_RUNTIME_DIRS = tuple(os.path.dirname(os.path.abspath(m.__file__)) + os.sep
+_RUNTIME_DIRS = tuple(os.path.dirname(os.path.abspath(str(m.__file__))) + os.sep  # regular packages: __file__ set
                       for m in (sys.modules["ocall_bridge"], sys.modules["enclave_libc"], sys.modules[__package__]))
 
 

@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _takes_value(parser: argparse.ArgumentParser) -> set[str]:
     """Option strings that consume the next word (nargs None/1) rather than only `--opt=value`."""
-    out = set()
+    out: set[str] = set()
     for action in parser._actions:
         if action.nargs in (None, 1) and action.option_strings and not isinstance(
                 action, argparse._StoreTrueAction | argparse._StoreFalseAction | argparse._VersionAction
@@ -154,7 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ns = parser.parse_args(options)
     if ns.manifest:
         return integrity_cli.manifest_run(ns, kind, target, args, trace.backend_options(ns))
-    if kind is None:
+    if kind is None or target is None:
         parser.error("nothing to run: give a SCRIPT, -m MODULE or -c CODE")
     try:
         access = _spawned(ns) if ns.spawned is not None else policy.from_args(ns, kind, target)

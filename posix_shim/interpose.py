@@ -144,12 +144,14 @@ def _exec_builtin(module: Any) -> int:
 
 
 def _create_dynamic(spec: Any, file: Any = None) -> Any:
+    assert _real_create_dynamic is not None  # installed only where _imp has it (see IMP_PATCHES below)
     module = _real_create_dynamic(spec) if file is None else _real_create_dynamic(spec, file)
     _seal_fresh(module, getattr(spec, "name", None))
     return module
 
 
 def _exec_dynamic(module: Any) -> int:
+    assert _real_exec_dynamic is not None  # installed only where _imp has it
     result = _real_exec_dynamic(module)
     _seal_fresh(module)
     return result
@@ -259,7 +261,7 @@ class Interposer:
         self._undo: list[tuple[dict, str, Any]] = []
         self._defaults: list[tuple[Any, str, Any]] = []
         self._fresh: list[tuple[dict, str, Any, Any]] = []
-        self._added: list[tuple[set, set]] = []
+        self._added: list[tuple[set, frozenset]] = []
         self._unswap: list[Any] = []
         self._index: Index | None = None
         self._plans: list[Plan] = []

@@ -758,13 +758,14 @@ def load_toml(path: str, section: tuple[str, ...] = ()) -> dict[str, Any] | None
         raise PolicyError(f"{path}: cannot read the policy: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise PolicyError(f"{path}: TOML syntax error: {exc}") from None
+    table: Any = doc
     for key in section:
-        doc = doc.get(key)
-        if doc is None:
+        table = table.get(key)
+        if table is None:
             return None
-        if not isinstance(doc, dict):
+        if not isinstance(table, dict):
             raise PolicyError(f"{path}: {'.'.join(section)} must be a table")
-    return doc
+    return table
 
 
 def apply_table(b: Builder, table: dict[str, Any], file: str, prefix: str = "", *, kind: str | None = None,
@@ -1082,7 +1083,8 @@ class Learner(Access):
         """The grants beyond the defaults: {"read": [...], "write": [...], "connect": [...], "bind": [...]}."""
         tmp = tempdir()
         eph_low, eph_high = _ephemeral_ports()
-        out: dict[str, set[bytes] | set[str]] = {"read": set(), "write": set(), "connect": set(), "bind": set()}
+        # Paths (bytes) for read and write, texts for connect and bind.
+        out: dict[str, set[Any]] = {"read": set(), "write": set(), "connect": set(), "bind": set()}
         for kind, resource in list(self.seen):
             if kind == "resolve" or self.baseline.check("learn", kind, resource) is None:
                 continue  # a name lookup is allowed by the connect grant learned for the address it gave
@@ -1092,31 +1094,31 @@ class Learner(Access):
                     if path.startswith(b"\0"):
                         out[kind].add("*")
                     else:
-                        out["write"].add(normalize(path))  # type: ignore[arg-type]
+                        out["write"].add(normalize(path))
                     continue
                 ip = _ip(host)
                 text = host if ":" not in host else f"[{host}]"
                 if kind == "connect" and ip is not None and ip.is_loopback and eph_low <= port <= eph_high:
                     # A port the kernel handed out in this run (a server bound to port 0): the next run gets
                     # another one, so the whole ephemeral range on this loopback address is granted.
-                    out[kind].add(f"{text}:{eph_low}-{eph_high}")  # type: ignore[arg-type]
+                    out[kind].add(f"{text}:{eph_low}-{eph_high}")
                 else:
-                    out[kind].add(f"{text}:{port}")  # type: ignore[arg-type]
+                    out[kind].add(f"{text}:{port}")
                 continue
             path = normalize(resource)
             if covers(tmp, path) and tmp != b"/":
                 path = tmp  # tempfile names are random: the next run needs the folder
-            out["read" if kind == "stat" else kind].add(path)  # type: ignore[arg-type]
+            out["read" if kind == "stat" else kind].add(path)
         result: dict[str, list[str]] = {}
         for kind, values in out.items():
             if kind in ("read", "write"):
                 kept: list[bytes] = []
-                for p in sorted(values, key=lambda v: (len(v), v)):  # type: ignore[arg-type]
+                for p in sorted(values, key=lambda v: (len(v), v)):
                     if not any(covers(k, p) for k in kept):
-                        kept.append(p)  # type: ignore[arg-type]
+                        kept.append(p)
                 result[kind] = sorted(os.fsdecode(p) for p in kept)
             else:
-                result[kind] = sorted(values)  # type: ignore[arg-type]
+                result[kind] = sorted(values)
         return result
 
     def render(self, command: str = "") -> str:
