@@ -77,6 +77,19 @@ def _caller_module() -> str:
         return ""
 
 
+def _what_starts(call: str, words: list[str], program: str | None) -> str:
+    """How a start is named in refusals; a child enclave (no host program) must be given a Python command line.
+
+    The enclave checks first for a clear message; the host checks again (ocall_bridge/host/children.py)."""
+    if program is not None:
+        return f"the host program {program!r}"
+    try:
+        python_command(words[1:])
+    except NotPythonArgv as exc:
+        raise PolicyDenied(call, words[0], f"a child enclave runs only a Python command line: {exc}") from None
+    return "a child enclave"
+
+
 def allowed_program(rt: runtime.EnclaveRuntime, word: str) -> str | None:
     """The name under which the policy lets this enclave run `word` as a host program (--allow-run=NAME): the
     name itself, or the path it was resolved to when the policy was loaded; None when it is not allowed."""
@@ -108,12 +121,7 @@ def fork_exec(args: Any, executable_list: Any, *more: Any) -> int:
     fds_to_keep, cwd, env, p2cread, c2pwrite, errwrite = (more[i] for i in (1, 2, 3, 4, 7, 9))
     errpipe_write, rest = more[11], more[12:]
     call = "multiprocessing" if caller.startswith("multiprocessing") else "subprocess.Popen"
-    what = f"the host program {program!r}" if program else "a child enclave"
-    if program is None:
-        try:
-            python_command(words[1:])
-        except NotPythonArgv as exc:
-            raise PolicyDenied(call, words[0], f"a child enclave runs only a Python command line: {exc}") from None
+    what = _what_starts(call, words, program)
     extra = [fd for fd in fds_to_keep or () if fd != errpipe_write]
     if extra and program is not None:
         raise Unsupported(call, f"pass_fds {extra}: {what} gets only its standard streams")
@@ -175,12 +183,7 @@ def posix_spawn(path: Any, argv: Any, env: Any, *, file_actions: Any = (), setpg
                                     resetids=resetids, setsid=setsid, setsigmask=setsigmask, setsigdef=setsigdef,
                                     scheduler=scheduler)
     call = "subprocess.Popen" if _caller_module() == "subprocess" else "posix_spawn"
-    what = f"the host program {program!r}" if program else "a child enclave"
-    if program is None:
-        try:
-            python_command(words[1:])
-        except NotPythonArgv as exc:
-            raise PolicyDenied(call, words[0], f"a child enclave runs only a Python command line: {exc}") from None
+    what = _what_starts(call, words, program)
     if env is not None and env is not _os.environ and dict(env) != dict(_os.environ):
         raise Unsupported(call, f"env=: the environment of {what} is the one the policy gives it (leave env out, "
                                 f"or grant the variables with --allow-env / env.set)")
