@@ -212,3 +212,21 @@ def test_the_identity_does_not_depend_on_the_hash_seed(tmp_path: Path, tie_break
         assert len(digests) == 1
     else:
         assert len(digests) > 1  # without the tie-break, the seed changes the identity
+
+
+def test_the_kept_policy_hash_follows_the_hosts_policy(tmp_path: Path) -> None:
+    """measure() keeps the policy's hash per host; a host given another policy object is measured under that one."""
+    from types import SimpleNamespace
+
+    from ocall_bridge.host import sealing as host_sealing
+    from posix_shim import policy
+
+    host = SimpleNamespace(access=policy.parse([], "code", "pass"))
+    host_sealing.measure(host, "code", "pass")  # type: ignore[arg-type]
+    first = host.seal_identity
+    host_sealing.measure(host, "code", "pass")  # type: ignore[arg-type]
+    assert host.seal_identity == first  # the same program under the same policy: the same identity
+    host.access = policy.parse([f"--allow-read={tmp_path}"], "code", "pass")
+    host_sealing.measure(host, "code", "pass")  # type: ignore[arg-type]
+    assert host.seal_identity["enclave"] != first["enclave"] and host.seal_identity["signer"] != first["signer"]
+    assert host.seal_identity == host_sealing.enclave_identity("code", "pass", host.access)

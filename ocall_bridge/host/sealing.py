@@ -109,10 +109,12 @@ def entry_code(kind: str, target: str) -> bytes:
     raise ValueError(f"unknown program kind {kind!r}")
 
 
-def enclave_identity(kind: str, target: str, access: Any) -> dict[str, bytes]:
-    """{"enclave": 32 bytes, "signer": 32 bytes} for a program about to run under `access`."""
+def enclave_identity(kind: str, target: str, access: Any, policy: bytes | None = None) -> dict[str, bytes]:
+    """{"enclave": 32 bytes, "signer": 32 bytes} for a program about to run under `access` (`policy`: the
+    SHA-256 of its canonical form, when the caller already has it)."""
     code = hashlib.sha256(entry_code(kind, target)).digest()
-    policy = hashlib.sha256(canonical_policy(access)).digest()
+    if policy is None:
+        policy = hashlib.sha256(canonical_policy(access)).digest()
     return {
         "enclave": hashlib.sha256(b"posix_shim enclave identity v0\0" + code + policy).digest(),
         "signer": hashlib.sha256(b"posix_shim signer identity v0\0" + policy).digest(),
@@ -122,7 +124,13 @@ def enclave_identity(kind: str, target: str, access: Any) -> dict[str, bytes]:
 def measure(host: Host, kind: str, target: str) -> None:
     """Record the identity of the program the host is about to run (the runner calls this before each run)."""
     try:
-        host.seal_identity = enclave_identity(kind, target, host.access)  # type: ignore[attr-defined]
+        # The policy's hash is kept per host and per policy object: rendering the policy as JSON was a quarter of
+        # a trivial sim Enclave.call, and a host's policy does not change under it (a new object is hashed anew).
+        cached = getattr(host, "_policy_digest", None)
+        if cached is None or cached[0] is not host.access:
+            cached = (host.access, hashlib.sha256(canonical_policy(host.access)).digest())
+            host._policy_digest = cached  # type: ignore[attr-defined]
+        host.seal_identity = enclave_identity(kind, target, host.access, cached[1])  # type: ignore[attr-defined]
     except (OSError, ValueError, ImportError):
         host.seal_identity = None  # type: ignore[attr-defined]  # seal_key then answers EPERM
 
