@@ -129,8 +129,8 @@ def _has(module: str) -> bool:
 
 def missing(name: str, backend: str) -> str | None:
     """Why `name` cannot be measured on `backend` in this build, or None."""
-    if backend == "process" and not _has("posix_shim.process"):
-        return "the process backend is not in this build (posix_shim/process.py)"
+    if backend == "process" and not _has("posix_shim.process_backend"):
+        return "the process backend is not in this build (posix_shim/process_backend.py)"
     if name in ("time", "monotonic") and not _has("enclave_libc.time"):
         return "the time family is not in this build (enclave_libc/time.py): time calls would not leave the enclave"
     if name in ("echo_16B", "asyncio_echo", "http"):

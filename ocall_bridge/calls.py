@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import errno as E
 import socket
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from .errors import require
 from .quote import SIZE as QUOTE_SIZE
@@ -585,3 +586,29 @@ def check_table(calls: Sequence[Call]) -> None:
 
 
 check_table(CALLS)
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def uses(*names: str) -> Callable[[_F], _F]:
+    """Declare, next to an enclave function, the table rows it may use (ocalls, or rows served inside).
+
+    The declaration is a fact of the table kept where a reader of the function sees it: compat's support table
+    reads it instead of guessing from bytecode, and a test checks it against what the function's code calls.
+    A name that is not a row fails at import (TableError), so a renamed row cannot leave stale declarations.
+    """
+    for name in names:
+        require(name in BY_NAME, f"@uses({name!r}): no row of the table has that name")
+
+    def declare(fn: _F) -> _F:
+        fn.__ocalls__ = frozenset(names)  # type: ignore[attr-defined]
+        return fn
+
+    return declare
+
+
+def ocalls_of(fn: Any) -> frozenset[str] | None:
+    """The rows `fn` declared with `@uses`, or None for a function that declared nothing."""
+    declared = getattr(fn, "__ocalls__", None)
+    return declared if isinstance(declared, frozenset) else None

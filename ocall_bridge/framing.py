@@ -1,6 +1,6 @@
 """Framing of the process transport: frames on a stream, descriptors passed with them, ecall fragments.
 
-Shared by both ends of the socketpair (`process.py`: the enclave transport, `channel.py`: the host channel);
+Shared by both ends of the socketpair (`enclave_channel.py`: the enclave's end, `host_channel.py`: the host's end);
 see process.py for the protocol.  Like them, it keeps the references captured at import.
 """
 
@@ -23,6 +23,8 @@ FDS = 5
 MAX_PASSED = 16  # descriptors one answer may carry (attach: 3, pipe/socketpair: 2, everything else: 1)
 _I64 = struct.Struct("<q")
 _ANCILLARY = _socket.CMSG_SPACE(MAX_PASSED * 4)
+# Ecall operations, in the `call` field of ECALL frames (host -> enclave).
+OP_INIT, OP_RUN, OP_CALL, OP_EXIT = 1, 2, 3, 4
 MORE = 1  # flag in the errno field: another fragment of this payload follows
 MAX_ECALL = 64 << 20  # default bound on one reassembled ecall payload, either direction
 _FRAGMENT = MAX_FRAME - HEADER_SIZE

@@ -1,4 +1,4 @@
-"""The enclave process of the process backend (started by posix_shim/process.py, never by hand).
+"""The enclave process of the process backend (started by posix_shim/process_backend.py, never by hand).
 
     python -P -c "from posix_shim.child import main; main()" FD HOST_PID
 
@@ -27,22 +27,14 @@ from typing import Any, NoReturn
 from enclave_libc import runtime
 from enclave_libc.runtime import EnclaveRuntime
 from ocall_bridge.access import ALLOW_ALL, Access
+from ocall_bridge.enclave_channel import EnclaveTransport
 from ocall_bridge.errors import HostGone
-from ocall_bridge.process import (
-    HIGH_FD,
-    OP_CALL,
-    OP_EXIT,
-    OP_INIT,
-    OP_RUN,
-    EnclaveTransport,
-    move_high,
-    send_listener,
-)
+from ocall_bridge.framing import HIGH_FD, OP_CALL, OP_EXIT, OP_INIT, OP_RUN, move_high, send_listener
 from ocall_bridge.ring import RingClient, RingFds
 
 from . import policy as policy_module
 from . import program
-from .enclave import check_plain, resolve_target
+from .ecall import check_plain, resolve_target
 from .plain import decode_plain, encode_plain
 from .session import inside
 from .wiring import make_client

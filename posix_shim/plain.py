@@ -1,7 +1,7 @@
 """Plain data across the process boundary: ecall arguments and results as tagged JSON, never pickles.
 
 Its own module so that the enclave process (posix_shim/child.py) can decode ecalls without importing the
-runner (posix_shim/process.py: subprocess, the host channel, the host's wiring) at start-up.
+runner (posix_shim/process_backend.py: subprocess, the host channel, the host's wiring) at start-up.
 """
 
 from __future__ import annotations

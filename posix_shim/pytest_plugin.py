@@ -386,7 +386,7 @@ class _SimSession(_Plain):
         # trylast: innermost, so pytest's own wrappers (capture, logging) switch file descriptors outside the
         # enclave, as they would without it; only the test body runs inside.
         from .session import inside
-        from .sim import SimBackend
+        from .sim_backend import SimBackend
 
         if "enclave" in getattr(item, "fixturenames", ()):
             # The test drives an enclave of its own (the fixture).  Sim enclaves do not nest (sim.NESTED), so its

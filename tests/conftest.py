@@ -16,9 +16,9 @@ REPO = Path(__file__).resolve().parents[1]
 # installed copy is not loaded twice.
 pytest_plugins = ["posix_shim.pytest_plugin"]
 
-# Backends are discovered, not listed: once posix_shim/process.py exists, every backend-parametrized test
+# Backends are discovered, not listed: once posix_shim/process_backend.py exists, every backend-parametrized test
 # runs on it too.
-BACKENDS = ["sim"] + (["process"] if importlib.util.find_spec("posix_shim.process") else [])
+BACKENDS = ["sim"] + (["process"] if importlib.util.find_spec("posix_shim.process_backend") else [])
 
 
 def run_shim(args: list[str], backend: str = "sim", cwd: os.PathLike | str | None = None, input: bytes | None = None,

@@ -19,22 +19,13 @@ import pytest
 from conftest import REPO, run_native, run_shim
 
 from ocall_bridge.access import ALLOW_ALL
+from ocall_bridge.enclave_channel import EnclaveTransport
 from ocall_bridge.errors import HostGone
-from ocall_bridge.process import (
-    ECALL,
-    ECALL_RETURN,
-    OP_CALL,
-    ChannelClosed,
-    EcallAssembler,
-    EnclaveTransport,
-    FrameReader,
-    ProtocolError,
-    ecall_frames,
-)
+from ocall_bridge.framing import OP_CALL, ChannelClosed, EcallAssembler, FrameReader, ProtocolError, ecall_frames
 from ocall_bridge.types import MAX_FRAME
-from ocall_bridge.wire import ANSWER, HEADER, HEADER_SIZE, REQUEST, WIRE_VERSION
+from ocall_bridge.wire import ANSWER, ECALL, ECALL_RETURN, HEADER, HEADER_SIZE, REQUEST, WIRE_VERSION
 from posix_shim import Enclave, EnclaveCallError, EnclaveStateError
-from posix_shim.process import decode_plain, encode_plain
+from posix_shim.process_backend import decode_plain, encode_plain
 
 
 def frame(kind: int, seq: int, body: bytes = b"", call: int = 4) -> bytes:
@@ -300,7 +291,7 @@ def test_ctrl_c_reaches_the_program_as_keyboard_interrupt(backend: str, tmp_path
     out, err = p.communicate(timeout=20)
     assert p.returncode == 130
     assert err.startswith(b"Traceback (most recent call last):\n") and err.endswith(b"KeyboardInterrupt\n")
-    assert b"ocall_bridge/process.py" not in err and b"posix_shim/child.py" not in err
+    assert b"ocall_bridge/enclave_channel.py" not in err and b"posix_shim/child.py" not in err
 
 
 def test_sigterm_ends_the_program_as_natively(backend: str, tmp_path: Path) -> None:

@@ -396,7 +396,7 @@ def _kept_mapping_restored_after_leaving() -> tuple[dict[str, str | None], bytes
     by the fixture's teardown after the enclave is left.  (the enclave's values after the restore, what a child
     started by the host inherits)."""
     from posix_shim.session import inside
-    from posix_shim.sim import SimBackend
+    from posix_shim.sim_backend import SimBackend
 
     backend = SimBackend(Policy(env=("POSIX_SHIM_T_KEPT",), values={"POSIX_SHIM_T_KEPT": "policy"}))
     patch = pytest.MonkeyPatch()

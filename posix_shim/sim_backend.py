@@ -17,7 +17,7 @@ from ocall_bridge.access import Access
 from ocall_bridge.transport import SimTransport
 
 from . import program
-from .enclave import EnclaveCallError, EnclaveStateError, check_plain, resolve_target
+from .ecall import EnclaveCallError, EnclaveStateError, check_plain, resolve_target
 from .session import inside
 from .wiring import make_client, make_host
 

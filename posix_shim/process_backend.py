@@ -4,9 +4,9 @@
     Enclave(backend="process")
 
 The child (`posix_shim/child.py`) gets one end of a socketpair, builds the enclave runtime on an
-`ocall_bridge.process.EnclaveTransport`, installs interposition and then runs what the host asks for (ecalls:
+`ocall_bridge.enclave_channel.EnclaveTransport`, installs interposition and then runs what the host asks for (ecalls:
 run a program, call a function, exit).  This process serves its ocalls with its own `Host` (handle table,
-policy) on an `ocall_bridge.process.HostChannel`.  Only plain data crosses: the policy as `Access.to_data()`,
+policy) on an `ocall_bridge.enclave_channel.HostChannel`.  Only plain data crosses: the policy as `Access.to_data()`,
 ecall arguments and results as tagged JSON (`encode_plain`).  Nothing is ever unpickled.
 
 Exit status and signals follow the shell's conventions, as if the program ran natively:
@@ -37,20 +37,20 @@ from contextlib import contextmanager
 from typing import Any
 
 from ocall_bridge.access import Access
-from ocall_bridge.process import (
+from ocall_bridge.framing import (
     MAX_ECALL,
     OP_CALL,
     OP_EXIT,
     OP_INIT,
     OP_RUN,
     ChannelClosed,
-    HostChannel,
     ProtocolError,
     receive_listener,
 )
+from ocall_bridge.host_channel import HostChannel
 from ocall_bridge.ring import RingFds
 
-from .enclave import EnclaveCallError, EnclaveStateError, EnclaveUnavailable
+from .ecall import EnclaveCallError, EnclaveStateError, EnclaveUnavailable
 from .plain import decode_plain, encode_plain
 from .wiring import make_host
 
@@ -439,45 +439,4 @@ def _close_all() -> None:
             pass
 
 
-# -- benchmarking ------------------------------------------------------------------------------------------
-
-
-def bench_loop(what: str, path: str, n: int) -> int:
-    """Runs inside the enclave: n small ocalls of one kind (the host times the whole ecall)."""
-    if what == "pread":
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            for _ in range(n):
-                os.pread(fd, 16, 0)
-        finally:
-            os.close(fd)
-    elif what == "stat":
-        for _ in range(n):
-            os.stat(path)
-    else:
-        raise ValueError(f"unknown benchmark {what!r}")
-    return n
-
-
-def measure_roundtrip(what: str = "pread", n: int = 20000, path: str | None = None,
-                      backend: str = "process") -> dict[str, float]:
-    """Microseconds per call of `what` (pread 16 B or stat) natively and inside an enclave, and their ratio.
-
-    The enclave side is timed from the host around one ecall running `bench_loop`, so the ecall's own cost
-    (~0.1 ms) is spread over n calls and the enclave's clock (an ocall itself) is never read.
-    """
-    from .enclave import Enclave
-
-    path = path or os.path.abspath(__file__)
-    t0 = time.perf_counter()
-    bench_loop(what, path, n)
-    native = (time.perf_counter() - t0) / n * 1e6
-    with Enclave(backend=backend) as enclave:
-        enclave.call("posix_shim.process:bench_loop", what, path, 100)  # warm up: imports, first calls
-        t0 = time.perf_counter()
-        enclave.call("posix_shim.process:bench_loop", what, path, n)
-        inside = (time.perf_counter() - t0) / n * 1e6
-    return {"native_us": native, "enclave_us": inside, "ratio": inside / native, "added_us": inside - native}
-
-
-__all__ = ["ProcessBackend", "encode_plain", "decode_plain", "measure_roundtrip", "bench_loop"]
+__all__ = ["ProcessBackend", "encode_plain", "decode_plain"]

@@ -20,9 +20,8 @@ Host side (`HostChannel`): one reader thread per enclave.  Calls whose table row
 inline on the reader (the fast path); `blocking=True` calls go to a pool that grows to one worker per call in
 flight (capped), so an accept, recv or sleep blocks only the enclave thread that asked for it.
 
-Modules: the frames both ends share are in `framing.py`, the host's end (`HostChannel`) in `channel.py`, the
-switchless slots in `ring.py`; this module keeps the enclave's end and re-exports the rest under the names it
-always offered.
+Modules: the frames both ends share are in `framing.py`, the host's end (`HostChannel`) in `host_channel.py`,
+the switchless slots in `ring.py`; this module is the enclave's end.
 
 Everything here uses references captured at import: in the child the interposer rewrites `os`, `socket`,
 `select` and `time`, and this module (skipped by name) must keep the real ones.  The enclave side never logs
@@ -43,39 +42,30 @@ from collections.abc import Callable
 from typing import Any
 
 from .calls import BY_NUMBER
-from .channel import HostChannel  # re-exported: the host's end lives in channel.py
 from .errors import HostGone
-from .framing import (  # noqa: F401  (also re-exported: the names this module always offered)
+from .framing import (
     _ANCILLARY,
-    _I64,
     _MSG_CTRUNC,
     _SCM_RIGHTS,
     _SOL_SOCKET,
     _U32,
     FDS,
-    HIGH_FD,
     MAX_ECALL,
-    MAX_PASSED,
-    MORE,
     ChannelClosed,
     EcallAssembler,
     FrameReader,
     ProtocolError,
     ecall_frames,
-    fds_frame,
     frame_kind,
     move_high,
     parse_fds_frame,
-    receive_listener,
-    send_listener,
 )
 from .ring import ISSUES_HANDLES as _ISSUES_HANDLES
 from .wire import ANSWER, ECALL, ECALL_RETURN
 
-log = logging.getLogger("posix_shim.process")
+log = logging.getLogger("posix_shim.transport")
 
 # Ecall operations (the `call` field of ECALL / ECALL_RETURN frames).
-OP_INIT, OP_RUN, OP_CALL, OP_EXIT = 1, 2, 3, 4
 
 _allocate_lock = _thread.allocate_lock
 _get_ident = _thread.get_ident
@@ -470,8 +460,4 @@ class EnclaveTransport:
         self.sock.close()
 
 
-__all__ = [
-    "move_high", "OP_INIT", "OP_RUN", "OP_CALL", "OP_EXIT", "MORE", "MAX_ECALL", "FrameReader", "ProtocolError",
-    "ChannelClosed", "EcallAssembler", "EnclaveTransport", "HostChannel", "ecall_frames", "frame_kind", "FDS",
-    "fds_frame", "parse_fds_frame", "send_listener", "receive_listener",
-]
+__all__ = ["EnclaveTransport"]

@@ -29,7 +29,7 @@ from .framing import (
 )
 from .wire import ECALL, ECALL_RETURN, REQUEST
 
-log = logging.getLogger("posix_shim.process")
+log = logging.getLogger("posix_shim.transport")
 _allocate_lock = _thread.allocate_lock
 
 # -- the host side -----------------------------------------------------------------------------------------
