@@ -591,18 +591,20 @@ check_table(CALLS)
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
-def uses(*names: str) -> Callable[[_F], _F]:
+def uses(*names: str, partial: str = "") -> Callable[[_F], _F]:
     """Declare, next to an enclave function, the table rows it may use (ocalls, or rows served inside).
 
     The declaration is a fact of the table kept where a reader of the function sees it: compat's support table
     reads it instead of guessing from bytecode, and a test checks it against what the function's code calls.
     A name that is not a row fails at import (TableError), so a renamed row cannot leave stale declarations.
+    `partial` says which arguments the function refuses where it otherwise serves the call ("some flags").
     """
     for name in names:
         require(name in BY_NAME, f"@uses({name!r}): no row of the table has that name")
 
     def declare(fn: _F) -> _F:
         fn.__ocalls__ = frozenset(names)  # type: ignore[attr-defined]
+        fn.__ocalls_partial__ = partial  # type: ignore[attr-defined]
         return fn
 
     return declare
@@ -612,3 +614,8 @@ def ocalls_of(fn: Any) -> frozenset[str] | None:
     """The rows `fn` declared with `@uses`, or None for a function that declared nothing."""
     declared = getattr(fn, "__ocalls__", None)
     return declared if isinstance(declared, frozenset) else None
+
+
+def partial_of(fn: Any) -> str:
+    """What `fn` declared it refuses among the arguments it otherwise serves ("" for nothing)."""
+    return str(getattr(fn, "__ocalls_partial__", ""))
