@@ -71,6 +71,20 @@ def figures() -> dict[str, int]:
     return FIGURES
 
 
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Under pytest-xdist the tests run in workers: each sends its figures back with its other output."""
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["posix_shim_figures"] = dict(FIGURES)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: object, error: object) -> None:
+    """The controller adds up what each worker counted, so the summary reports what ran in all of them."""
+    for name, n in (getattr(node, "workeroutput", None) or {}).get("posix_shim_figures", {}).items():
+        FIGURES[name] = FIGURES.get(name, 0) + n
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if not FIGURES:
         return

@@ -153,3 +153,16 @@ def test_getting_started_does_not_overclaim_the_process_backend() -> None:
 
 if sys.platform != "linux":  # pragma: no cover
     pytestmark = pytest.mark.skip("posix_shim runs on Linux")
+
+
+# -- the README's test command is the one CI runs ------------------------------------------------------------------
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    """A newcomer who types the README's second command runs exactly what CI runs, flags included (-n auto)."""
+    readme = (REPO / "README.md").read_text()
+    commands = re.findall(r"^python3 -m venv \.venv && .*$", readme, re.M)
+    assert len(commands) == 2, "the README's first screen has exactly two set-up commands"
+    pytest_args = commands[1].split(".venv/bin/python -m pytest", 1)[1].strip()
+    ci = (REPO / ".ci" / "run").read_text()
+    assert f'"$py" -m pytest {pytest_args} ||' in ci, f".ci/run must run `pytest {pytest_args}` as the README says"
