@@ -144,7 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return sealed_main(argv[1:])
     if argv and argv[0] == "compat":
-        from .compat import main as compat_main
+        from .compat.cli import main as compat_main  # lazily: the report is a tool, not part of a run
 
         return compat_main(argv[1:])
     if argv and argv[0] in integrity_cli.SUBCOMMANDS:

@@ -1,7 +1,8 @@
 """The stored results of CPython's regression tests run inside, and the docs section made from them.
 
 A full run takes most of an hour on a small machine, far too slow for CI, so the run's outcome is kept in a
-results file (docs/compat_cpython.json) and the section of docs/compat.md is *rendered from that file*: a fast
+results file (the repository's docs/compat_cpython.json, or the file `--cpython-results` names) and the section
+of docs/compat.md is *rendered from that file*: a fast
 test re-renders it and compares, so the published figures can never drift from the measured ones, and a run of
 a few modules (`--cpython-modules`) replaces just their entries.  The file keeps, per module and backend, the
 counts and each natively passing test that did not pass inside with its reason: enough to regroup the causes
@@ -17,7 +18,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-RESULTS_FILE = Path(__file__).resolve().parents[1] / "docs" / "compat_cpython.json"
+# The repository's stored results (absent from an installed package: then there is nothing stored yet).
+RESULTS_FILE = Path(__file__).resolve().parents[2] / "docs" / "compat_cpython.json"
 FORMAT = 1
 
 # Known causes, named once: a lost test whose reason matches is counted under the label, so the table says what
@@ -55,7 +57,7 @@ def cause(reason: str) -> str:
 
 
 def summarize(module: str, native: Any, enclave: dict[str, Any], when: str, python: str) -> dict[str, Any]:
-    """One module's entry: `native` and each value of `enclave` are compat.TestRun."""
+    """One module's entry: `native` and each value of `enclave` are `cpython.TestRun`."""
     native_pass = sorted(t for t, (s, _) in native.statuses.items() if s == "pass")
     entry: dict[str, Any] = {
         "module": module, "generated": when, "python": python,
@@ -124,7 +126,12 @@ def backends_of(store: dict[str, Any]) -> list[str]:
     return sorted(seen, key=lambda b: (_BACKEND_ORDER.get(b, len(_BACKEND_ORDER)), b))
 
 
-def render(store: dict[str, Any], command: str = "python -m posix_shim compat --cpython-tests") -> str:
+# The command that measures every module into the repository's results file and page.
+RUN_COMMAND = ("python -m posix_shim compat --sections cpython --cpython-tests "
+               "--cpython-results docs/compat_cpython.json --out docs/compat.md")
+
+
+def render(store: dict[str, Any], command: str = RUN_COMMAND) -> str:
     """The docs section, from the stored results only (so a test can re-render it without running anything)."""
     lines = ["## CPython's regression tests", ""]
     modules = store["modules"]
@@ -136,12 +143,14 @@ def render(store: dict[str, Any], command: str = "python -m posix_shim compat --
     when = dates[0] if len(dates) == 1 else f"between {dates[0]} and {dates[-1]}"
     pythons = ", ".join(sorted({e["python"] for e in modules}))
     lines += [
-        f"Measured {when} on Python {pythons} by `{command}` (all modules) or `... --cpython-modules LIST` (those "
-        "modules, merged into the rest). The run stores its results in [compat_cpython.json](compat_cpython.json) "
-        "and this section is rendered from that file: `python -m posix_shim compat --sections cpython` re-renders "
-        "it without running anything, and `tests/test_compat.py` fails when the two disagree. Each module of the "
+        f"Measured {when} on Python {pythons} by `{command}` (all modules) or the same with `--cpython-modules "
+        "LIST` (those modules, merged into the rest). The run stores its results in "
+        "[compat_cpython.json](compat_cpython.json) and this section is rendered from that file: "
+        "`python -m posix_shim compat --sections cpython --out docs/compat.md` re-renders it without running "
+        "anything, and `tests/test_compat.py` fails when the two disagree. Each module of the "
         "interpreter's own `test` package runs through `unittest` in one process (no `-j`), natively and as "
-        "`python -m posix_shim --backend B -A runner.py`, from a fresh scratch directory with TMPDIR inside it, "
+        "`python -m posix_shim --backend B -A cpython_runner.py` (posix_shim/compat/cpython_runner.py), from a "
+        "fresh scratch directory with TMPDIR inside it, "
         "with `test.support.use_resources = []` as `python -m test` has without `-u` (test_socketserver alone gets "
         "`network`: CPython marks the whole module so, yet it only uses loopback). A test still running after "
         f"{store['test_timeout']:.0f} s is recorded as an error and the module restarts without it; each module "
