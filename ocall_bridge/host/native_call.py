@@ -319,4 +319,8 @@ def pack_statx(st: tuple) -> bytes:
                        os.major(rdev), os.minor(rdev), os.major(dev), os.minor(dev))
 
 
-__all__ = ["CompiledForm", "NativeCall", "Serving", "i32", "i64", "pack_stat", "pack_statx"]
+# native.StructOut's layouts: the row's stat record in the kernel's struct.
+PACK_STRUCT: dict[str, Callable[[tuple], bytes]] = {"stat": pack_stat, "statx": pack_statx}
+
+
+__all__ = ["PACK_STRUCT", "CompiledForm", "NativeCall", "Serving", "i32", "i64", "pack_stat", "pack_statx"]

@@ -37,7 +37,7 @@ from typing import Any
 
 from .. import native as N
 from .child_memory import ChildMemory
-from .native_call import CompiledForm, NativeCall, i32, pack_stat, pack_statx
+from .native_call import PACK_STRUCT, CompiledForm, NativeCall, i32
 from .real import fcntl, os, select
 from .runtime import NATIVE, Entry, Host
 
@@ -342,12 +342,8 @@ class Supervisor:
     def _value(self, call: NativeCall, answer: N.Value, result: Any) -> None:
         self._reply(call.id, int(result), 0)
 
-    def _stat(self, call: NativeCall, answer: N.StatOut, result: Any) -> None:
-        self.memory.write(call.tid, call.args[answer.arg], pack_stat(result))
-        self._reply(call.id, 0, 0)
-
-    def _statx(self, call: NativeCall, answer: N.StatxOut, result: Any) -> None:
-        self.memory.write(call.tid, call.args[answer.arg], pack_statx(result))
+    def _struct(self, call: NativeCall, answer: N.StructOut, result: Any) -> None:
+        self.memory.write(call.tid, call.args[answer.arg], PACK_STRUCT[answer.layout](result))
         self._reply(call.id, 0, 0)
 
     def _bytes(self, call: NativeCall, answer: N.BytesOut, result: Any) -> None:
@@ -385,8 +381,8 @@ class Supervisor:
 
 
 _ANSWERS: dict[type, Callable[..., None]] = {
-    N.Zero: Supervisor._zero, N.Value: Supervisor._value, N.StatOut: Supervisor._stat,
-    N.StatxOut: Supervisor._statx, N.BytesOut: Supervisor._bytes, N.NewFd: Supervisor._install,
+    N.Zero: Supervisor._zero, N.Value: Supervisor._value, N.StructOut: Supervisor._struct,
+    N.BytesOut: Supervisor._bytes, N.NewFd: Supervisor._install,
 }
 
 
