@@ -27,7 +27,8 @@ import itertools
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from functools import singledispatch
+from typing import Any, NamedTuple
 
 from . import lies
 from . import types as T
@@ -62,13 +63,35 @@ class Rule:
         return (n - self.first) % self.step == 0
 
 
-def _short_index(c: Call) -> tuple[int, str] | None:
-    """Where a call's transfer size lives: ('count', i) for a byte count asked for, ('data', i) for bytes given."""
+class Transfer(NamedTuple):
+    """How a parameter states a transfer's size, and how to ask for less: a byte count asked for (read's
+    `count`), or the bytes given (write's `data`)."""
+
+    size: Callable[[Any], int]
+    cut: Callable[[Any, int], Any]
+
+
+@singledispatch
+def _transfer(t: T.WireType) -> Transfer | None:
+    return None
+
+
+@_transfer.register
+def _transfer_count(t: T.Int) -> Transfer:
+    return Transfer(int, lambda v, n: n)
+
+
+@_transfer.register
+def _transfer_data(t: T.Bytes) -> Transfer:
+    return Transfer(len, lambda v, n: memoryview(v)[:n])
+
+
+def _short_index(c: Call) -> tuple[int, Transfer] | None:
+    """Where a call's transfer size lives: the parameter named `count` or `data` that states one."""
     for i, f in enumerate(c.params):
-        if f.name == "count" and isinstance(f.type, T.Int):
-            return i, "count"
-        if f.name == "data" and isinstance(f.type, T.Bytes):
-            return i, "data"
+        transfer = _transfer(f.type) if f.name in ("count", "data") else None
+        if transfer is not None:
+            return i, transfer
     return None
 
 
@@ -349,8 +372,8 @@ class Injector:
     def _shorten(self, c: Call, args: tuple, short: int) -> tuple:
         where = _short_index(c)
         assert where is not None
-        i, kind = where
-        size = args[i] if kind == "count" else len(args[i])
+        i, transfer = where
+        size = transfer.size(args[i])
         if size <= 1:
             return args  # nothing shorter than one byte is still a transfer
         new = max(1, size // 2) if short < 0 else min(size, short)
@@ -358,7 +381,7 @@ class Injector:
             return args
         self._count(f"INJECTED short {new} of {size}")
         out = list(args)
-        out[i] = new if kind == "count" else memoryview(args[i])[:new]
+        out[i] = transfer.cut(args[i], new)
         return tuple(out)
 
     def _count(self, mark: str) -> None:

@@ -47,7 +47,8 @@ import errno as E
 import os
 import struct
 import time as _time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import singledispatch
 from socket import AF_INET, AF_INET6, SOCK_STREAM
 from typing import Any
 
@@ -77,35 +78,162 @@ _FOREIGN_ERRNOS = (E.ECHILD, E.EDOM, E.ESRCH, E.ENOEXEC, E.E2BIG, E.ETIME)
 _HUGE = 0xFFFFFF00  # a declared length far beyond any frame
 
 
-def _signed_nonneg(t: Any) -> bool:
-    return isinstance(t, T.Int) and t.code.islower() and t.lo is not None and t.lo >= 0
+# -- what each wire type can falsify --------------------------------------------------------------------------
+#
+# A lie about a value is a function from the honest value to the false one (None: this value has nothing to
+# falsify, e.g. an empty read to flip).  Each lie asks the result's type for its falsifier; a type without one
+# (None) cannot carry that lie, which is how `applies` knows from the table alone.
+
+Falsify = Callable[[Any], Any]
 
 
-def _negative_path(c: Call) -> tuple[int, int] | None:
-    """(result index, field index inside a record or -1) of the first non-negative signed integer."""
-    for i, f in enumerate(c.results):
-        if _signed_nonneg(f.type):
-            return i, -1
-        if isinstance(f.type, T.Record):
-            for j, g in enumerate(f.type.fields):
-                if _signed_nonneg(g.type):
-                    return i, j
+@singledispatch
+def _negative(t: T.WireType) -> Falsify | None:
+    """A negative value where the table says the value is non-negative."""
     return None
+
+
+@_negative.register
+def _negative_int(t: T.Int) -> Falsify | None:
+    if t.code.islower() and t.lo is not None and t.lo >= 0:  # signed, yet declared non-negative
+        return lambda v: -1
+    return None
+
+
+@_negative.register
+def _negative_record(t: T.Record) -> Falsify | None:
+    for j, g in enumerate(t.fields):
+        inner = _negative(g.type)
+        if inner is not None:
+            return _in_field(j, inner)
+    return None
+
+
+def _in_field(j: int, falsify: Falsify) -> Falsify:
+    """A record's falsifier that falsifies its field j."""
+    return lambda rec: _replaced(rec, j, falsify(rec[j]))
+
+
+@singledispatch
+def _flip(t: T.WireType) -> Falsify | None:
+    """Other content of the same shape: only a content check can tell."""
+    return None
+
+
+@_flip.register
+def _flip_bytes(t: T.Bytes) -> Falsify:
+    def flip(v: bytes) -> bytes | None:
+        if not v:
+            return None  # nothing to change in an empty answer (end of file)
+        data = bytearray(v)
+        data[len(data) // 2] ^= 1
+        return bytes(data)
+
+    return flip
+
+
+@singledispatch
+def _exceed(t: T.WireType, over: int) -> Falsify | None:
+    """A value `over` its bound (a count, a length, a number of entries); None when no frame could carry it."""
+    return None
+
+
+@_exceed.register
+def _exceed_int(t: T.Int, over: int) -> Falsify:
+    return lambda v: over
+
+
+@_exceed.register
+def _exceed_bytes(t: T.Bytes, over: int) -> Falsify | None:
+    if over > t.max:
+        return None  # the bound is the type's own maximum: no frame could carry more
+    return lambda v: bytes(v) + b"\0" * (over - len(v))
+
+
+@_exceed.register
+def _exceed_list(t: T.List, over: int) -> Falsify | None:
+    if over > t.max:
+        return None
+
+    def pad(v: Sequence[Any]) -> list:
+        items = list(v)
+        return items + [items[0] if items else well_formed(t.item)] * (over - len(items))
+
+    return pad
+
+
+@singledispatch
+def well_formed(t: T.WireType) -> Any:
+    """A well-formed value of type t, to pad a list past its bound."""
+    raise TypeError(t)
+
+
+@well_formed.register
+def _well_formed_int(t: T.Int) -> int:
+    return t.lo if t.lo is not None and t.lo > 0 else 0
+
+
+@well_formed.register
+def _well_formed_float(t: T.Float) -> float:
+    return 0.0
+
+
+@well_formed.register
+def _well_formed_bool(t: T.Bool) -> bool:
+    return False
+
+
+@well_formed.register(T.Bytes)
+@well_formed.register(T.Path)
+def _well_formed_bytes(t: T.Bytes | T.Path) -> bytes:
+    return b"x"
+
+
+@well_formed.register
+def _well_formed_text(t: T.Text) -> str:
+    return "x"
+
+
+@well_formed.register
+def _well_formed_record(t: T.Record) -> tuple:
+    return tuple(well_formed(f.type) for f in t.fields)
+
+
+@well_formed.register
+def _well_formed_list(t: T.List) -> list:
+    return []
+
+
+def _replaced(rec: Sequence[Any], j: int, value: Any) -> tuple:
+    out = list(rec)
+    out[j] = value
+    return tuple(out)
+
+
+def _first(c: Call, has: Callable[[T.WireType], object]) -> int | None:
+    """The first result whose type has something for this lie (a falsifier, a bound)."""
+    return next((i for i, f in enumerate(c.results) if has(f.type) is not None), None)
+
+
+@singledispatch
+def _bound(t: T.WireType) -> T.Bound | None:
+    """The request's limit on this value (only integers, byte strings and lists carry one)."""
+    return None
+
+
+@_bound.register(T.Int)
+@_bound.register(T.Bytes)
+@_bound.register(T.List)
+def _bound_declared(t: T.Int | T.Bytes | T.List) -> T.Bound | None:
+    return t.bound
 
 
 def _bounded(c: Call) -> int | None:
-    for i, f in enumerate(c.results):
-        if getattr(f.type, "bound", None) is not None:
-            return i
-    return None
-
-
-def _data(c: Call) -> int | None:
-    return next((i for i, f in enumerate(c.results) if isinstance(f.type, T.Bytes)), None)
+    return _first(c, _bound)
 
 
 def _handles(c: Call) -> tuple[int, ...]:
-    return tuple(i for i, f in enumerate(c.results) if isinstance(f.type, T.Int) and f.type.role == "handle")
+    return tuple(i for i, f in enumerate(c.results) if f.is_handle)
 
 
 def applies(kind: str, c: Call) -> bool:
@@ -117,7 +245,7 @@ def applies(kind: str, c: Call) -> bool:
     if kind == "oversize":
         return _bounded(c) is not None
     if kind == "negative":
-        return _negative_path(c) is not None
+        return _first(c, _negative) is not None
     if kind == "badfd":
         return bool(_handles(c))
     if kind == "truncated":
@@ -127,9 +255,9 @@ def applies(kind: str, c: Call) -> bool:
     if kind == "backwards":
         return c.name == "clock_gettime"
     if kind == "flip":
-        return _data(c) is not None
+        return _first(c, _flip) is not None
     if kind == "winsize":
-        return any(isinstance(f.type, T.Int) and f.type.hi == MAX_TERMINAL for f in c.results)
+        return any(getattr(f.type, "hi", None) == MAX_TERMINAL for f in c.results)
     if kind == "stdio":
         return c.name != "attach" and bool(_handles(c))
     if kind in RULE_OF:
@@ -152,56 +280,20 @@ def wants(kind: str, c: Call, args: Sequence[Any]) -> bool:
     return True
 
 
-def _zero(t: Any) -> Any:
-    """A well-formed value of type t, to pad a list past its bound."""
-    if isinstance(t, T.Int):
-        return t.lo if t.lo is not None and t.lo > 0 else 0
-    if isinstance(t, T.Float):
-        return 0.0
-    if isinstance(t, T.Bool):
-        return False
-    if isinstance(t, T.Bytes | T.Path):
-        return b"x"
-    if isinstance(t, T.Text):
-        return "x"
-    if isinstance(t, T.Record):
-        return tuple(_zero(f.type) for f in t.fields)
-    if isinstance(t, T.List):
-        return []
-    raise TypeError(t)
-
-
 def _limit(b: T.Bound, c: Call, args: Sequence[Any]) -> int:
     j = next(i for i, f in enumerate(c.params) if f.name == b.name)
     return args[j] if b.kind == "arg" else len(args[j])
 
 
-def _oversize(c: Call, args: Sequence[Any], results: list) -> list | None:
-    i = _bounded(c)
-    assert i is not None
-    t = c.results[i].type
-    # _bounded found a result with a bound: only these three wire types carry one.
-    assert isinstance(t, T.Int | T.Bytes | T.List) and t.bound is not None
-    over = _limit(t.bound, c, args) + 1
-    if isinstance(t, T.Int):
-        results[i] = over
-    elif isinstance(t, T.Bytes):
-        if over > t.max:
-            return None  # the bound is the type's own maximum: no frame could carry more
-        results[i] = bytes(results[i]) + b"\0" * (over - len(results[i]))
-    elif isinstance(t, T.List):
-        if over > t.max:
-            return None
-        items = list(results[i])
-        pad = items[0] if items else _zero(t.item)
-        results[i] = items + [pad] * (over - len(items))
+def _falsified(results: list, i: int, falsify: Falsify | None) -> list | None:
+    """results with results[i] falsified, or None when that value has nothing to falsify."""
+    if falsify is None:
+        return None
+    value = falsify(results[i])
+    if value is None:
+        return None
+    results[i] = value
     return results
-
-
-def _set(results: list, i: int, j: int, value: Any) -> None:
-    rec = list(results[i])
-    rec[j] = value
-    results[i] = tuple(rec)
 
 
 def with_seq(answer: bytes, seq: int) -> bytes:
@@ -252,21 +344,24 @@ def tell(kind: str, codec: CallCodec, args: Sequence[Any], answer: bytes | memor
     except WireError:
         return None
     results = list(values)
+    falsifiable: int | None
     if kind == "oversize":
-        out = _oversize(c, args, results)
+        falsifiable = _bounded(c)
+        assert falsifiable is not None  # applies("oversize") admits only calls with a bounded result
+        t = c.results[falsifiable].type
+        bound = _bound(t)
+        assert bound is not None
+        out = _falsified(results, falsifiable, _exceed(t, _limit(bound, c, args) + 1))
         if out is None:
             return None
         results = out
     elif kind == "negative":
-        where = _negative_path(c)
-        assert where is not None
-        i, j = where
-        if j < 0:
-            results[i] = -1
-        else:
-            rec = list(results[i])
-            rec[j] = -1
-            results[i] = tuple(rec)
+        falsifiable = _first(c, _negative)
+        assert falsifiable is not None
+        out = _falsified(results, falsifiable, _negative(c.results[falsifiable].type))
+        if out is None:
+            return None
+        results = out
     elif kind == "badfd":
         idx = _handles(c)
         # Alias a handle this enclave already holds (a "foreign" one); with none known, one never issuable.
@@ -276,21 +371,19 @@ def tell(kind: str, codec: CallCodec, args: Sequence[Any], answer: bytes | memor
     elif kind == "backwards":
         results[0] = results[0] - 3_600_000_000_000  # an hour before what the host just read
     elif kind == "flip":
-        data_at = _data(c)
-        assert data_at is not None  # applies("flip") admits only calls with a data result
-        i = data_at
-        data = bytearray(results[i])
-        if not data:
-            return None  # nothing to change in an empty answer (end of file)
-        data[len(data) // 2] ^= 1
-        results[i] = bytes(data)
+        falsifiable = _first(c, _flip)
+        assert falsifiable is not None  # applies("flip") admits only calls with a data result
+        out = _falsified(results, falsifiable, _flip(c.results[falsifiable].type))
+        if out is None:
+            return None
+        results = out
     elif kind == "blksize":
-        _set(results, 0, _ST["blksize"], 2**40)
+        results[0] = _replaced(results[0], _ST["blksize"], 2**40)
     elif kind == "notype":
-        _set(results, 0, _ST["mode"], results[0][_ST["mode"]] & 0o7777)
-        _set(results, 0, _ST["nlink"], 0)
+        results[0] = _replaced(results[0], _ST["mode"], results[0][_ST["mode"]] & 0o7777)
+        results[0] = _replaced(results[0], _ST["nlink"], 0)
     elif kind == "nlink":
-        _set(results, 0, _ST["nlink"], 0)
+        results[0] = _replaced(results[0], _ST["nlink"], 0)
     elif kind == "seek":
         if args[2] == os.SEEK_SET:
             results[0] = 2**62 if args[1] != 2**62 else 0
@@ -345,4 +438,4 @@ def issued_handles(codec: CallCodec, answer: bytes | memoryview) -> tuple[int, .
     return tuple(values[i] for i in idx)
 
 
-__all__ = ["KINDS", "applies", "issued_handles", "tell", "wants"]
+__all__ = ["KINDS", "applies", "issued_handles", "tell", "wants", "well_formed"]

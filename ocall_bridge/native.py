@@ -18,6 +18,7 @@ import os
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from .calls import BY_NAME
 from .errors import require
@@ -30,30 +31,43 @@ AT_SYMLINK_FOLLOW = 0x400
 AT_EMPTY_PATH = 0x1000
 
 
+@dataclass(frozen=True)
+class Arg:
+    """What every shape below points at: the syscall argument `arg` (its index in seccomp_data.args), a value or
+    the address of one in the child's memory."""
+
+    arg: int
+
+
+@dataclass(frozen=True)
+class Span(Arg):
+    """`length` bytes (the value of argument `length`) at the address in argument `arg`."""
+
+    length: int
+
+
 # ---------------------------------------------------------------------------------------------------------
-# Where a row parameter comes from (`arg` is the index of the syscall argument)
+# Where a row parameter comes from
 # ---------------------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class Path:
+class Path(Arg):
     """A NUL-terminated path in the child's memory, read once.  Relative paths are resolved against the dirfd
     argument (index `dirfd`; None or AT_FDCWD: the enclave's cwd).  resolve=False: stored text (a symlink's
     target), passed as read."""
 
-    arg: int
     dirfd: int | None = None
     resolve: bool = True
 
 
 @dataclass(frozen=True)
-class Int:
+class Int(Arg):
     """An integer argument.  kind: "i32" (int), "i64" (off_t), "u32", "id" (uid_t/gid_t: -1 stays -1),
     "mode" (permission bits), "cmode" (a creation mode: the enclave's umask applies, as the kernel would),
     "oflags" (open flags; O_PATH becomes a read-only O_NONBLOCK open, since ADDFD cannot install an O_PATH
     descriptor)."""
 
-    arg: int
     kind: str = "i32"
 
 
@@ -63,53 +77,36 @@ class Const:
 
 
 @dataclass(frozen=True)
-class Bit:
+class Bit(Arg):
     """A flag parameter from one bit of an argument; invert=True: the bit set means False (AT_SYMLINK_NOFOLLOW
     -> follow)."""
 
-    arg: int
     bit: int
     invert: bool = False
 
 
-@dataclass(frozen=True)
-class Fd:
+class Fd(Arg):
     """A descriptor of the child: taken with pidfd_getfd, lent to the host's handle table for this one call."""
 
-    arg: int
+
+class Sockaddr(Span):
+    """A struct sockaddr of the span, as a SOCKADDR record."""
 
 
-@dataclass(frozen=True)
-class Sockaddr:
-    """A struct sockaddr at `arg`, `length` bytes (the length argument's index), as a SOCKADDR record."""
-
-    arg: int
-    length: int
+class Buffer(Span):
+    """Bytes the call sends, at most MAX_DATA of the span (a short send, as the kernel may do)."""
 
 
-@dataclass(frozen=True)
-class Buffer:
-    """Bytes the call sends: `length` (argument index) bytes at `arg`, at most MAX_DATA (a short send, as the
-    kernel may do)."""
-
-    arg: int
-    length: int
-
-
-@dataclass(frozen=True)
-class Times:
+class Times(Arg):
     """utimensat's `const struct timespec times[2]` at `arg` (NULL: now).  Spreads into the three row parameters
     atime_ns, mtime_ns, now; UTIME_NOW and UTIME_OMIT are settled by the host."""
 
-    arg: int
-
 
 @dataclass(frozen=True)
-class Msg:
+class Msg(Arg):
     """One part of the `struct msghdr` at `arg` (read once per notification): "data" (the iovecs, gathered) or
     "name" (the address).  Ancillary data (fd passing) is refused."""
 
-    arg: int
     part: str
 
 
@@ -141,24 +138,17 @@ class NewFd:
 
 
 @dataclass(frozen=True)
-class StatOut:
-    """A struct stat (x86_64, 144 bytes) written to the child's buffer at `arg`."""
+class StructOut(Arg):
+    """The row's stat record written to the child's buffer at `arg` in the kernel's x86_64 `layout`: "stat"
+    (struct stat, 144 bytes) or "statx" (struct statx, 256 bytes, STATX_BASIC_STATS)."""
 
-    arg: int
-
-
-@dataclass(frozen=True)
-class StatxOut:
-    """A struct statx (256 bytes, STATX_BASIC_STATS) written to the child's buffer at `arg`."""
-
-    arg: int
+    layout: Literal["stat", "statx"]
 
 
 @dataclass(frozen=True)
-class BytesOut:
+class BytesOut(Arg):
     """The row's bytes written to the buffer at `arg`, cut to the size argument (readlink); returns the count."""
 
-    arg: int
     size: int
 
 
@@ -169,7 +159,7 @@ class Fail:
     errno: int
 
 
-Answer = Zero | Value | NewFd | StatOut | StatxOut | BytesOut | Fail
+Answer = Zero | Value | NewFd | StructOut | BytesOut | Fail
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -178,18 +168,18 @@ Answer = Zero | Value | NewFd | StatOut | StatxOut | BytesOut | Fail
 
 
 @dataclass(frozen=True)
-class IfSet:
+class IfSet(Arg):
     """Any of `bits` set in argument `arg`."""
 
-    arg: int
     bits: int
 
 
-@dataclass(frozen=True)
-class IfNull:
+class IfNull(Arg):
     """Pointer argument `arg` is NULL (utimensat's path: futimens; sendto's address: a plain send)."""
 
-    arg: int
+
+class IfNoName(Arg):
+    """The msghdr at `arg` carries no address (msg_name NULL): a plain send."""
 
 
 @dataclass(frozen=True)
@@ -198,13 +188,6 @@ class IfEmpty:
 
     path: int
     flags: int
-
-
-@dataclass(frozen=True)
-class IfNoName:
-    """The msghdr at `arg` carries no address (msg_name NULL): a plain send."""
-
-    arg: int
 
 
 Condition = IfSet | IfNull | IfEmpty | IfNoName
@@ -246,16 +229,16 @@ NATIVE: tuple[Native, ...] = (
     native("openat", 257, form("open", Path(1, 0), Int(2, "oflags"), Int(3, "cmode"), answer=NewFd(2))),
     native("creat", 85, form("open", Path(0), Const(_CREAT), Int(1, "cmode"), answer=NewFd())),
     # -- metadata -----------------------------------------------------------------------------------------
-    native("stat", 4, form("stat", Path(0), answer=StatOut(1))),
-    native("lstat", 6, form("lstat", Path(0), answer=StatOut(1))),
+    native("stat", 4, form("stat", Path(0), answer=StructOut(1, "stat"))),
+    native("lstat", 6, form("lstat", Path(0), answer=StructOut(1, "stat"))),
     native("newfstatat", 262,
-           form("fstat", Fd(0), answer=StatOut(2), when=IfEmpty(1, 3)),
-           form("lstat", Path(1, 0), answer=StatOut(2), when=IfSet(3, AT_SYMLINK_NOFOLLOW)),
-           form("stat", Path(1, 0), answer=StatOut(2))),
+           form("fstat", Fd(0), answer=StructOut(2, "stat"), when=IfEmpty(1, 3)),
+           form("lstat", Path(1, 0), answer=StructOut(2, "stat"), when=IfSet(3, AT_SYMLINK_NOFOLLOW)),
+           form("stat", Path(1, 0), answer=StructOut(2, "stat"))),
     native("statx", 332,
-           form("fstat", Fd(0), answer=StatxOut(4), when=IfEmpty(1, 2)),
-           form("lstat", Path(1, 0), answer=StatxOut(4), when=IfSet(2, AT_SYMLINK_NOFOLLOW)),
-           form("stat", Path(1, 0), answer=StatxOut(4))),
+           form("fstat", Fd(0), answer=StructOut(4, "statx"), when=IfEmpty(1, 2)),
+           form("lstat", Path(1, 0), answer=StructOut(4, "statx"), when=IfSet(2, AT_SYMLINK_NOFOLLOW)),
+           form("stat", Path(1, 0), answer=StructOut(4, "statx"))),
     native("access", 21, form("access", Path(0), Int(1), _FOLLOW)),
     native("faccessat", 269, form("access", Path(1, 0), Int(2), _FOLLOW)),
     native("faccessat2", 439, form("access", Path(1, 0), Int(2), Bit(3, AT_SYMLINK_NOFOLLOW, invert=True))),

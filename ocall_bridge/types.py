@@ -34,8 +34,18 @@ def length(name: str) -> Bound:
     return Bound("len", name)
 
 
+HANDLE = "handle"  # Int.role of a host handle
+
+
+class _Role:
+    """What an integer stands for (`Int.role`); a value of any other type stands for itself.  Declared on every
+    type so that "is this field a handle" is asked of the field, never of its class."""
+
+    role = ""
+
+
 @dataclass(frozen=True)
-class Int:
+class Int(_Role):
     """A fixed-size integer.  `code` is the struct code; lo/hi/bound say which values make sense."""
 
     code: str = "q"
@@ -48,7 +58,7 @@ class Int:
 
 
 @dataclass(frozen=True)
-class Float:
+class Float(_Role):
     code: str = "d"
     lo: float | None = None
 
@@ -56,14 +66,14 @@ class Float:
 
 
 @dataclass(frozen=True)
-class Bool:
+class Bool(_Role):
     code: str = "?"
 
     fixed = True
 
 
 @dataclass(frozen=True)
-class Bytes:
+class Bytes(_Role):
     """A length-prefixed byte string: file data, socket payloads, raw names."""
 
     max: int = MAX_DATA
@@ -73,7 +83,7 @@ class Bytes:
 
 
 @dataclass(frozen=True)
-class Path:
+class Path(_Role):
     """A filesystem path as bytes (os.fsencode).  No NUL inside, at most PATH_MAX - 1 bytes."""
 
     max: int = MAX_PATH - 1
@@ -82,7 +92,7 @@ class Path:
 
 
 @dataclass(frozen=True)
-class Text:
+class Text(_Role):
     """A short UTF-8 string (host names, service names)."""
 
     max: int = MAX_TEXT
@@ -91,7 +101,7 @@ class Text:
 
 
 @dataclass(frozen=True)
-class Record:
+class Record(_Role):
     """A group of fields travelling together (a stat buffer, an address, a directory entry).
 
     It is fixed-size when all its fields are; otherwise it is carried as a blob.  Its Python value is a tuple
@@ -107,7 +117,7 @@ class Record:
 
 
 @dataclass(frozen=True)
-class List:
+class List(_Role):
     """A counted sequence of records, at most `max` of them (and, with `bound`, at most that argument)."""
 
     item: Record
@@ -126,6 +136,11 @@ class Field:
     type: WireType = field(default_factory=Int)
     doc: str = ""
 
+    @property
+    def is_handle(self) -> bool:
+        """A host handle: the requester must own it (host), a new one in an answer must be fresh (enclave)."""
+        return self.type.role == HANDLE
+
 
 # Shorthands used by the table.  They keep each row of calls.py to one readable line.
 def i64(name: str, lo: int | None = None, hi: int | None = None, bound: Bound | None = None) -> Field:
@@ -142,7 +157,7 @@ def u64(name: str) -> Field:
 
 def handle(name: str = "fd") -> Field:
     # Host handles are opaque positive numbers the host issued; the enclave can name no other.
-    return Field(name, Int("q", 0, None, role="handle"))
+    return Field(name, Int("q", 0, None, role=HANDLE))
 
 
 def count(name: str = "count") -> Field:

@@ -19,7 +19,8 @@ import struct
 import threading
 import time as _time
 from collections.abc import Callable, Sequence
-from typing import Any
+from functools import singledispatch
+from typing import Any, NamedTuple
 
 from . import calls as K
 from . import types as T
@@ -27,6 +28,16 @@ from .calls import Call
 from .errors import require
 
 Check = Callable[[Sequence[Any], Sequence[Any]], str | None]  # (request args, values) -> problem or None
+
+
+def first_problem(checks: Sequence[Check], a: Sequence[Any], v: Sequence[Any]) -> str | None:
+    """The first problem the checks find in v (request args a), in their order, or None.  (The hot paths - the
+    client's answer loop, the host's request loop, a record's nested checks - run the same loop inline.)"""
+    for check in checks:
+        problem = check(a, v)
+        if problem:
+            return problem
+    return None
 
 
 # Each check is one closure that reads its value straight from v[i]: a small call costs a handful of them on
@@ -78,11 +89,8 @@ def _fuse(ranges: list[tuple[int, int, int]], others: list[Check], ordered: list
         return ordered
 
     def explain(a: Sequence[Any], v: Sequence[Any]) -> str | None:
-        for c in ordered:
-            problem = c(a, v)
-            if problem:
-                return problem
-        return None  # only a value outside its struct code's range (never decoded from a frame) gets here
+        # None only for a value outside its struct code's range (never decoded from a frame).
+        return first_problem(ordered, a, v)
 
     if len(ranges) == 1:
         ((i0, lo0, hi0),) = ranges
@@ -106,9 +114,60 @@ def _fuse(ranges: list[tuple[int, int, int]], others: list[Check], ordered: list
     return [fused, *others]
 
 
-def _float_floor(name: str, lo: float, i: int) -> Check:
-    """A Float field's lower limit (the value is compared as decoded: NaN fails it too)."""
-    return lambda a, v: None if v[i] >= lo else f"{name} below {lo}"
+class TypeChecks(NamedTuple):
+    """What one field's type asks of its value: the checks in report order, and (for an integer with a lo or hi)
+    its range as (index, lo, hi), fused with the other fields' ranges into one comparison; `checks[0]` is then the
+    range's own check, which runs only to name a failure."""
+
+    checks: list[Check]
+    range: tuple[int, int, int] | None = None
+
+
+@singledispatch
+def type_checks(t: T.WireType, name: str, params: dict[str, int], i: int) -> TypeChecks:
+    """The checks of meaning a value of type `t` at v[i] needs.  By default none: wire.py has already held it to
+    its shape (a Bool, a NUL-free Path, UTF-8 Text within their maxima)."""
+    return TypeChecks([])
+
+
+@type_checks.register
+def _int(t: T.Int, name: str, params: dict[str, int], i: int) -> TypeChecks:
+    found = _int_checks(name, t, params, i)
+    if t.lo is None and t.hi is None:
+        return TypeChecks(found)
+    code_lo, code_hi = _code_range(t.code)
+    return TypeChecks(found, (i, code_lo if t.lo is None else t.lo, code_hi if t.hi is None else t.hi))
+
+
+@type_checks.register
+def _float(t: T.Float, name: str, params: dict[str, int], i: int) -> TypeChecks:
+    if t.lo is None:
+        return TypeChecks([])
+    lo = t.lo
+    # The value is compared as decoded: NaN fails it too.
+    return TypeChecks([lambda a, v: None if v[i] >= lo else f"{name} below {lo}"])
+
+
+@type_checks.register
+def _bytes(t: T.Bytes, name: str, params: dict[str, int], i: int) -> TypeChecks:
+    if t.bound is None:
+        return TypeChecks([])
+    return TypeChecks([_bound_check(name, t.bound, params, i, measure_len=True)])
+
+
+@type_checks.register
+def _record(t: T.Record, name: str, params: dict[str, int], i: int) -> TypeChecks:
+    inner = _field_checks(t.fields, params, prefix=name + ".")
+    return TypeChecks([_nested(inner, i)] if inner else [])
+
+
+@type_checks.register
+def _list(t: T.List, name: str, params: dict[str, int], i: int) -> TypeChecks:
+    checks = [] if t.bound is None else [_bound_check(name, t.bound, params, i, measure_len=True)]
+    inner = _field_checks(t.item.fields, params, prefix=f"{name}[].")
+    if inner:
+        checks.append(_each(inner, i))
+    return TypeChecks(checks)
 
 
 def _field_checks(fields: Sequence[T.Field], params: dict[str, int], prefix: str = "") -> list[Check]:
@@ -117,34 +176,13 @@ def _field_checks(fields: Sequence[T.Field], params: dict[str, int], prefix: str
     ranges: list[tuple[int, int, int]] = []  # plain integer ranges, fused into one check
     others: list[Check] = []  # everything else, in field order
     for i, f in enumerate(fields):
-        name = prefix + f.name
-        t = f.type
-        if isinstance(t, T.Int):
-            found = _int_checks(name, t, params, i)
-            checks += found
-            if t.lo is not None or t.hi is not None:
-                code_lo, code_hi = _code_range(t.code)
-                ranges.append((i, code_lo if t.lo is None else t.lo, code_hi if t.hi is None else t.hi))
-                others += found[1:]  # the bound check, if any
-            else:
-                others += found
-            continue
-        before = len(checks)
-        if isinstance(t, T.Float) and t.lo is not None:
-            checks.append(_float_floor(name, t.lo, i))
-        elif isinstance(t, T.Bytes) and t.bound is not None:
-            checks.append(_bound_check(name, t.bound, params, i, measure_len=True))
-        elif isinstance(t, T.Record):
-            inner = _field_checks(t.fields, params, prefix=name + ".")
-            if inner:
-                checks.append(_nested(inner, i))
-        elif isinstance(t, T.List):
-            if t.bound is not None:
-                checks.append(_bound_check(name, t.bound, params, i, measure_len=True))
-            inner = _field_checks(t.item.fields, params, prefix=f"{name}[].")
-            if inner:
-                checks.append(_each(inner, i))
-        others += checks[before:]
+        found, rng = type_checks(f.type, prefix + f.name, params, i)
+        checks += found
+        if rng is not None:
+            ranges.append(rng)
+            others += found[1:]  # the bound check, if any
+        else:
+            others += found
     return _fuse(ranges, others, checks)
 
 
@@ -304,30 +342,17 @@ class CallChecks:
         self.ranges = _field_checks(c.results, params)  # what the answer's fields allow on their own
         self.answer = self.ranges + relation_checks(c)  # and what they must mean (calls.RULES)
         self.errnos = c.errnos
-        self.handles = tuple(i for i, f in enumerate(c.params)
-                             if isinstance(f.type, T.Int) and f.type.role == "handle")
+        self.handles = tuple(i for i, f in enumerate(c.params) if f.is_handle)
 
     def check_request(self, args: Sequence[Any]) -> str | None:
-        for c in self.request:
-            problem = c(args, args)
-            if problem:
-                return problem
-        return None
+        return first_problem(self.request, args, args)
 
     def check_answer(self, args: Sequence[Any], results: Sequence[Any]) -> str | None:
-        for c in self.answer:
-            problem = c(args, results)
-            if problem:
-                return problem
-        return None
+        return first_problem(self.answer, args, results)
 
     def check_ranges(self, args: Sequence[Any], results: Sequence[Any]) -> str | None:
         """The answer's ranges and bounds only, without the relations of calls.RULES."""
-        for c in self.ranges:
-            problem = c(args, results)
-            if problem:
-                return problem
-        return None
+        return first_problem(self.ranges, args, results)
 
     def check_errno(self, err: int) -> str | None:
         if err in self.errnos:
@@ -411,7 +436,7 @@ class Plausibility:
         if c.name == "attach":
             idx = tuple(range(len(c.results)))  # the stdio handles; -1 where the host's stream is closed
         else:
-            idx = tuple(i for i, f in enumerate(c.results) if isinstance(f.type, T.Int) and f.type.role == "handle")
+            idx = tuple(i for i, f in enumerate(c.results) if f.is_handle)
         closed_ok = c.name == "attach"
         fresh = self.fresh_handles
 

@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from functools import singledispatch
+from typing import Any, NamedTuple
 
 from . import types as T
 from .calls import BY_NUMBER, CALLS, Call
@@ -47,13 +48,6 @@ def _encode_error(value: object, what: str) -> WireError:
     return WireError(f"cannot encode {what}: {value!r:.80}")
 
 
-def _code(t: T.WireType) -> str:
-    """The struct code of a fixed-size type (only Int, Float and Bool are fixed; `Layout` asks no other)."""
-    if isinstance(t, (T.Int, T.Float, T.Bool)):
-        return t.code
-    raise AssertionError(t)
-
-
 class Layout:
     """The compiled codec for one group of fields (a request, an answer, a record)."""
 
@@ -64,14 +58,15 @@ class Layout:
         var = [i for i, f in enumerate(self.fields) if not f.type.fixed]
         self.fixed_idx = tuple(fixed)
         self.var_idx = tuple(var)
-        codes = "".join(_code(self.fields[i].type) for i in fixed) + "I" * len(var)
+        codes = "".join(struct_code(self.fields[i].type) for i in fixed) + "I" * len(var)
         self.struct = struct.Struct("<" + (HEADER.format[1:] if header else "") + codes)
         self.size = self.struct.size
         self.skip = 6 if header else 0  # header values precede the fields in the unpacked tuple
         self.nvar = len(var)
-        self.var_max = tuple(_max_size(self.fields[i].type) for i in var)
-        self.var_enc = tuple(_encoder(self.fields[i].type) for i in var)
-        self.var_dec = tuple(_decoder(self.fields[i].type) for i in var)
+        self.var_codec = tuple(blob_codec(self.fields[i].type) for i in var)
+        self.var_max = tuple(b.max for b in self.var_codec)
+        self.var_enc = tuple(b.enc for b in self.var_codec)
+        self.var_dec = tuple(b.dec for b in self.var_codec)
         # Where each declared field sits in "fixed values, then var values" order.
         self.order = tuple(fixed.index(i) if i in fixed else len(fixed) + var.index(i)
                            for i in range(len(self.fields)))
@@ -127,16 +122,45 @@ class Layout:
 
 
 # -- per-type codecs ---------------------------------------------------------------------------------------
+#
+# Each wire type says how it is carried by registering itself below: a fixed-size type with its struct code, a
+# variable-size one with its blob codec.  They are asked once per layout, when the table is compiled at import;
+# no frame ever goes through a dispatch.
+
+Encoder = Callable[[Any], bytes | memoryview]
+Decoder = Callable[[memoryview | bytes], Any]
 
 
-def _max_size(t: T.WireType) -> int:
-    if isinstance(t, T.Bytes | T.Path | T.Text):
-        return t.max
-    if isinstance(t, T.Record):
-        return _record_layout(t).max_size
-    if isinstance(t, T.List):
-        return 4 + t.max * _record_layout(t.item).max_size
-    raise AssertionError(t)
+class BlobCodec(NamedTuple):
+    """How a variable-size field is carried: its largest blob, and the functions between value and blob.
+
+    `plain`: the value *is* the blob (bytes in, bytes out), so the fast paths may skip both calls for it, and an
+    answer made of one such field can be filled and read in place (`CallCodec.bytes_answer`).
+    """
+
+    max: int
+    enc: Encoder
+    dec: Decoder
+    plain: bool = False
+
+
+@singledispatch
+def struct_code(t: T.WireType) -> str:
+    """The struct code of a fixed-size type (a `Layout` asks this of its fixed fields only)."""
+    raise TypeError(f"{t!r} is not carried at a fixed size")
+
+
+@struct_code.register(T.Int)
+@struct_code.register(T.Float)
+@struct_code.register(T.Bool)
+def _fixed_code(t: T.Int | T.Float | T.Bool) -> str:
+    return t.code
+
+
+@singledispatch
+def blob_codec(t: T.WireType) -> BlobCodec:
+    """The codec of a variable-size type (a `Layout` asks this of its variable fields only)."""
+    raise TypeError(f"{t!r} is not carried as a blob")
 
 
 def _enc_bytes(v: Any) -> bytes | memoryview:
@@ -155,6 +179,11 @@ def _dec_bytes(b: memoryview | bytes) -> bytes:
     return bytes(b)
 
 
+@blob_codec.register
+def _bytes_codec(t: T.Bytes) -> BlobCodec:
+    return BlobCodec(t.max, _enc_bytes, _dec_bytes, plain=True)
+
+
 def _enc_path(v: Any) -> bytes:
     if not isinstance(v, bytes) or b"\0" in v:
         raise TypeError("a path is bytes without NUL")
@@ -166,6 +195,11 @@ def _dec_path(b: memoryview | bytes) -> bytes:
     if b"\0" in p:
         raise WireError("path contains NUL")
     return p
+
+
+@blob_codec.register
+def _path_codec(t: T.Path) -> BlobCodec:
+    return BlobCodec(t.max, _enc_path, _dec_path)
 
 
 def _enc_text(v: Any) -> bytes:
@@ -184,6 +218,11 @@ def _dec_text(b: memoryview | bytes) -> str:
     return s
 
 
+@blob_codec.register
+def _text_codec(t: T.Text) -> BlobCodec:
+    return BlobCodec(t.max, _enc_text, _dec_text)
+
+
 _RECORD_LAYOUTS: dict[str, Layout] = {}
 
 
@@ -194,91 +233,68 @@ def _record_layout(rec: T.Record) -> Layout:
     return lay
 
 
-def _encoder(t: T.WireType) -> Callable[[Any], bytes | memoryview]:
-    if isinstance(t, T.Bytes):
-        return _enc_bytes
-    if isinstance(t, T.Path):
-        return _enc_path
-    if isinstance(t, T.Text):
-        return _enc_text
-    if isinstance(t, T.Record):
-        lay = _record_layout(t)
-        if not lay.nvar:  # all-fixed record (stat, statvfs): one struct call; any error takes the generic path
-            st_pack = lay.struct.pack
+@blob_codec.register
+def _record_codec(t: T.Record) -> BlobCodec:
+    lay = _record_layout(t)
+    if lay.nvar:
+        return BlobCodec(lay.max_size, lambda v: lay.pack((), v), lambda b: lay.unpack(b))
+    # An all-fixed record (stat, statvfs): one struct call each way, the exact size the whole check on decoding;
+    # any error takes the generic path, which raises the precise WireError.
+    st_pack, st_unpack, size = lay.struct.pack, lay.struct.unpack, lay.size
 
-            def enc_record(v: Sequence[Any]) -> bytes:
-                try:
-                    return st_pack(*v)
-                except (struct.error, TypeError, OverflowError):
-                    return lay.pack((), v)  # raises the precise WireError
+    def enc_record(v: Sequence[Any]) -> bytes:
+        try:
+            return st_pack(*v)
+        except (struct.error, TypeError, OverflowError):
+            return lay.pack((), v)
 
-            return enc_record
-        return lambda v: lay.pack((), v)
-    if isinstance(t, T.List):
-        lay = _record_layout(t.item)
+    def dec_record(b: memoryview | bytes) -> tuple:
+        if len(b) == size:
+            return st_unpack(b)
+        return lay.unpack(b)
 
-        def enc_list(items: Sequence[Sequence[Any]]) -> bytes:
-            if len(items) > t.max:
-                raise WireError(f"list of {len(items)} {t.item.name} records, limit {t.max}")
-            parts = [_U32.pack(len(items))]
-            for item in items:
-                body = lay.pack((), item)
-                parts.append(_U32.pack(len(body)))
-                parts.append(body)
-            return b"".join(parts)
-
-        return enc_list
-    raise AssertionError(t)
+    return BlobCodec(lay.max_size, enc_record, dec_record)
 
 
-def _decoder(t: T.WireType) -> Callable[[memoryview | bytes], Any]:
-    if isinstance(t, T.Bytes):
-        return _dec_bytes
-    if isinstance(t, T.Path):
-        return _dec_path
-    if isinstance(t, T.Text):
-        return _dec_text
-    if isinstance(t, T.Record):
-        lay = _record_layout(t)
-        if not lay.nvar:  # all-fixed record: the exact size is the whole check
-            st_unpack, size = lay.struct.unpack, lay.size
+@blob_codec.register
+def _list_codec(t: T.List) -> BlobCodec:
+    lay = _record_layout(t.item)
+    item_max = lay.max_size
 
-            def dec_record(b: memoryview | bytes) -> tuple:
-                if len(b) == size:
-                    return st_unpack(b)
-                return lay.unpack(b)  # raises the precise WireError
+    def enc_list(items: Sequence[Sequence[Any]]) -> bytes:
+        if len(items) > t.max:
+            raise WireError(f"list of {len(items)} {t.item.name} records, limit {t.max}")
+        parts = [_U32.pack(len(items))]
+        for item in items:
+            body = lay.pack((), item)
+            parts.append(_U32.pack(len(body)))
+            parts.append(body)
+        return b"".join(parts)
 
-            return dec_record
-        return lambda b: lay.unpack(b)
-    if isinstance(t, T.List):
-        lay = _record_layout(t.item)
-        item_max = lay.max_size
+    def dec_list(b: memoryview | bytes) -> list:
+        b = memoryview(b)
+        if len(b) < 4:
+            raise WireError(f"list of {t.item.name}: no count")
+        (n,) = _U32.unpack_from(b, 0)
+        # Each record costs at least 4 + its fixed part: a claimed count that cannot fit is refused
+        # before the loop, so a lying count allocates nothing.
+        if n > t.max or n * (4 + lay.size) > len(b) - 4:
+            raise WireError(f"list of {t.item.name}: count {n} impossible in {len(b)} bytes (limit {t.max})")
+        out, pos = [], 4
+        for _ in range(n):
+            if pos + 4 > len(b):
+                raise WireError(f"list of {t.item.name}: truncated")
+            (size,) = _U32.unpack_from(b, pos)
+            pos += 4
+            if size > item_max or pos + size > len(b):
+                raise WireError(f"list of {t.item.name}: record of {size} bytes does not fit")
+            out.append(lay.unpack(b[pos:pos + size]))
+            pos += size
+        if pos != len(b):
+            raise WireError(f"list of {t.item.name}: {len(b) - pos} trailing bytes")
+        return out
 
-        def dec_list(b: memoryview | bytes) -> list:
-            b = memoryview(b)
-            if len(b) < 4:
-                raise WireError(f"list of {t.item.name}: no count")
-            (n,) = _U32.unpack_from(b, 0)
-            # Each record costs at least 4 + its fixed part: a claimed count that cannot fit is refused
-            # before the loop, so a lying count allocates nothing.
-            if n > t.max or n * (4 + lay.size) > len(b) - 4:
-                raise WireError(f"list of {t.item.name}: count {n} impossible in {len(b)} bytes (limit {t.max})")
-            out, pos = [], 4
-            for _ in range(n):
-                if pos + 4 > len(b):
-                    raise WireError(f"list of {t.item.name}: truncated")
-                (size,) = _U32.unpack_from(b, pos)
-                pos += 4
-                if size > item_max or pos + size > len(b):
-                    raise WireError(f"list of {t.item.name}: record of {size} bytes does not fit")
-                out.append(lay.unpack(b[pos:pos + size]))
-                pos += size
-            if pos != len(b):
-                raise WireError(f"list of {t.item.name}: {len(b) - pos} trailing bytes")
-            return out
-
-        return dec_list
-    raise AssertionError(t)
+    return BlobCodec(4 + t.max * item_max, enc_list, dec_list)
 
 
 # -- per-call codecs ---------------------------------------------------------------------------------------
@@ -356,10 +372,10 @@ def _fast_codecs(lay: Layout, kind: int, number: int) -> tuple[FastPack, Callabl
 
     if lay.nvar == 1:
         k = lay.var_idx[0]  # the variable field's place in table order; its length is the struct's last value
-        enc, dec, limit = lay.var_enc[0], lay.var_dec[0], lay.var_max[0]
+        limit, enc, dec, plain = lay.var_codec[0]
         last = k == nf - 1
         # Plain bytes (file data, payloads) need no conversion either way: skip the codec call for them.
-        plain_enc, plain_dec = enc is _enc_bytes, dec is _dec_bytes
+        plain_enc = plain_dec = plain
 
         def pack(seq: int, values: Sequence[Any]) -> bytes:
             try:
@@ -474,7 +490,7 @@ class CallCodec:
         # Bulk data without extra copies: when the whole answer is one byte string (read, pread, recv), the host
         # may fill an answer frame in place (finish_in_place writes its header) and the enclave may copy the
         # data straight out of the frame into the caller's buffer (unpack_view), instead of a bytes object each.
-        self.bytes_answer = self.nresults == 1 and isinstance(c.results[0].type, T.Bytes)
+        self.bytes_answer = self.nresults == 1 and self.answer.nvar == 1 and self.answer.var_codec[0].plain
         self.finish_in_place: FinishInPlace | None = None
         self.unpack_view: UnpackView | None = None
         if self.bytes_answer:

@@ -42,7 +42,7 @@ EDGES = (0, 1, 2, 3, 4, 255, 256, 1 << 16, T.MAX_DATA, T.MAX_DATA + 1, T.MAX_FRA
 
 
 def _sample(t: Any, rnd: random.Random) -> Any:
-    """A well-formed value of type t, varied a little (lies._zero is the fixed one)."""
+    """A well-formed value of type t, varied a little (lies.well_formed is the fixed one)."""
     if isinstance(t, T.Int):
         lo = t.lo if t.lo is not None else -5
         hi = t.hi if t.hi is not None else 1 << 20
@@ -58,7 +58,7 @@ def _sample(t: Any, rnd: random.Random) -> Any:
         return tuple(_sample(f.type, rnd) for f in t.fields)
     if isinstance(t, T.List):
         return [_sample(t.item, rnd) for _ in range(rnd.randint(0, min(t.max, 3)))]
-    return lies._zero(t)
+    return lies.well_formed(t)
 
 
 def _honest(number: int, rnd: random.Random, answer: bool) -> bytes:
@@ -71,7 +71,7 @@ def _honest(number: int, rnd: random.Random, answer: bool) -> bytes:
             return (codec.pack_answer if answer else codec.pack_request)(seq, values)
         except WireError:
             continue  # a sampled value the wire cannot carry (a text of the wrong charset): sample again
-    values = [lies._zero(f.type) for f in fields]
+    values = [lies.well_formed(f.type) for f in fields]
     return (codec.pack_answer if answer else codec.pack_request)(seq, values)
 
 
@@ -132,7 +132,7 @@ def _fake_host() -> Host:
     host = Host(Access())
     for entry in host.entries.values():
         results = entry.codec.call.results
-        value = [lies._zero(f.type) for f in results]
+        value = [lies.well_formed(f.type) for f in results]
         answer: Any = None if not results else (value[0] if len(results) == 1 else tuple(value))
         entry.fn = (lambda *a, _v=answer: _v)
         entry.fn_into = None

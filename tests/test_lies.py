@@ -232,8 +232,8 @@ def _mutate(frame: bytes, rnd: random.Random) -> bytes:
 
 def _honest(name: str) -> tuple:
     codec = next(cc for cc in CODECS.values() if cc.call.name == name)
-    request = codec.pack_request(7, [lies._zero(f.type) for f in codec.call.params])
-    answer = codec.pack_answer(7, [lies._zero(f.type) for f in codec.call.results])
+    request = codec.pack_request(7, [lies.well_formed(f.type) for f in codec.call.params])
+    answer = codec.pack_answer(7, [lies.well_formed(f.type) for f in codec.call.results])
     return codec, request, answer
 
 
@@ -260,7 +260,7 @@ def test_fuzz_both_decoders_with_mutated_honest_frames(name: str, seed: int, fig
         decoded += 1
     for kind in ("truncated", "hugelen", "garbage", "call", "seq"):
         if lies.applies(kind, codec.call):
-            forged = lies.tell(kind, codec, [lies._zero(f.type) for f in codec.call.params], answer)
+            forged = lies.tell(kind, codec, [lies.well_formed(f.type) for f in codec.call.params], answer)
             if forged is not None:
                 with pytest.raises(WireError):
                     decode_answer(forged, codec, 7)

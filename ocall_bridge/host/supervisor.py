@@ -19,6 +19,10 @@ Rules that make it sound:
 * the receive struct is a fresh zeroed buffer every time (the kernel refuses a non-zero one: libseccomp 2.5.4);
 * nothing the child sends can crash or hang this thread: a malformed notification is answered with an errno,
   a thread that died is skipped (ENOENT), the child exiting ends the loop (POLLHUP), and `close()` wakes it.
+
+This module is the listener's side: receive, check the notification is alive, perform, answer.  Reading one
+notification's arguments and building the row's values is `native_call.py`; the child's memory and descriptors
+are reached through `child_memory.py`.
 """
 
 from __future__ import annotations
@@ -26,18 +30,15 @@ from __future__ import annotations
 import errno
 import logging
 import re
-import stat as _stat
 import struct
 import threading
 from collections.abc import Callable
 from typing import Any
 
 from .. import native as N
-from ..errors import require
-from ..types import MAX_DATA, MAX_PATH
+from .child_memory import ChildMemory
+from .native_call import PACK_STRUCT, CompiledForm, NativeCall, i32
 from .real import fcntl, os, select
-from .real import socket as sk
-from .real import time as real_time
 from .runtime import NATIVE, Entry, Host
 
 log = logging.getLogger("posix_shim.host")
@@ -66,396 +67,12 @@ _NOTIF = struct.Struct("<QIIiIQ6Q")
 _RESP = struct.Struct("<QqiI")
 _ADDFD = struct.Struct("<QIIII")
 _ID = struct.Struct("<Q")
-# struct stat, x86_64: dev ino nlink mode uid gid pad rdev size blksize blocks atime(s,ns) mtime ctime unused[3]
-_STAT = struct.Struct("<QQQIIIiQqqqqqqqqq24x")
-# struct statx: mask blksize attributes nlink uid gid mode pad ino size blocks attributes_mask, four timestamps
-# (sec, nsec, pad: atime btime ctime mtime), rdev major/minor, dev major/minor, then zeros up to 256 bytes.
-_STATX = struct.Struct("<IIQIIIHxxQQQQ" + "qIi" * 4 + "IIII112x")
-STATX_BASIC_STATS = 0x7FF
-_UTIME_NOW, _UTIME_OMIT = (1 << 30) - 1, (1 << 30) - 2
-_PAGE = 4096
-_MAX_SOCKADDR = 128
-_FIRST_READ = 256
-_ADDR_END = 1 << 63
-_UIO_MAXIOV = 1024
-
-require(_STAT.size == 144 and _STATX.size == 256, "struct stat/statx layouts are not the x86-64 kernel's")
-
-
-# ---------------------------------------------------------------------------------------------------------
-# The child's memory and descriptors (cffi, ABI mode: no compiler)
-# ---------------------------------------------------------------------------------------------------------
-
-_CDEF = """
-ssize_t process_vm_writev(int pid, const uint64_t *local, unsigned long liovcnt,
-                          const uint64_t *remote, unsigned long riovcnt, unsigned long flags);
-long syscall(long number, int pidfd, int fd, unsigned int flags);
-"""
-SYS_PIDFD_GETFD = 438
-_cffi: tuple[Any, Any] | None = None
-_cffi_lock = threading.Lock()
-
-
-def _bind() -> tuple[Any, Any]:
-    global _cffi
-    with _cffi_lock:
-        if _cffi is None:
-            import cffi
-
-            ffi = cffi.FFI()
-            ffi.cdef(_CDEF)
-            _cffi = (ffi, ffi.dlopen(None))
-    return _cffi
-
-
-class ChildMemory:
-    """The child's address space: reads with pread on /proc/PID/mem, writes with process_vm_writev.
-
-    Reads go through one descriptor of /proc/PID/mem opened at start (a plain pread: no cffi on the hot path;
-    measured 2-3 us against 5+ for process_vm_readv through cffi).  It pins the child's address space, not its
-    leader thread, so it serves every thread.  Unlike the kernel's own copy it can also read pages the child
-    mapped without PROT_READ: only the child's own memory, so nothing is disclosed that the child could not read
-    itself.  Writes (stat buffers, readlink targets) use process_vm_writev, which honours page protections as
-    the kernel does (a read-only buffer is EFAULT, never silently written through).
-    """
-
-    def __init__(self, pid: int) -> None:
-        self.ffi, self.lib = _bind()
-        try:
-            self.mem = os.open(b"/proc/%d/mem" % pid, os.O_RDONLY | os.O_CLOEXEC)
-        except OSError:
-            self.mem = -1  # the child already exited (or its leader did): per-thread opens below
-        self._local = threading.local()
-
-    def close(self) -> None:
-        if self.mem >= 0:
-            os.close(self.mem)
-            self.mem = -1
-
-    def _pread(self, addr: int, n: int, tid: int) -> bytes:
-        if not 0 < addr < _ADDR_END:
-            raise OSError(errno.EFAULT, "bad address in the child")
-        try:
-            if self.mem >= 0:
-                return os.pread(self.mem, n, addr)
-            fd = os.open(b"/proc/%d/mem" % tid, os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                return os.pread(fd, n, addr)
-            finally:
-                os.close(fd)
-        except OSError:
-            raise OSError(errno.EFAULT, "bad address in the child") from None
-
-    def read(self, tid: int, addr: int, n: int) -> bytes:
-        """Exactly n bytes at addr, or EFAULT."""
-        if n == 0:
-            return b""
-        data = self._pread(addr, n, tid)
-        if len(data) != n:
-            raise OSError(errno.EFAULT, "bad address in the child")
-        return data
-
-    def read_path(self, tid: int, addr: int) -> bytes:
-        """The NUL-terminated string at addr: at most MAX_PATH bytes with its NUL (else ENAMETOOLONG).
-
-        A short first read (most paths are short); a read that reaches an unmapped page stops there, so a
-        string ending just before one reads as the kernel's strncpy_from_user would read it.
-        """
-        data = self._pread(addr, _FIRST_READ, tid)
-        end = data.find(b"\0")
-        if end >= 0:
-            return data[:end]
-        if len(data) == _FIRST_READ:
-            data += self._pread(addr + _FIRST_READ, MAX_PATH - _FIRST_READ, tid)
-            end = data.find(b"\0")
-            if end >= 0:
-                return data[:end]
-        raise OSError(errno.ENAMETOOLONG if len(data) >= MAX_PATH else errno.EFAULT, "unterminated path")
-
-    def write(self, tid: int, addr: int, data: bytes) -> None:
-        # The two iovecs live in one uint64_t[4] (base, len, base, len): setting integers is much cheaper
-        # through cffi than casting pointers into struct fields (7 us -> 3 us here).
-        n = len(data)
-        if n == 0:
-            return
-        t = self._local
-        buf = getattr(t, "buf", None)
-        if buf is None or len(buf) < n:
-            ffi = self.ffi
-            t.buf = buf = ffi.new("char[]", max(n, _PAGE))
-            t.vec = vec = ffi.new("uint64_t[4]")
-            vec[0] = int(ffi.cast("uintptr_t", buf))
-            t.remote = vec + 2
-        vec = t.vec
-        self.ffi.memmove(buf, data, n)
-        vec[1] = vec[3] = n
-        vec[2] = addr
-        if self.lib.process_vm_writev(tid, vec, 1, t.remote, 1, 0) != n:
-            raise OSError(errno.EFAULT, "bad buffer address in the child")
-
-    def getfd(self, pidfd: int, fd: int) -> int:
-        """A host duplicate of the child's descriptor `fd` (pidfd_getfd(2); close-on-exec)."""
-        got = self.lib.syscall(SYS_PIDFD_GETFD, pidfd, fd, 0)
-        if got < 0:
-            err = self.ffi.errno
-            raise OSError(err, os.strerror(err))
-        return got
-
 
 _PROC_FD = re.compile(rb"/proc/([^/]+)/fd/(\d+)")
-
-
-def _i32(v: int) -> int:
-    v &= 0xFFFFFFFF
-    return v - (1 << 32) if v & 0x80000000 else v
-
-
-def _i64(v: int) -> int:
-    return v - (1 << 64) if v & (1 << 63) else v
-
-
-# O_PATH descriptors cannot be installed by ADDFD (the kernel's fget refuses them): an O_PATH open is served as
-# a read-only, non-blocking open of the same object, which keeps the flags that shape the lookup.  The policy is
-# checked for reading (stricter than O_PATH's metadata-only access), so nothing is granted that was not before.
-_O_PATH = getattr(os, "O_PATH", 0o10000000)
-_O_PATH_KEEP = os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-
-
-def _oflags(flags: int) -> int:
-    if flags & _O_PATH:
-        return os.O_RDONLY | os.O_NONBLOCK | (flags & _O_PATH_KEEP)
-    return flags
-
 
 # Rows that may wait on the outside world for long (a connect to a silent address): served on a thread of their
 # own so one blocked call never stalls the others.  `open` stays inline (it blocks only on a FIFO without a peer).
 _OFF_THREAD = frozenset({"connect", "sendto", "send"})
-
-
-class _Call:
-    """One notification being served: its arguments, what was read once, and the descriptors lent to the host."""
-
-    __slots__ = ("sup", "id", "tid", "nr", "args", "memo", "lent")
-
-    def __init__(self, sup: Supervisor, nid: int, tid: int, nr: int, args: tuple[int, ...]) -> None:
-        self.sup, self.id, self.tid, self.nr, self.args = sup, nid, tid, nr, args
-        self.memo: dict[tuple, Any] = {}
-        self.lent: list[int] = []
-
-    # -- reading, once -------------------------------------------------------------------------------------
-    def raw_path(self, i: int) -> bytes:
-        key = ("path", i)
-        if key not in self.memo:
-            self.memo[key] = self.sup.memory.read_path(self.tid, self.args[i])
-        return self.memo[key]
-
-    def msghdr(self, i: int) -> tuple[bytes, tuple | None]:
-        key = ("msg", i)
-        if key not in self.memo:
-            self.memo[key] = self._read_msghdr(self.args[i])
-        return self.memo[key]
-
-    def _read_msghdr(self, addr: int) -> tuple[bytes, tuple | None]:
-        mem = self.sup.memory
-        name, namelen, iov, iovlen, control, controllen, _ = struct.unpack("<QI4xQQQQi4x", mem.read(self.tid, addr, 56))
-        if controllen:
-            # Ancillary data would carry the child's descriptors or credentials to a foreign socket.
-            raise OSError(errno.EOPNOTSUPP, "ancillary data is not forwarded")
-        if iovlen > _UIO_MAXIOV:
-            raise OSError(errno.EMSGSIZE, "too many iovecs")
-        parts, total = [], 0
-        vecs = mem.read(self.tid, iov, 16 * iovlen)
-        for k in range(iovlen):
-            base, length = struct.unpack_from("<QQ", vecs, 16 * k)
-            length = min(length, MAX_DATA - total)
-            if length:
-                parts.append(mem.read(self.tid, base, length))
-                total += length
-        addr_rec = self._sockaddr(name, namelen) if name and namelen else None  # as the kernel: no name
-        return b"".join(parts), addr_rec
-
-    def _sockaddr(self, addr: int, length: int) -> tuple:
-        if length < 2 or length > _MAX_SOCKADDR:
-            raise OSError(errno.EINVAL, "bad address length")
-        raw = self.sup.memory.read(self.tid, addr, length)
-        family = raw[0] | raw[1] << 8
-        if family == sk.AF_INET:
-            if length < 16:
-                raise OSError(errno.EINVAL, "short sockaddr_in")
-            return (family, sk.inet_ntop(family, raw[4:8]), raw[2] << 8 | raw[3], 0, 0, b"")
-        if family == sk.AF_INET6:
-            if length < 24:
-                raise OSError(errno.EINVAL, "short sockaddr_in6")
-            flowinfo = int.from_bytes(raw[4:8], "big")
-            scope = int.from_bytes(raw[24:28], "little") if length >= 28 else 0
-            return (family, sk.inet_ntop(family, raw[8:24]), raw[2] << 8 | raw[3], flowinfo, scope, b"")
-        if family == sk.AF_UNIX:
-            path = raw[2:]
-            if path and path[0] != 0:
-                path = path.split(b"\0", 1)[0]
-                if not path.startswith(b"/"):
-                    path = self.sup.join(self.sup.cwd(), path)
-            return (family, "", 0, 0, 0, path)
-        raise OSError(errno.EAFNOSUPPORT, f"address family {family} is not forwarded")
-
-    # -- choosing the form and building the row's arguments (interpreting native.py's shapes) ---------------
-    def if_set(self, c: N.IfSet) -> bool:
-        return bool(self.args[c.arg] & c.bits)
-
-    def if_null(self, c: N.IfNull) -> bool:
-        return self.args[c.arg] == 0
-
-    def if_empty(self, c: N.IfEmpty) -> bool:
-        # A NULL path with AT_EMPTY_PATH means the same since Linux 6.11.
-        return bool(self.args[c.flags] & N.AT_EMPTY_PATH) and (self.args[c.path] == 0 or self.raw_path(c.path) == b"")
-
-    def if_no_name(self, c: N.IfNoName) -> bool:
-        return self.msghdr(c.arg)[1] is None
-
-    def build(self, getters: tuple) -> list:
-        out: list = []
-        for get, source, spread in getters:
-            if spread:
-                out.extend(get(self, source))
-            else:
-                out.append(get(self, source))
-        return out
-
-    def const(self, s: N.Const) -> Any:
-        return s.value
-
-    def bit(self, s: N.Bit) -> bool:
-        return bool(self.args[s.arg] & s.bit) != s.invert
-
-    def fd(self, s: N.Fd) -> int:
-        return self.lend(_i32(self.args[s.arg]))
-
-    def sockaddr(self, s: N.Sockaddr) -> tuple:
-        return self._sockaddr(self.args[s.arg], _i32(self.args[s.length]))
-
-    def buffer(self, s: N.Buffer) -> bytes:
-        return self.sup.memory.read(self.tid, self.args[s.arg], min(self.args[s.length], MAX_DATA))
-
-    def times_of(self, s: N.Times) -> tuple:
-        return self.times(self.args[s.arg])
-
-    def msg(self, s: N.Msg) -> Any:
-        data, name = self.msghdr(s.arg)
-        return data if s.part == "data" else name
-
-    def path(self, s: N.Path) -> bytes:
-        raw = self.raw_path(s.arg)
-        if not raw:
-            raise OSError(errno.ENOENT, "empty path")
-        if not s.resolve or raw.startswith(b"/"):
-            path = raw
-        else:
-            dirfd = N.AT_FDCWD if s.dirfd is None else _i32(self.args[s.dirfd])
-            base = self.sup.cwd() if dirfd == N.AT_FDCWD else self.dir_path(dirfd)
-            path = self.sup.join(base, raw)
-        if len(path) >= MAX_PATH:
-            raise OSError(errno.ENAMETOOLONG, os.strerror(errno.ENAMETOOLONG))
-        return path
-
-    def dir_path(self, fd: int) -> bytes:
-        """The kernel's path of the child's directory descriptor `fd`: the base of a dirfd-relative path."""
-        if fd < 0:
-            raise OSError(errno.EBADF, os.strerror(errno.EBADF))
-        host_fd = self.sup.memory.getfd(self.sup.pidfd, fd)
-        try:
-            st = os.fstat(host_fd)
-            if not _stat.S_ISDIR(st.st_mode):
-                raise OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
-            if st.st_nlink == 0:
-                raise OSError(errno.ENOENT, "directory was removed")
-            base = os.readlink(b"/proc/self/fd/%d" % host_fd)
-        finally:
-            os.close(host_fd)
-        if not base.startswith(b"/"):
-            raise OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
-        return base
-
-    def integer(self, s: N.Int) -> int:
-        v = self.args[s.arg]
-        k = s.kind
-        if k == "i64":
-            return _i64(v)
-        if k == "oflags":
-            return _oflags(_i32(v))
-        if k == "cmode":
-            umask = self.sup.umask
-            return (v & 0o7777) & ~(umask() if umask is not None else 0)
-        if k == "mode":
-            return v & 0o7777
-        if k == "id":
-            v &= 0xFFFFFFFF
-            return -1 if v == 0xFFFFFFFF else v
-        if k == "u32":
-            return v & 0xFFFFFFFF
-        return _i32(v)
-
-    def times(self, addr: int) -> tuple[int | None, int | None, bool]:
-        if addr == 0:
-            return 0, 0, True
-        a_s, a_ns, m_s, m_ns = struct.unpack("<qqqq", self.sup.memory.read(self.tid, addr, 32))
-        for ns in (a_ns, m_ns):
-            if not (0 <= ns < 1_000_000_000 or ns in (_UTIME_NOW, _UTIME_OMIT)):
-                raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
-        if a_ns == m_ns == _UTIME_NOW:
-            return 0, 0, True
-        # UTIME_NOW for one time: the host's clock, as the kernel would use its own.  UTIME_OMIT: marked here,
-        # settled by Supervisor._omit with a stat through the same policy.
-        now = real_time.time_ns()
-        return (None if a_ns == _UTIME_OMIT else now if a_ns == _UTIME_NOW else a_s * 1_000_000_000 + a_ns,
-                None if m_ns == _UTIME_OMIT else now if m_ns == _UTIME_NOW else m_s * 1_000_000_000 + m_ns,
-                False)
-
-    def lend(self, fd: int) -> int:
-        """A host handle for the child's descriptor, valid for this call only."""
-        if fd < 0:
-            raise OSError(errno.EBADF, os.strerror(errno.EBADF))
-        host_fd = self.sup.memory.getfd(self.sup.pidfd, fd)
-        try:
-            kind = "socket" if _stat.S_ISSOCK(os.fstat(host_fd).st_mode) else "file"
-            number = self.sup.host.handles.add(host_fd, kind)
-        except BaseException:
-            os.close(host_fd)
-            raise
-        self.lent.append(number)
-        return number
-
-    def release(self) -> None:
-        for number in self.lent:
-            try:
-                h = self.sup.host.handles.pop(number)
-            except OSError:
-                continue
-            try:
-                os.close(h.fd)
-            except OSError:
-                pass
-        self.lent.clear()
-
-
-_GETTERS: dict[type, Callable[..., Any]] = {
-    N.Path: _Call.path, N.Int: _Call.integer, N.Const: _Call.const, N.Bit: _Call.bit, N.Fd: _Call.fd,
-    N.Sockaddr: _Call.sockaddr, N.Buffer: _Call.buffer, N.Times: _Call.times_of, N.Msg: _Call.msg,
-}
-_CONDITIONS: dict[type, Callable[..., bool]] = {
-    N.IfSet: _Call.if_set, N.IfNull: _Call.if_null, N.IfEmpty: _Call.if_empty, N.IfNoName: _Call.if_no_name,
-}
-
-
-class _Compiled:
-    """One form of native.py made ready to run: its host entry, its argument getters, its condition."""
-
-    __slots__ = ("form", "syscall", "entry", "getters", "when", "off_thread")
-
-    def __init__(self, syscall: str, form: N.Form, entry: Entry | None) -> None:
-        self.form, self.syscall, self.entry = form, syscall, entry
-        self.getters = tuple((_GETTERS[type(s)], s, isinstance(s, N.Times)) for s in form.args)
-        self.when = None if form.when is None else _CONDITIONS[type(form.when)]
-        self.off_thread = form.row in _OFF_THREAD
 
 
 class Supervisor:
@@ -492,8 +109,9 @@ class Supervisor:
         self.sync_wakeup = self._set_sync_wakeup()
         by_name = {e.name: e for e in host.entries.values()}
         self._by_name = by_name
-        self._forms: dict[int, tuple[_Compiled, ...]] = {
-            n.nr: tuple(_Compiled(n.syscall, f, by_name[f.row] if f.row else None) for f in n.forms)
+        self._forms: dict[int, tuple[CompiledForm, ...]] = {
+            n.nr: tuple(CompiledForm(n.syscall, f, by_name[f.row] if f.row else None, f.row in _OFF_THREAD)
+                         for f in n.forms)
             for n in N.NATIVE
         }
 
@@ -504,10 +122,6 @@ class Supervisor:
             return True
         except OSError:
             return False
-
-    @staticmethod
-    def join(base: bytes, rel: bytes) -> bytes:
-        return (base.rstrip(b"/") or b"") + b"/" + rel
 
     # -- life cycle ----------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -595,7 +209,7 @@ class Supervisor:
             log.warning("native-call supervisor: syscall %d (arch %#x) is not forwarded", nr, arch)
             self._reply(nid, 0, errno.ENOSYS)
             return
-        call = _Call(self, nid, tid, nr, tuple(args))
+        call = NativeCall(self, nid, tid, nr, tuple(args))
         try:
             for c in forms:
                 if c.when is None or c.when(call, c.form.when):
@@ -621,7 +235,7 @@ class Supervisor:
             return
         self._finish(call, c)
 
-    def _finish_worker(self, call: _Call, c: _Compiled) -> None:
+    def _finish_worker(self, call: NativeCall, c: CompiledForm) -> None:
         try:
             self._finish(call, c)
         finally:
@@ -634,7 +248,7 @@ class Supervisor:
         if last:
             self._close_fds()
 
-    def _finish(self, call: _Call, c: _Compiled) -> None:
+    def _finish(self, call: NativeCall, c: CompiledForm) -> None:
         nid = call.id
         form = c.form
         try:
@@ -722,29 +336,25 @@ class Supervisor:
         return self._by_name[row]
 
     # -- answers -------------------------------------------------------------------------------------------
-    def _zero(self, call: _Call, answer: N.Zero, result: Any) -> None:
+    def _zero(self, call: NativeCall, answer: N.Zero, result: Any) -> None:
         self._reply(call.id, 0, 0)
 
-    def _value(self, call: _Call, answer: N.Value, result: Any) -> None:
+    def _value(self, call: NativeCall, answer: N.Value, result: Any) -> None:
         self._reply(call.id, int(result), 0)
 
-    def _stat(self, call: _Call, answer: N.StatOut, result: Any) -> None:
-        self.memory.write(call.tid, call.args[answer.arg], _pack_stat(result))
+    def _struct(self, call: NativeCall, answer: N.StructOut, result: Any) -> None:
+        self.memory.write(call.tid, call.args[answer.arg], PACK_STRUCT[answer.layout](result))
         self._reply(call.id, 0, 0)
 
-    def _statx(self, call: _Call, answer: N.StatxOut, result: Any) -> None:
-        self.memory.write(call.tid, call.args[answer.arg], _pack_statx(result))
-        self._reply(call.id, 0, 0)
-
-    def _bytes(self, call: _Call, answer: N.BytesOut, result: Any) -> None:
-        size = _i32(call.args[answer.size])
+    def _bytes(self, call: NativeCall, answer: N.BytesOut, result: Any) -> None:
+        size = i32(call.args[answer.size])
         if size <= 0:
             raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
         data = bytes(result)[:size]
         self.memory.write(call.tid, call.args[answer.arg], data)
         self._reply(call.id, len(data), 0)
 
-    def _install(self, call: _Call, answer: N.NewFd, handle: int) -> None:
+    def _install(self, call: NativeCall, answer: N.NewFd, handle: int) -> None:
         """Hand the new descriptor to the child: installed and answered in one ioctl; the host keeps no copy."""
         h = self.host.handles.pop(handle)
         try:
@@ -771,24 +381,9 @@ class Supervisor:
 
 
 _ANSWERS: dict[type, Callable[..., None]] = {
-    N.Zero: Supervisor._zero, N.Value: Supervisor._value, N.StatOut: Supervisor._stat,
-    N.StatxOut: Supervisor._statx, N.BytesOut: Supervisor._bytes, N.NewFd: Supervisor._install,
+    N.Zero: Supervisor._zero, N.Value: Supervisor._value, N.StructOut: Supervisor._struct,
+    N.BytesOut: Supervisor._bytes, N.NewFd: Supervisor._install,
 }
-
-
-def _pack_stat(st: tuple) -> bytes:
-    mode, ino, dev, nlink, uid, gid, size, atime, mtime, ctime, blksize, blocks, rdev = st
-    a, m, c = divmod(atime, 1_000_000_000), divmod(mtime, 1_000_000_000), divmod(ctime, 1_000_000_000)
-    return _STAT.pack(dev, ino, nlink, mode, uid, gid, 0, rdev, size, blksize, blocks,
-                      a[0], a[1], m[0], m[1], c[0], c[1])
-
-
-def _pack_statx(st: tuple) -> bytes:
-    mode, ino, dev, nlink, uid, gid, size, atime, mtime, ctime, blksize, blocks, rdev = st
-    a, m, c = divmod(atime, 1_000_000_000), divmod(mtime, 1_000_000_000), divmod(ctime, 1_000_000_000)
-    return _STATX.pack(STATX_BASIC_STATS, blksize, 0, nlink, uid, gid, mode & 0xFFFF, ino, size, blocks, 0,
-                       a[0], a[1], 0, 0, 0, 0, c[0], c[1], 0, m[0], m[1], 0,
-                       os.major(rdev), os.minor(rdev), os.major(dev), os.minor(dev))
 
 
 __all__ = ["Supervisor", "ChildMemory", "NOTIF_SIZE"]
