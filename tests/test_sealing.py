@@ -156,7 +156,7 @@ def test_secret_protection_negative_control(scripts: Path, monkeypatch: pytest.M
     rules = policy_mod.parse(["-A"], "code", code)
     with Enclave(policy=rules, backend="sim") as enclave:
         assert enclave.run_code(f"try:\n    {code}\nexcept PermissionError:\n    raise SystemExit(9)") == 9
-    monkeypatch.setattr(policy_mod, "forbidden", lambda path, kind="read": False)
+    monkeypatch.setattr(policy_mod.model, "forbidden", lambda path, kind="read": False)  # Policy.check's copy
     monkeypatch.setattr(access_mod, "forbidden", lambda path, kind="read": False)
     rules = policy_mod.parse(["-A"], "code", code)
     with Enclave(policy=rules, backend="sim") as enclave:
