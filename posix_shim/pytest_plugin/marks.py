@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
-from .. import policy as policy_mod
 from ..enclave import BACKENDS
+from ..policy.loading import find_pyproject, load_toml
+from ..policy.model import PolicyError
 
 # Keyword arguments of @pytest.mark.enclave and the policy flag each one becomes.
 MARK_LISTS = {f"{verb}_{kind}": f"--{verb}-{kind}" for verb in ("allow", "deny") for kind in
@@ -25,11 +26,11 @@ def policy_file(config: pytest.Config) -> str | None:
     given = config.getoption("enclave_policy")
     if given:
         return os.path.abspath(given)
-    found = policy_mod.find_pyproject(str(config.rootpath))
+    found = find_pyproject(str(config.rootpath))
     try:
-        if found and policy_mod.load_toml(found, ("tool", "posix_shim")) is not None:
+        if found and load_toml(found, ("tool", "posix_shim")) is not None:
             return found
-    except policy_mod.PolicyError as exc:
+    except PolicyError as exc:
         raise pytest.UsageError(f"posix_shim: {exc}") from None
     return None
 

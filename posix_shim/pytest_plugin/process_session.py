@@ -18,8 +18,8 @@ from collections.abc import Iterator, Sequence
 
 import pytest
 
-from .. import policy as policy_mod
 from ..enclave import BACKENDS, Enclave
+from ..policy.model import Policy, from_data
 from .marks import MARK_BOOLS, MARK_LISTS, grants_only, mark_settings, policy_file, skip_other_backend
 from .record import INTERNAL_DIRS, RECORD, Record, recording, watch
 from .sessions import PlainSession
@@ -161,7 +161,7 @@ def serve(spec_path: str, args: list[str]) -> int:
     enclave whose policy is the spec's bound, running `pytest ARGS` inside."""
     with open(spec_path, encoding="utf-8") as f:
         spec = json.load(f)
-    bound = policy_mod.from_data(spec["bound"])
+    bound = from_data(spec["bound"])
     with Enclave(policy=bound, backend="process") as enclave:
         return enclave.run_module("pytest", args)
 
@@ -177,17 +177,17 @@ class InnerProcess(PlainSession):
         from enclave_libc import runtime
 
         rt = runtime.RT
-        if not rt or not isinstance(rt.access, policy_mod.Policy):
+        if not rt or not isinstance(rt.access, Policy):
             raise pytest.UsageError("--enclave-inner is internal to --enclave=process (no enclave is running here)")
         self.rt = rt
         with open(spec_path, encoding="utf-8") as f:
             spec = json.load(f)
         if spec.get("version") != SPEC_VERSION:
             raise pytest.UsageError(f"posix_shim: spec version {spec.get('version')!r} is not {SPEC_VERSION}")
-        self.policies: dict[tuple[str, ...], policy_mod.Policy] = {
-            (): policy_mod.from_data(spec["session"])}  # type: ignore[dict-item]
+        self.policies: dict[tuple[str, ...], Policy] = {
+            (): from_data(spec["session"])}  # type: ignore[dict-item]
         for flags, data in spec["marks"]:
-            self.policies[tuple(flags)] = policy_mod.from_data(data)  # type: ignore[assignment]
+            self.policies[tuple(flags)] = from_data(data)  # type: ignore[assignment]
         self.needs = spec["needs"]
         self.spec_trace: str | None = spec.get("trace")
 
@@ -228,7 +228,7 @@ class InnerProcess(PlainSession):
         record = item.stash.setdefault(RECORD, Record())
         undo = watch(self.rt, record, bool(self.spec_trace))
         live = self.rt.access
-        assert isinstance(live, policy_mod.Policy)  # checked in __init__, and the runtime never replaces it
+        assert isinstance(live, Policy)  # checked in __init__, and the runtime never replaces it
         saved = dict(live.__dict__)
         chosen = self.policies.get(flags, self.policies[()])
         live.__dict__.update(chosen.__dict__)

@@ -10,8 +10,9 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from .. import policy as policy_mod
 from ..enclave import Enclave
+from ..policy.flags import parse
+from ..policy.model import Policy, PolicyError
 from .marks import mark_settings, policy_file, skip_other_backend
 from .record import INTERNAL_DIRS, RECORD, Record, hide_runtime_frames, watch
 
@@ -27,7 +28,7 @@ class PlainSession:
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
         self._base: list[str] | None = None
-        self._cache: dict[tuple[str, ...], policy_mod.Policy] = {}
+        self._cache: dict[tuple[str, ...], Policy] = {}
 
     def harness_flags(self) -> list[str]:
         """What pytest itself needs inside: the project (tests, conftest, sources), this runtime's own packages
@@ -46,13 +47,13 @@ class PlainSession:
             self._base = ([f"--policy={file}"] if file else []) + self.harness_flags()
         return self._base
 
-    def policy_for(self, flags: tuple[str, ...]) -> policy_mod.Policy:
+    def policy_for(self, flags: tuple[str, ...]) -> Policy:
         found = self._cache.get(flags)
         if found is None:
             try:
-                found = policy_mod.parse([*self.base_flags(), *flags], "module", "pytest",
+                found = parse([*self.base_flags(), *flags], "module", "pytest",
                                          str(self.config.invocation_params.dir))
-            except policy_mod.PolicyError as exc:
+            except PolicyError as exc:
                 raise pytest.UsageError(f"posix_shim: {exc}") from None
             self._cache[flags] = found
         return found
