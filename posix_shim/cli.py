@@ -136,7 +136,7 @@ def _spawned(ns: argparse.Namespace) -> Any:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "policy":
-        from .policy_cli import main as policy_main
+        from .policy.check import main as policy_main
 
         return policy_main(argv[1:])
     if argv and argv[0] == "sealed":

@@ -71,7 +71,7 @@ class Enclave:
             raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
         if policy is None:
             # The command line's default policy, never allow-all: that is asked for by name (ALLOW_ALL, -A).
-            from .policy import build_default
+            from .policy.builder import build_default
 
             policy = build_default(None, None)
         self.policy = policy

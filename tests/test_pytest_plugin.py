@@ -19,8 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from posix_shim import pytest_plugin
-from posix_shim.pytest_plugin import _inner_args
+from posix_shim.pytest_plugin.process_session import RESTART_STATUS, inner_args
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -282,7 +281,7 @@ def test_a_sim_enclave_starts_outside_and_not_inside_another() -> None:
 def test_inner_arguments_drop_only_the_outer_options() -> None:
     args = ["--enclave", "process", "-q", "--enclave-policy", "p.toml", "--enclave-trace=t", "tests/x.py",
             "--enclave=process", "-k", "enclave", "--enclave", "tests/y.py"]
-    assert _inner_args(args) == ["-q", "tests/x.py", "-k", "enclave", "tests/y.py"]
+    assert inner_args(args) == ["-q", "tests/x.py", "-k", "enclave", "tests/y.py"]
 
 
 def test_marks_are_validated(tmp_path: Path) -> None:
@@ -307,4 +306,4 @@ def test_an_unusable_policy_stops_the_session_as_a_usage_error(tmp_path: Path) -
 
 
 def test_restart_status_is_not_one_of_pytests_own() -> None:
-    assert pytest_plugin.RESTART_STATUS not in {int(code) for code in pytest.ExitCode}
+    assert RESTART_STATUS not in {int(code) for code in pytest.ExitCode}

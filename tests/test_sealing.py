@@ -156,7 +156,7 @@ def test_secret_protection_negative_control(scripts: Path, monkeypatch: pytest.M
     rules = policy_mod.parse(["-A"], "code", code)
     with Enclave(policy=rules, backend="sim") as enclave:
         assert enclave.run_code(f"try:\n    {code}\nexcept PermissionError:\n    raise SystemExit(9)") == 9
-    monkeypatch.setattr(policy_mod, "forbidden", lambda path, kind="read": False)
+    monkeypatch.setattr(policy_mod.model, "forbidden", lambda path, kind="read": False)  # Policy.check's copy
     monkeypatch.setattr(access_mod, "forbidden", lambda path, kind="read": False)
     rules = policy_mod.parse(["-A"], "code", code)
     with Enclave(policy=rules, backend="sim") as enclave:
@@ -182,9 +182,10 @@ def test_sealed_inspect_says_what_a_blob_is_bound_to(scripts: Path) -> None:
 IDENTITY_OF_DEFAULT_POLICY = r'''
 import builtins, hashlib, sys
 from posix_shim import policy
+from posix_shim.policy import defaults  # where the default grants are sorted
 from ocall_bridge.host.sealing import canonical_policy
 if sys.argv[1] == "length-only":  # the negative control: ties between equal-length paths keep the set's order
-    policy.sorted = lambda it, key=None, **kw: builtins.sorted(it, key=len) if key else builtins.sorted(it, **kw)
+    defaults.sorted = lambda it, key=None, **kw: builtins.sorted(it, key=len) if key else builtins.sorted(it, **kw)
 print(hashlib.sha256(canonical_policy(policy.parse(["--encrypted=vault"], "path", "a.py"))).hexdigest())
 '''
 

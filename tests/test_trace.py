@@ -21,7 +21,8 @@ from ocall_bridge import inject
 from ocall_bridge.access import ALLOW_ALL, Access
 from ocall_bridge.calls import BY_NAME
 from posix_shim import Enclave
-from posix_shim.trace import TraceEvent, format_text, parse_filter, quote
+from posix_shim.trace import parse_filter
+from posix_shim.trace_format import TraceEvent, format_text, quote
 
 LINE = re.compile(r"^\[(\d+)\] (\w+)\((.*)\) = (.*) <[\d.]+us>$")
 

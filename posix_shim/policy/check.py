@@ -13,7 +13,8 @@ import os
 import sys
 from collections.abc import Sequence
 
-from . import policy
+from .flags import add_arguments, build
+from .model import Policy, PolicyError, covers
 
 PROG = "posix-shim policy"
 
@@ -28,11 +29,11 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("file", nargs="?", metavar="FILE", help="policy file (default: the nearest pyproject.toml)")
     check.add_argument("--script", metavar="PATH", help="the script the run would start (its folder is granted)")
     check.add_argument("--json", action="store_true", help="print the policy as the plain data sent to a child")
-    policy.add_arguments(check)
+    add_arguments(check)
     return parser
 
 
-def warnings(p: policy.Policy) -> list[str]:
+def warnings(p: Policy) -> list[str]:
     """Rules that are valid but probably not what was meant."""
     out = []
     for rules in (p.read, p.write):
@@ -40,7 +41,7 @@ def warnings(p: policy.Policy) -> list[str]:
             if not rule.origin.startswith("default") and not os.path.lexists(rule.value):
                 out.append(f"{rules.kind} grant {os.fsdecode(rule.value)} ({rule.origin}) does not exist (yet)")
         for rule in rules.deny:
-            if rules.all is None and not any(policy.covers(a.value, rule.value) or policy.covers(rule.value, a.value)
+            if rules.all is None and not any(covers(a.value, rule.value) or covers(rule.value, a.value)
                                              for a in rules.allow):
                 out.append(f"{rules.kind} denial {os.fsdecode(rule.value)} ({rule.origin}) has no effect: nothing "
                            f"around it is granted")
@@ -53,12 +54,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.policy = args.file
     kind = "path" if args.script else None
     try:
-        p = policy.build(args, kind, args.script)
-    except policy.PolicyError as exc:
+        p = build(args, kind, args.script)
+    except PolicyError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 2
     if args.json:
-        print(json.dumps(p.to_data(), indent=2, sort_keys=True))  # what process.py sends (from_data reads it)
+        print(json.dumps(p.to_data(), indent=2, sort_keys=True))  # what process_backend.py sends (from_data reads it)
         return 0
     source = args.policy or (f"[tool.posix_shim] in {p.source}" if p.source else None) or \
         "(no policy file here: the defaults and flags)"
