@@ -51,9 +51,12 @@ def _control_out(ancdata: Iterable[Any]) -> list[tuple[int, int, bytes]]:
     return items
 
 
+# The fd table's kind (fdtable.OpenFile.kind) of a received descriptor, by its file type; anything else is a file.
+_KINDS = {_stat.S_IFSOCK: "socket", _stat.S_IFIFO: "pipe", _stat.S_IFDIR: "dir"}
+
+
 def _kind(mode: int) -> str:
-    return ("socket" if _stat.S_ISSOCK(mode) else "pipe" if _stat.S_ISFIFO(mode)
-            else "dir" if _stat.S_ISDIR(mode) else "file")
+    return _KINDS.get(_stat.S_IFMT(mode), "file")
 
 
 def _control_in(anc: list[tuple[int, int, bytes]], flags: int) -> list[tuple[int, int, bytes]]:

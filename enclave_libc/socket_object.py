@@ -28,7 +28,7 @@ import weakref
 from collections.abc import Iterable
 from typing import Any, overload
 
-from ocall_bridge.calls import MAX_ANCILLARY, SOCKET_FAMILIES, SOCKOPTS
+from ocall_bridge.calls import MAX_ANCILLARY, SOCKET_FAMILIES, SOCKOPTS, uses
 from ocall_bridge.types import MAX_DATA
 
 from . import runtime
@@ -63,6 +63,8 @@ SocketKind = _pysocket.SocketKind
 POLLIN, POLLOUT, POLLNVAL = 0x001, 0x004, 0x020
 _STREAMS = (SOCK_STREAM, SOCK_SEQPACKET)
 
+_KIND = "socket"  # the fd table's kind (fdtable.OpenFile.kind) of every socket
+
 # AF_UNIX names as the program gave them: the host binds the absolute path (the enclave has its own cwd, and the
 # policy judges absolute paths), but getsockname() answers what was bound, as natively.
 _UNIX_NAMES: weakref.WeakKeyDictionary[OpenFile, tuple[bytes, bytes]] = weakref.WeakKeyDictionary()
@@ -75,13 +77,17 @@ def _name(table: str, value: int) -> str:
     return str(value)
 
 
-def _check_supported(family: int, type: int) -> None:
+# What socket() and socketpair() refuse (the support table's words; `uses(partial=...)`).
+OUTSIDE_SUBSET = "address families other than AF_INET, AF_INET6 and AF_UNIX; SOCK_RAW and SOCK_RDM"
+
+
+def _check_supported(call: str, family: int, type: int) -> None:
     if family not in SOCKET_FAMILIES and _name("AF_", family) != str(family):
-        raise Unsupported("socket", f"address family {_name('AF_', family)} is outside the subset "
+        raise Unsupported(call, f"address family {_name('AF_', family)} is outside the subset "
                                     "(AF_INET, AF_INET6, AF_UNIX)")
     base = type & ~(SOCK_NONBLOCK | SOCK_CLOEXEC)
     if base in (_socket.SOCK_RAW, _socket.SOCK_RDM):
-        raise Unsupported("socket", f"socket type {_name('SOCK_', base)} is outside the subset")
+        raise Unsupported(call, f"socket type {_name('SOCK_', base)} is outside the subset")
 
 
 def _check_option(call: str, level: int, optname: int) -> None:
@@ -89,10 +95,12 @@ def _check_option(call: str, level: int, optname: int) -> None:
         raise Unsupported(call, f"socket option level {level} option {optname} is not served")
 
 
+@uses()
 def getdefaulttimeout() -> float | None:
     return runtime.RT.extra.get("sockets.default_timeout")
 
 
+@uses()
 def setdefaulttimeout(timeout: float | None) -> None:
     # Kept per enclave: the C module's own default is process-wide, and on the sim backend the host shares it.
     runtime.RT.extra["sockets.default_timeout"] = _timeout_value(timeout)
@@ -116,9 +124,20 @@ def _timeout_value(value: Any) -> float | None:
     return value
 
 
+def _adopt(handle: int) -> int:
+    """A new enclave fd for a socket handle the host just made.  Sockets are never inheritable (PEP 446), and
+    nothing is ever exec'ed inside anyway."""
+    return runtime.RT.fds.add(OpenFile(handle, _KIND), cloexec=True)
+
+
 # -- the socket class --------------------------------------------------------------------------------------
 
 
+@uses("socket", "bind", "listen", "accept", "connect", "shutdown", "getsockname", "getpeername", "getsockopt",
+      "setsockopt", "send", "sendto", "sendmsg", "recv", "recvfrom", "recvmsg", "setfl", "poll", "close", "fstat",
+      "getaddrinfo",
+      partial=f"{OUTSIDE_SUBSET}; socket options and control messages outside the table; setsockopt's (None, "
+              "optlen) form and sendmsg_afalg (AF_ALG)")
 class socket(_BaseSocket):
     """socket.socket over an enclave fd."""
 
@@ -133,10 +152,8 @@ class socket(_BaseSocket):
             family = AF_INET if family == -1 else _index(family)
             type = SOCK_STREAM if type == -1 else _index(type)
             proto = 0 if proto == -1 else _index(proto)
-            _check_supported(family, type)
-            handle = rt.ocall.socket(family, type, proto)
-            # Sockets are never inheritable (PEP 446), and nothing is ever exec'ed inside anyway.
-            self._fd = rt.fds.add(OpenFile(handle, "socket"), cloexec=True)
+            _check_supported("socket", family, type)
+            self._fd = _adopt(rt.ocall.socket(family, type, proto))
         else:
             if isinstance(fileno, float):
                 raise TypeError("'float' object cannot be interpreted as an integer")
@@ -284,7 +301,7 @@ class socket(_BaseSocket):
         rt = runtime.RT
         listening = self._of()
         handle, rec = self._io(rt.ocall.accept, (0,), POLLIN, True)
-        of = OpenFile(handle, "socket")
+        of = OpenFile(handle, _KIND)
         try:
             addr = py_address(rec, self._family, "accept")
         except BaseException:

@@ -14,10 +14,11 @@ import _socket
 import socket as _pysocket
 from typing import Any
 
+from ocall_bridge.calls import uses
+
 from . import files, runtime
 from .errors import Unsupported
-from .fdtable import OpenFile
-from .socket_object import _check_supported, getdefaulttimeout, setdefaulttimeout, socket
+from .socket_object import OUTSIDE_SUBSET, _adopt, _check_supported, getdefaulttimeout, setdefaulttimeout, socket
 from .socket_values import (
     _GAI_MESSAGES,
     AF_INET,
@@ -40,6 +41,7 @@ _BaseSocket = _pysocket.socket  # captured before interposition: the original th
 herror = _socket.herror
 
 
+@uses("getaddrinfo")
 def getaddrinfo(host: Any, port: Any, family: int = 0, type: int = 0, proto: int = 0,
                 flags: int = 0) -> list[tuple]:
     """_socket.getaddrinfo: plain ints; socket.getaddrinfo (CPython's wrapper) turns them into enums."""
@@ -62,6 +64,7 @@ def getaddrinfo(host: Any, port: Any, family: int = 0, type: int = 0, proto: int
             for af, socktype, proto_, canon, rec in records]
 
 
+@uses("getnameinfo")
 def getnameinfo(sockaddr: Any, flags: int) -> tuple[str, str]:
     if not isinstance(sockaddr, tuple):
         raise TypeError("getnameinfo() argument 1 must be a tuple")
@@ -88,14 +91,17 @@ def getnameinfo(sockaddr: Any, flags: int) -> tuple[str, str]:
         raise _gai(exc) from None
 
 
+@uses("gethostname")
 def gethostname() -> str:
     return runtime.RT.ocall.gethostname()
 
 
+@uses("getaddrinfo")
 def gethostbyname(hostname: Any) -> str:
     return _setipaddr(_idna(hostname), AF_INET)[1]
 
 
+@uses("getaddrinfo")
 def gethostbyname_ex(hostname: Any) -> tuple[str, list[str], list[str]]:
     name = _idna(hostname)
     if _numeric(AF_INET, name) is not None:
@@ -106,6 +112,7 @@ def gethostbyname_ex(hostname: Any) -> tuple[str, list[str], list[str]]:
     return canonical, [], addresses
 
 
+@uses("getaddrinfo", "getnameinfo")
 def gethostbyaddr(ip_address: Any) -> tuple[str, list[str], list[str]]:
     """A reverse lookup (getnameinfo with NI_NAMEREQD); a name is resolved first, as natively."""
     af, ip, scope = _setipaddr(_idna(ip_address), AF_UNSPEC)
@@ -119,6 +126,7 @@ def gethostbyaddr(ip_address: Any) -> tuple[str, list[str], list[str]]:
     return name, [], [ip]
 
 
+@uses("getaddrinfo")
 def getservbyname(servicename: str, protocolname: str | None = None) -> int:
     if not isinstance(servicename, str) or (protocolname is not None and not isinstance(protocolname, str)):
         raise TypeError("getservbyname() argument must be str")
@@ -132,6 +140,7 @@ def getservbyname(servicename: str, protocolname: str | None = None) -> int:
     return records[0][4][2]
 
 
+@uses("getnameinfo")
 def getservbyport(port: int, protocolname: str | None = None) -> str:
     if not 0 <= port <= 0xFFFF:
         raise OverflowError("getservbyport: port must be 0-65535.")
@@ -148,6 +157,7 @@ _PROTOCOLS = {"ip": 0, "icmp": 1, "igmp": 2, "tcp": 6, "udp": 17, "ipv6": 41, "i
               "sctp": 132, "udplite": 136, "raw": 255}
 
 
+@uses()
 def getprotobyname(protocolname: str) -> int:
     """/etc/protocols is the same table on every Linux: served inside, without touching host files."""
     try:
@@ -161,30 +171,34 @@ def _unsupported(name: str) -> Any:
         raise Unsupported(name, "host network interfaces and names are not visible inside the enclave")
 
     refuse.__name__ = name
-    return refuse
+    refuse.__posix_shim_refused__ = True  # type: ignore[attr-defined]  # the support table: a refusal
+    return uses(partial="every call: host network interfaces and names are not visible inside the enclave")(refuse)
 
 
 
+@uses("socketpair", partial=OUTSIDE_SUBSET)
 def socketpair(family: int | None = None, type: int = SOCK_STREAM, proto: int = 0) -> tuple[socket, socket]:
     if family is None:
         family = AF_UNIX
-    _check_supported(family, type)
+    _check_supported("socketpair", family, type)
     rt = runtime.RT
     h1, h2 = rt.ocall.socketpair(family, type, proto)
-    fd1 = rt.fds.add(OpenFile(h1, "socket"), cloexec=True)
-    fd2 = rt.fds.add(OpenFile(h2, "socket"), cloexec=True)
+    fd1, fd2 = _adopt(h1), _adopt(h2)
     return socket(family, type, proto, fd1), socket(family, type, proto, fd2)
 
 
+@uses("socketpair", partial=OUTSIDE_SUBSET)
 def _raw_socketpair(family: int = AF_UNIX, type: int = SOCK_STREAM, proto: int = 0) -> tuple[socket, socket]:
     """_socket.socketpair (for code that calls the C function directly)."""
     return socketpair(family, type, proto)
 
 
+@uses("close")
 def close(fd: int) -> None:
     files.close(_index(fd))
 
 
+@uses()
 def dup(fd: int) -> int:
     return files.dup(_index(fd))
 

@@ -199,7 +199,7 @@ def test_tampering_is_refused_with_eio_and_logged(where: str, tmp_path: Path, ki
 
 def test_swapped_files_are_caught_by_the_path_binding(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Negative control for the path in the header MAC: without it, a swapped file is accepted."""
-    from enclave_libc import encfs
+    from enclave_libc import encfs_format
     from posix_shim import Enclave
     from posix_shim import policy as policy_mod
 
@@ -218,7 +218,7 @@ def test_swapped_files_are_caught_by_the_path_binding(tmp_path: Path, monkeypatc
                                     ["vault", "read", "a.bin"])
 
     assert attempt() == 5
-    monkeypatch.setattr(encfs._State, "rel", property(lambda self: b""))
+    monkeypatch.setattr(encfs_format._State, "rel", property(lambda self: b""))
     assert attempt() == 0
 
 
@@ -351,7 +351,7 @@ def test_reads_survive_short_answers_and_files_beyond_the_kept_copy(
         cap: int | None) -> None:
     """A host answering preads short (splitting records) still reads back right, and a file beyond the copy kept
     at open (16 MiB) takes the pread-per-read path."""
-    from enclave_libc import encfs, files
+    from enclave_libc import encfs_format, files
     from posix_shim import Enclave
     from posix_shim import policy as policy_mod
 
@@ -363,15 +363,15 @@ def test_reads_survive_short_answers_and_files_beyond_the_kept_copy(
         monkeypatch.setattr(files, "pread", lambda fd, n, off: pread(fd, min(n, cap), off))
         monkeypatch.setattr(files, "pread_into", lambda fd, view, off: pread_into(fd, view[:cap], off))
     loads: list[bool] = []
-    load = encfs._State.load
+    load = encfs_format._State.load
 
-    def spy(self: encfs._State, actual: int) -> None:
+    def spy(self: encfs_format._State, actual: int) -> None:
         load(self, actual)
         loads.append(self.raw is not None)
 
-    monkeypatch.setattr(encfs._State, "load", spy)
+    monkeypatch.setattr(encfs_format._State, "load", spy)
     rules = policy_mod.parse(["-A", "--encrypted=vault"], "code", BIG)
     with Enclave(policy=rules, backend="sim") as enclave:
         assert enclave.run_code(BIG, [str(size)]) == 0
     assert capfd.readouterr().out.strip() == "ok"
-    assert loads and all(kept is (size <= encfs.RAW_CACHE) for kept in loads)
+    assert loads and all(kept is (size <= encfs_format.RAW_CACHE) for kept in loads)
