@@ -54,7 +54,7 @@ RAW_CACHE = 16 << 20
 SCRATCH_MAX = 4 << 20
 KINDS = {"enclave": 0, "signer": 1}
 _urandom = _os.urandom
-_lock = threading.RLock()
+_lock = threading.RLock()  # one lock for every encrypted file: the shared states and the scratch buffers
 
 
 def _violation(call: str, full: bytes, problem: str) -> HostViolation:
@@ -67,7 +67,6 @@ def _versions() -> dict[bytes, tuple[bytes, int]]:
 
 def _states() -> dict[bytes, _State]:
     return runtime.RT.extra.setdefault("encfs.open", {})
-
 
 
 # -- keys ------------------------------------------------------------------------------------------------------

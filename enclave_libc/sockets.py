@@ -18,7 +18,15 @@ from ocall_bridge.calls import uses
 
 from . import files, runtime
 from .errors import Unsupported
-from .socket_object import OUTSIDE_SUBSET, _adopt, _check_supported, getdefaulttimeout, setdefaulttimeout, socket
+from .socket_object import (
+    OUTSIDE_SUBSET,
+    _adopt,
+    _BaseSocket,
+    _check_supported,
+    getdefaulttimeout,
+    setdefaulttimeout,
+    socket,
+)
 from .socket_values import (
     _GAI_MESSAGES,
     AF_INET,
@@ -37,7 +45,6 @@ from .socket_values import (
     py_address,
 )
 
-_BaseSocket = _pysocket.socket  # captured before interposition: the original this family replaces
 herror = _socket.herror
 
 
@@ -167,13 +174,14 @@ def getprotobyname(protocolname: str) -> int:
 
 
 def _unsupported(name: str) -> Any:
+    """A replacement that refuses `name` outright (ENOSYS): what it would answer is the host's, not the enclave's."""
+
     def refuse(*args: Any, **kwargs: Any) -> Any:
         raise Unsupported(name, "host network interfaces and names are not visible inside the enclave")
 
     refuse.__name__ = name
     refuse.__posix_shim_refused__ = True  # type: ignore[attr-defined]  # the support table: a refusal
     return uses(partial="every call: host network interfaces and names are not visible inside the enclave")(refuse)
-
 
 
 @uses("socketpair", partial=OUTSIDE_SUBSET)
