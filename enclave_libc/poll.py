@@ -27,7 +27,7 @@ from typing import Any
 from . import runtime
 from .errors import Unsupported, oserror
 from .fdtable import OpenFile
-from .sockets import _lie
+from .socket_values import _lie
 
 _monotonic = _time.monotonic
 POLLIN, POLLPRI, POLLOUT = _select.POLLIN, _select.POLLPRI, _select.POLLOUT

@@ -37,6 +37,8 @@ import ssl as _ssl
 from _ssl import _SSLContext
 from typing import Any
 
+from ocall_bridge.calls import uses
+
 from . import io as eio
 from . import runtime
 from . import sockets as esock
@@ -57,6 +59,12 @@ MemoryBIO = _ssl.MemoryBIO
 SSLWantReadError, SSLWantWriteError = _ssl.SSLWantReadError, _ssl.SSLWantWriteError
 _HEADER = 5  # TLS record header: type, version (2), length (2)
 _MAX_RECORD = 16384 + 2048  # the largest record TLS 1.2 allows (plaintext + expansion)
+# The enclave socket's own send/recv, called on an SSLSocket's plain side (SSLSocket overrides them with TLS).
+_plain_send, _plain_sendall, _plain_recv = esock.socket.send, esock.socket.sendall, esock.socket.recv
+# The operations named in TimeoutError and SSLWant*Error messages, as the C module names them.
+# What the certificate loaders refuse (only where memfd_create is missing: the bytes never go through a host file).
+_NO_MEMFD = "on a system without memfd_create"
+_READ, _WRITE, _HANDSHAKE = "read", "write", "handshake"
 _HASHED = re.compile(r"^[0-9a-f]{8}\.r?[0-9]+$")  # c_rehash names in a capath folder
 
 
@@ -127,6 +135,7 @@ def load_cert_chain_from_memory(ctx: Any, chain_pem: bytes) -> None:
         _orig_load_cert_chain(ctx, path, None, None)
 
 
+@uses("open", "fstat", "isatty", "lseek", "read", "pread", "write", "pwrite", "ftruncate", "close", partial=_NO_MEMFD)
 def load_cert_chain(self: Any, certfile: Any, keyfile: Any = None, password: Any = None) -> None:
     if not _inside():
         return _orig_load_cert_chain(self, certfile, keyfile, password)
@@ -139,6 +148,7 @@ def load_cert_chain(self: Any, certfile: Any, keyfile: Any = None, password: Any
             return _orig_load_cert_chain(self, cert_path, key_path, password)
 
 
+@uses("open", "fstat", "isatty", "lseek", "read", "pread", "write", "pwrite", "ftruncate", "close", partial=_NO_MEMFD)
 def load_verify_locations(self: Any, cafile: Any = None, capath: Any = None, cadata: Any = None) -> None:
     if not _inside():
         return _orig_load_verify_locations(self, cafile, capath, cadata)
@@ -181,6 +191,7 @@ def _load_capath(self: Any, capath: Any) -> None:
             continue
 
 
+@uses("open", "fstat", "isatty", "lseek", "read", "pread", "write", "pwrite", "ftruncate", "close", partial=_NO_MEMFD)
 def load_dh_params(self: Any, path: Any) -> None:
     if not _inside():
         return _orig_load_dh_params(self, path)
@@ -192,6 +203,7 @@ def load_dh_params(self: Any, path: Any) -> None:
         return _orig_load_dh_params(self, mem)
 
 
+@uses("open", "fstat", "isatty", "lseek", "read", "pread", "write", "pwrite", "ftruncate", "close", partial=_NO_MEMFD)
 def set_default_verify_paths(self: Any) -> None:
     """The system CA bundle and folder, read through the enclave.
 
@@ -236,10 +248,12 @@ def _warn_once(message: str) -> None:
         pass
 
 
+@uses()
 def _keylog_get(self: Any) -> Any:
     return _orig_keylog.__get__(self)
 
 
+@uses(partial="a key log file inside the enclave: OpenSSL would write TLS secrets to a host file")
 def _keylog_set(self: Any, value: Any) -> None:
     """OpenSSL would append session secrets to a host file by itself, around the policy: refused inside."""
     if value is not None and _inside():
@@ -248,6 +262,18 @@ def _keylog_set(self: Any, value: Any) -> None:
 
 
 # -- the TLS channel -----------------------------------------------------------------------------------------
+
+
+def _through(name: str) -> property:
+    """An attribute of the wrapped `_ssl` object, read and set through the Channel that stands for it."""
+
+    def get(self: Channel) -> Any:
+        return getattr(self._obj, name)
+
+    def set_(self: Channel, value: Any) -> None:
+        setattr(self._obj, name, value)
+
+    return property(get, set_)
 
 
 class Channel:
@@ -269,29 +295,11 @@ class Channel:
         self._body = 0  # bytes of the current record still to receive
 
     # -- attributes of _ssl._SSLSocket --------------------------------------------------------------------
-    @property
-    def context(self) -> Any:
-        return self._obj.context
-
-    @context.setter
-    def context(self, ctx: Any) -> None:
-        self._obj.context = ctx
-
-    @property
-    def session(self) -> Any:
-        return self._obj.session
-
-    @session.setter
-    def session(self, value: Any) -> None:
-        self._obj.session = value
-
-    @property
-    def owner(self) -> Any:
-        return self._obj.owner
-
-    @owner.setter
-    def owner(self, value: Any) -> None:
-        self._obj.owner = value
+    # Settable, so not left to __getattr__: ssl.py assigns them (a new context for SNI, a session to resume,
+    # the owner once the SSLSocket exists) and they must land on the SSLObject that OpenSSL drives.
+    context = _through("context")
+    session = _through("session")
+    owner = _through("owner")
 
     def __getattr__(self, name: str) -> Any:  # getpeercert, cipher, version, selected_alpn_protocol, ...
         if name == "_obj":  # not set yet: __init__ failed before wrapping
@@ -308,14 +316,14 @@ class Channel:
         sock = self._sock
         if not nonblocking:
             try:
-                esock.socket.sendall(sock, data)
+                _plain_sendall(sock, data)
             except TimeoutError:
                 raise TimeoutError(f"The {what} operation timed out") from None
             return True
         view = memoryview(data)
         while view:
             try:
-                n = esock.socket.send(sock, view)
+                n = _plain_send(sock, view)
             except BlockingIOError:
                 self._pending = bytes(view)
                 return False
@@ -329,7 +337,7 @@ class Channel:
         else:
             want = _HEADER - len(self._header)
         try:
-            data = esock.socket.recv(self._sock, want)
+            data = _plain_recv(self._sock, want)
         except TimeoutError:
             raise TimeoutError(f"The {what} operation timed out") from None
         if not data:
@@ -346,7 +354,7 @@ class Channel:
 
     def _run(self, what: str, op: Any, *args: Any) -> Any:
         nonblocking = self._sock.gettimeout() == 0.0
-        if self._pending and not self._flush(what, nonblocking) and what == "write":
+        if self._pending and not self._flush(what, nonblocking) and what == _WRITE:
             raise SSLWantWriteError(3, "The operation did not complete (write)")
         while True:
             try:
@@ -376,12 +384,12 @@ class Channel:
 
     # -- the operations ssl.SSLSocket calls ---------------------------------------------------------------
     def do_handshake(self) -> None:
-        self._run("handshake", self._obj.do_handshake)
+        self._run(_HANDSHAKE, self._obj.do_handshake)
 
     def read(self, length: int = 1024, buffer: Any = None) -> Any:
         if buffer is None:
-            return self._run("read", self._obj.read, length)
-        return self._run("read", self._obj.read, length, buffer)
+            return self._run(_READ, self._obj.read, length)
+        return self._run(_READ, self._obj.read, length, buffer)
 
     def write(self, data: Any) -> int:
         if self._sock.gettimeout() == 0.0:
@@ -392,7 +400,7 @@ class Channel:
             while done < len(view):
                 chunk = view[done:done + 16384]
                 try:
-                    n = self._run("write", self._obj.write, chunk)
+                    n = self._run(_WRITE, self._obj.write, chunk)
                 except SSLWantWriteError:
                     if done:
                         return done
@@ -401,19 +409,20 @@ class Channel:
                 if self._pending:
                     return done
             return done
-        return self._run("write", self._obj.write, data)
+        return self._run(_WRITE, self._obj.write, data)
 
     def shutdown(self) -> Any:
         """unwrap(): close_notify both ways; returns the socket, as the C shutdown does for a socket."""
-        self._run("read", self._obj.shutdown)
+        self._run(_READ, self._obj.shutdown)
         return self._sock
 
     def verify_client_post_handshake(self) -> None:
-        self._run("write", self._obj.verify_client_post_handshake)
+        self._run(_WRITE, self._obj.verify_client_post_handshake)
 
 
 # Deliberate: CPython's SSLSocket code over the enclave's socket; typeshed's two bases disagree on the signatures
 # of recvmsg/recvmsg_into/sendmsg, which SSLSocket refuses at run time anyway.
+@uses()  # its own code: none (the rows of the plain socket beneath are declared on enclave_libc.socket_object.socket)
 class SSLSocket(_ssl.SSLSocket, esock.socket):  # type: ignore[misc]
     """ssl.SSLSocket over an enclave socket: CPython's SSL socket code, the enclave's plain socket beneath."""
 
@@ -422,6 +431,7 @@ SSLSocket.__module__ = "ssl"
 SSLSocket.__qualname__ = SSLSocket.__name__ = "SSLSocket"
 
 
+@uses("send", "recv")
 def _wrap_socket(self: Any, sock: Any, server_side: bool, server_hostname: Any = None, *, owner: Any = None,
                  session: Any = None) -> Any:
     if isinstance(sock, esock.socket):

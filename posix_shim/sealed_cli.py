@@ -6,7 +6,7 @@ from __future__ import annotations
 import struct
 import sys
 
-from enclave_libc import encfs
+from enclave_libc import encfs_format as encfs  # the file format (MAGIC, HDR, KINDS, CHUNK)
 from enclave_libc.sealing import SealError, inspect
 
 

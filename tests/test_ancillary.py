@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from conftest import run_shim
 
+from enclave_libc import ancillary, runtime
 from enclave_libc import files as efiles
-from enclave_libc import runtime
 from enclave_libc import sockets as esock
 from enclave_libc.errors import HostViolation
 from enclave_libc.runtime import EnclaveRuntime
@@ -88,19 +88,19 @@ def test_host_sends_only_descriptors_of_this_enclaves_handles(enclave: tuple[Hos
         sendmsg = host.entries[BY_NAME["sendmsg"].number]
         raw = array.array("i", [secret_w]).tobytes()
         with pytest.raises(OSError) as info:
-            host.perform(sendmsg, (ha, b"x", [(socket.SOL_SOCKET, socket.SCM_RIGHTS, raw)], 0, esock._NO_ADDRESS))
+            host.perform(sendmsg, (ha, b"x", [(socket.SOL_SOCKET, socket.SCM_RIGHTS, raw)], 0, ancillary._NO_ADDRESS))
         assert info.value.errno == errno.EBADF
         # Negative control: a handle of this enclave is sent, and arrives on the other end as a new handle.
         own = array.array("i", [ha]).tobytes()
         assert host.perform(sendmsg, (ha, b"y", [(socket.SOL_SOCKET, socket.SCM_RIGHTS, own)], 0,
-                                      esock._NO_ADDRESS)) == 1
+                                      ancillary._NO_ADDRESS)) == 1
         data, anc, _, _ = host.perform(host.entries[BY_NAME["recvmsg"].number], (hb, 10, 64, 0))
         assert data == b"y" and len(anc) == 1
         [new] = array.array("i", anc[0][2])
         assert new not in (ha, hb) and host.handles.get(new).kind == "socket"
         # A control message outside the allowed set is refused by the host too.
         with pytest.raises(OSError) as info:
-            host.perform(sendmsg, (ha, b"z", [(socket.SOL_SOCKET, 99, b"")], 0, esock._NO_ADDRESS))
+            host.perform(sendmsg, (ha, b"z", [(socket.SOL_SOCKET, 99, b"")], 0, ancillary._NO_ADDRESS))
         assert info.value.errno == errno.EPERM
     finally:
         os.close(secret_r)

@@ -8,6 +8,7 @@ reads what the host put there), which is the attack the encryption exists to sto
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -199,7 +200,7 @@ def test_tampering_is_refused_with_eio_and_logged(where: str, tmp_path: Path, ki
 
 def test_swapped_files_are_caught_by_the_path_binding(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Negative control for the path in the header MAC: without it, a swapped file is accepted."""
-    from enclave_libc import encfs
+    from enclave_libc import encfs_format
     from posix_shim import Enclave
     from posix_shim import policy as policy_mod
 
@@ -218,7 +219,7 @@ def test_swapped_files_are_caught_by_the_path_binding(tmp_path: Path, monkeypatc
                                     ["vault", "read", "a.bin"])
 
     assert attempt() == 5
-    monkeypatch.setattr(encfs._State, "rel", property(lambda self: b""))
+    monkeypatch.setattr(encfs_format._State, "rel", property(lambda self: b""))
     assert attempt() == 0
 
 
@@ -351,7 +352,7 @@ def test_reads_survive_short_answers_and_files_beyond_the_kept_copy(
         cap: int | None) -> None:
     """A host answering preads short (splitting records) still reads back right, and a file beyond the copy kept
     at open (16 MiB) takes the pread-per-read path."""
-    from enclave_libc import encfs, files
+    from enclave_libc import encfs_format, files
     from posix_shim import Enclave
     from posix_shim import policy as policy_mod
 
@@ -363,15 +364,83 @@ def test_reads_survive_short_answers_and_files_beyond_the_kept_copy(
         monkeypatch.setattr(files, "pread", lambda fd, n, off: pread(fd, min(n, cap), off))
         monkeypatch.setattr(files, "pread_into", lambda fd, view, off: pread_into(fd, view[:cap], off))
     loads: list[bool] = []
-    load = encfs._State.load
+    load = encfs_format._State.load
 
-    def spy(self: encfs._State, actual: int) -> None:
+    def spy(self: encfs_format._State, actual: int) -> None:
         load(self, actual)
         loads.append(self.raw is not None)
 
-    monkeypatch.setattr(encfs._State, "load", spy)
+    monkeypatch.setattr(encfs_format._State, "load", spy)
     rules = policy_mod.parse(["-A", "--encrypted=vault"], "code", BIG)
     with Enclave(policy=rules, backend="sim") as enclave:
         assert enclave.run_code(BIG, [str(size)]) == 0
     assert capfd.readouterr().out.strip() == "ok"
-    assert loads and all(kept is (size <= encfs.RAW_CACHE) for kept in loads)
+    assert loads and all(kept is (size <= encfs_format.RAW_CACHE) for kept in loads)
+
+
+ONE_CHUNK_BACK = r'''
+import sys
+CH = 1 << 16
+p = "vault/c.bin"
+if sys.argv[1] == "write":
+    with open(p, "wb") as f:
+        f.write(b"A" * 3 * CH)
+    sys.exit(0)
+with open(p, "r+b", buffering=0) as f:
+    f.seek(CH)
+    f.write(b"B" * CH)  # chunk 1 sealed anew: a new tag in the header's root
+    f.write(b"C")  # chunk 2 touched last, so chunk 1 is read back from the host, not from what was just written
+    f.seek(CH)
+    try:
+        print("read", f.read(10).decode())
+    except OSError as e:
+        print("refused", e.errno, e)
+'''
+
+
+@pytest.mark.parametrize("defended", [True, False])
+def test_one_chunk_rolled_back_under_an_open_file_is_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str], defended: bool) -> None:
+    """The host answers the read of chunk 1 with its previous record: a genuine record of this file and index,
+    so AES-GCM accepts it; only the check against the tags the header lists (encfs_format._State._listed) can
+    tell it is stale.  Negative control: without that check the program reads the old bytes back."""
+    from enclave_libc import encfs_format, files
+    from posix_shim import Enclave
+    from posix_shim import policy as policy_mod
+
+    monkeypatch.setenv("POSIX_SHIM_PLATFORM_SECRET", str(tmp_path / "platform-secret"))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "vault").mkdir()
+    rules = policy_mod.parse(["-A", "--encrypted=vault"], "code", ONE_CHUNK_BACK)
+    with Enclave(policy=rules, backend="sim") as enclave:
+        assert enclave.run_code(ONE_CHUNK_BACK, ["write"]) == 0
+    start = encfs_format.HDR + encfs_format.REC  # chunk 1's record: nonce, ciphertext, tag
+    old = (tmp_path / "vault" / "c.bin").read_bytes()[start:start + encfs_format.REC]
+    pread = files.pread
+
+    def lying_pread(fd: int, n: int, off: int) -> bytes:
+        got = pread(fd, n, off)
+        if off <= start and off + len(got) >= start + len(old):
+            at = start - off
+            got = got[:at] + old + got[at + len(old):]
+        return got
+
+    monkeypatch.setattr(files, "pread", lying_pread)
+    if not defended:
+        def unchecked(self: encfs_format._State, blobs: list) -> Iterator[tuple[int, int, memoryview]]:
+            for i, j, blob in blobs:
+                for k in range(i, j + 1):
+                    n = min(encfs_format.CHUNK, self.size - k * encfs_format.CHUNK)
+                    at = (k - i) * encfs_format.REC
+                    yield k, n, blob[at:at + encfs_format.OVER + n]
+
+        monkeypatch.setattr(encfs_format._State, "_listed", unchecked)
+    capfd.readouterr()
+    with Enclave(policy=rules, backend="sim") as enclave:
+        assert enclave.run_code(ONE_CHUNK_BACK, ["read"]) == 0
+    out = capfd.readouterr().out.strip()
+    if defended:
+        assert out.startswith("refused 5 "), out
+        assert "chunk 1 is not the one the header lists" in out
+    else:
+        assert out == "read AAAAAAAAAA"  # the rollback of one chunk went unnoticed

@@ -469,6 +469,7 @@ show(lambda: socket.socket(socket.AF_INET, socket.SOCK_RAW))
 s = socket.socket()
 show(lambda: s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, b"lo"))
 a, b = socket.socketpair()
+show(lambda: socket.socketpair(socket.AF_UNIX, socket.SOCK_RAW))
 show(lambda: a.sendmsg([b"x"], [(socket.IPPROTO_IP, socket.IP_RETOPTS, b"")]))
 show(lambda: socket.if_nameindex())
 show(lambda: select.epoll().register(a, select.EPOLLIN | select.EPOLLET))
@@ -477,7 +478,8 @@ show(lambda: select.epoll().register(a, select.EPOLLIN | select.EPOLLET))
     assert result.returncode == 0, result.stderr.decode()
     lines = result.stdout.decode().splitlines()
     assert lines == [f"{errno.ENOSYS} posix_shim: {name}" for name in
-                     ("socket", "socket", "setsockopt", "sendmsg", "if_nameindex", "epoll.register")]
+                     ("socket", "socket", "setsockopt", "socketpair", "sendmsg", "if_nameindex",
+                      "epoll.register")]
 
 
 # -- the boundary itself, in process -----------------------------------------------------------------------
