@@ -18,18 +18,18 @@ import errno
 import math
 import select as _select
 import selectors as _selectors
-import signal as _signal
 import threading
-import time as _time
 from collections.abc import Iterable
 from typing import Any
+
+from ocall_bridge import originals
 
 from . import runtime
 from .errors import Unsupported, oserror
 from .fdtable import OpenFile
 from .sockets import _lie
 
-_monotonic = _time.monotonic
+_monotonic = originals.get("time", "monotonic")
 POLLIN, POLLPRI, POLLOUT = _select.POLLIN, _select.POLLPRI, _select.POLLOUT
 POLLERR, POLLHUP, POLLNVAL = _select.POLLERR, _select.POLLHUP, _select.POLLNVAL
 POLLRDNORM, POLLRDBAND = _select.POLLRDNORM, _select.POLLRDBAND
@@ -340,7 +340,7 @@ for _cls in (SelectSelector, PollSelector, EpollSelector):
     _cls.__module__ = "selectors"
     _cls.__qualname__ = _cls.__name__
 
-_real_set_wakeup_fd = _signal.set_wakeup_fd
+_real_set_wakeup_fd = originals.get("_signal", "set_wakeup_fd")
 
 
 def set_wakeup_fd(fd: int, /, *, warn_on_full_buffer: bool = True) -> int:
@@ -373,11 +373,11 @@ def _index_fd(fd: Any) -> int:
 
 
 PATCHES: dict[Any, Any] = {
-    _signal.set_wakeup_fd: set_wakeup_fd,
-    _select.select: select,
-    _select.poll: poll,
-    _select.epoll: epoll,
-    _selectors.SelectSelector: SelectSelector,
-    _selectors.PollSelector: PollSelector,
-    _selectors.EpollSelector: EpollSelector,  # also selectors.DefaultSelector
+    **originals.patches("_signal", {"set_wakeup_fd": set_wakeup_fd}),
+    **originals.patches("select", {"select": select, "poll": poll, "epoll": epoll}),
+    **originals.patches("selectors", {
+        "SelectSelector": SelectSelector,
+        "PollSelector": PollSelector,
+        "EpollSelector": EpollSelector,  # also selectors.DefaultSelector
+    }),
 }

@@ -38,27 +38,28 @@ real descriptors of the process that runs the enclave rather than the enclave's 
 
 from __future__ import annotations
 
-import _posixsubprocess
 import _signal
 import errno
 import itertools
 import operator
 import os as _os
 import posix
-import resource as _resource
 import sys
 import threading
 from typing import Any
 
+from ocall_bridge import originals
 from ocall_bridge.errors import HostViolation
 
 from . import runtime
 from .errors import Unsupported
 
-_real_getpid, _real_kill, _real_fork = posix.getpid, posix.kill, posix.fork
-_real_fork_exec = _posixsubprocess.fork_exec
+# The real functions this module falls through to are the registry's (ocall_bridge.originals), never whatever
+# the module attribute holds at the time.
+_real_getpid, _real_kill, _real_fork = (originals.get("posix", n) for n in ("getpid", "kill", "fork"))
+_real_fork_exec = originals.get("_posixsubprocess", "fork_exec")
 _uname_result = _os.uname_result
-_strerror = _os.strerror
+_strerror = originals.get("posix", "strerror")
 
 
 # -- identity ----------------------------------------------------------------------------------------------
@@ -96,8 +97,8 @@ def _active(call: str) -> runtime.EnclaveRuntime:
     return rt
 
 
-def _id(index: int, real: Any) -> int:
-    return _ids(_active(real.__name__))[index]
+def _id(index: int, call: str) -> int:
+    return _ids(_active(call))[index]
 
 
 VIRTUAL_PID_BASE = 1 << 22  # above the largest pid_max Linux allows: a virtual pid never names a real process
@@ -136,19 +137,19 @@ def getppid() -> int:
 
 
 def getuid() -> int:
-    return _id(2, posix.getuid)
+    return _id(2, "getuid")
 
 
 def geteuid() -> int:
-    return _id(3, posix.geteuid)
+    return _id(3, "geteuid")
 
 
 def getgid() -> int:
-    return _id(4, posix.getgid)
+    return _id(4, "getgid")
 
 
 def getegid() -> int:
-    return _id(5, posix.getegid)
+    return _id(5, "getegid")
 
 
 def getresuid() -> tuple[int, int, int]:
@@ -209,7 +210,7 @@ def kill(pid: Any, signal: Any, /) -> None:
 _HARMLESS_BY_DEFAULT = frozenset(int(getattr(_signal, name)) for name in ("SIGCHLD", "SIGCONT", "SIGURG", "SIGWINCH")
                                  if hasattr(_signal, name))
 _UNCATCHABLE = frozenset(int(getattr(_signal, name)) for name in ("SIGKILL", "SIGSTOP") if hasattr(_signal, name))
-_getsignal = _signal.getsignal
+_getsignal = originals.get("_signal", "getsignal")
 
 
 def _no_fatal_signal(call: str, rt: runtime.EnclaveRuntime, sig: int) -> None:
@@ -231,12 +232,12 @@ def _no_children(original: Any) -> Any:
 
 
 # -- process-level calls: on the enclave itself only -------------------------------------------------------
-_real = {name: getattr(posix, name) for name in (
+_real = {name: originals.get("posix", name) for name in (
     "nice", "getpriority", "setpriority", "sched_setaffinity", "sched_getaffinity", "sched_setparam",
     "sched_getparam", "sched_setscheduler", "sched_getscheduler", "sched_rr_get_interval", "getpgid", "getsid",
-    "getpgrp", "abort") if hasattr(posix, name)}
-_real_setrlimit, _real_prlimit = _resource.setrlimit, getattr(_resource, "prlimit", None)
-_real_pthread_kill = _signal.pthread_kill
+    "getpgrp", "abort") if originals.get("posix", name, None) is not None}
+_real_setrlimit, _real_prlimit = originals.get("resource", "setrlimit"), originals.get("resource", "prlimit", None)
+_real_pthread_kill = originals.get("_signal", "pthread_kill")
 _get_ident = threading.get_ident
 _SHARED = ("on the sim backend the enclave runs in the host's own process, so this would change the host "
            "(the process backend gives the enclave a process of its own)")
@@ -332,7 +333,7 @@ def pthread_kill(thread_id: Any, signalnum: Any, /) -> None:
     _real_pthread_kill(thread_id, signalnum)
 
 
-_real_raise_signal = _signal.raise_signal
+_real_raise_signal = originals.get("_signal", "raise_signal")
 
 
 def raise_signal(signalnum: Any, /) -> None:
@@ -405,44 +406,45 @@ WAIT = ("wait", "waitpid", "wait3", "wait4", "waitid")
 REFUSED = ("fork", *REFUSED_CREATE, "_posixsubprocess.fork_exec", "killpg", "pidfd_open", *REFUSED_IDENTITY)
 
 PATCHES: dict[Any, Any] = {
-    posix.getresuid: getresuid,
-    posix.getresgid: getresgid,
-    posix.getpriority: getpriority,
-    posix.setpriority: setpriority,
-    posix.nice: nice,
-    posix.getpgid: getpgid,
-    posix.getsid: getsid,
-    posix.getpgrp: getpgrp,
-    posix.abort: abort,
-    _resource.setrlimit: setrlimit,
-    _signal.pthread_kill: pthread_kill,
-    _signal.raise_signal: raise_signal,
-    posix.getpid: getpid,
-    posix.getppid: getppid,
-    posix.getuid: getuid,
-    posix.geteuid: geteuid,
-    posix.getgid: getgid,
-    posix.getegid: getegid,
-    posix.getgroups: getgroups,
-    posix.uname: uname,
-    posix.getlogin: getlogin,
-    posix.kill: kill,
-    posix.killpg: _refuser("killpg", "an enclave can signal only itself", posix.killpg),
-    posix.fork: fork,
-    _posixsubprocess.fork_exec: fork_exec,
+    **originals.patches("posix", {
+        "getresuid": getresuid,
+        "getresgid": getresgid,
+        "getpriority": getpriority,
+        "setpriority": setpriority,
+        "nice": nice,
+        "getpgid": getpgid,
+        "getsid": getsid,
+        "getpgrp": getpgrp,
+        "abort": abort,
+        "getpid": getpid,
+        "getppid": getppid,
+        "getuid": getuid,
+        "geteuid": geteuid,
+        "getgid": getgid,
+        "getegid": getegid,
+        "getgroups": getgroups,
+        "uname": uname,
+        "getlogin": getlogin,
+        "kill": kill,
+        "killpg": _refuser("killpg", "an enclave can signal only itself", originals.get("posix", "killpg")),
+        "fork": fork,
+    }),
+    **originals.patches("resource", {"setrlimit": setrlimit}),
+    **originals.patches("_signal", {"pthread_kill": pthread_kill, "raise_signal": raise_signal}),
+    **originals.patches("_posixsubprocess", {"fork_exec": fork_exec}),
 }
 for _name in REFUSED_CREATE:
     # exec*/spawn*/popen are partly Python functions of os.py: patch each object where it lives.
-    _original = getattr(_os, _name, None)
+    _original = originals.get("os", _name, None)
     if _original is not None:
         detail = "an enclave cannot replace its program" if _name.startswith("exec") else _NO_PROCESSES
         PATCHES[_original] = _refuser(_name, detail, _original)
 for _name in REFUSED_IDENTITY:
-    _original = getattr(posix, _name, None)
+    _original = originals.get("posix", _name, None)
     if _original is not None:
         PATCHES[_original] = _refuser(_name, "an enclave cannot change the identity of the process it runs in")
 for _name in WAIT:
-    _original = getattr(posix, _name, None)
+    _original = originals.get("posix", _name, None)
     if _original is not None:
         PATCHES[_original] = _no_children(_original)
 if _real_prlimit is not None:
@@ -452,7 +454,8 @@ for _name, _changes in (("sched_setaffinity", True), ("sched_setparam", True), (
                         ("sched_rr_get_interval", False)):
     if _name in _real:
         PATCHES[_real[_name]] = _on_self(_name, _changes)
-if hasattr(posix, "pidfd_open"):
-    PATCHES[posix.pidfd_open] = _refuser("pidfd_open", "an enclave can see no other process", posix.pidfd_open)
+_pidfd_open = originals.get("posix", "pidfd_open", None)
+if _pidfd_open is not None:
+    PATCHES[_pidfd_open] = _refuser("pidfd_open", "an enclave can see no other process", _pidfd_open)
 
 __all__ = ["PATCHES", "REFUSED", "getpid", "getppid", "kill", "fork_exec", "uname", "getgroups", "getlogin"]

@@ -13,12 +13,13 @@ randomization (CPython's C code calls getrandom(2) directly), and OpenSSL's gene
 
 from __future__ import annotations
 
-import posix
 from typing import Any
 
+from ocall_bridge import originals
+
 # The entropy source standing in for RDRAND: captured here so that no later patch can redirect it.
-_getrandom = posix.getrandom
-_urandom = posix.urandom
+_getrandom = originals.get("posix", "getrandom")
+_urandom = originals.get("posix", "urandom")
 
 
 def urandom(size: Any, /) -> bytes:
@@ -31,6 +32,6 @@ def getrandom(size: Any, flags: Any = 0) -> bytes:
     return _getrandom(size, flags)
 
 
-PATCHES: dict[Any, Any] = {posix.urandom: urandom, posix.getrandom: getrandom}
+PATCHES: dict[Any, Any] = originals.patches("posix", {"urandom": urandom, "getrandom": getrandom})
 
 __all__ = ["PATCHES", "urandom", "getrandom"]

@@ -35,8 +35,10 @@ import operator
 import sys
 import threading
 import time as _time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from ocall_bridge import originals
 from ocall_bridge.errors import HostViolation
 
 from . import runtime
@@ -45,11 +47,14 @@ from .errors import Unsupported
 if TYPE_CHECKING:  # the module itself uses the C type (_datetime, no stub); this is the same class
     from datetime import datetime
 
-# The real functions, kept for the CPU clocks and for a replacement called with no enclave active.
-_real_time_ns, _real_clock_gettime_ns, _real_clock_gettime = _time.time_ns, _time.clock_gettime_ns, _time.clock_gettime
-_real_clock_getres, _real_sleep = _time.clock_getres, _time.sleep
-_real_gmtime, _real_localtime, _real_ctime = _time.gmtime, _time.localtime, _time.ctime
-_real_asctime, _real_strftime = _time.asctime, _time.strftime
+# The real functions (the registry's), for the CPU clocks and for a replacement called with no enclave active.
+_real = originals.time
+_real_clock_gettime_ns, _real_clock_gettime = _real.clock_gettime_ns, _real.clock_gettime
+_real_clock_getres, _real_sleep = _real.clock_getres, _real.sleep
+_real_gmtime: Callable[[Any], _time.struct_time] = _real.gmtime
+_real_localtime: Callable[[Any], _time.struct_time] = _real.localtime
+_real_ctime = _real.ctime
+_real_asctime, _real_strftime = _real.asctime, _real.strftime
 _time_module_dict = _time.__dict__
 
 CLOCK_REALTIME = _time.CLOCK_REALTIME
@@ -350,7 +355,7 @@ def strftime(format: Any, t: Any = None, /) -> str:
 
 _datetime_type, _tzinfo_type = _datetime.datetime, _datetime.tzinfo
 _type_dict = gc.get_referents(_datetime_type.__dict__)[0]
-_real_now, _real_utcnow = _type_dict["now"], _type_dict["utcnow"]
+_real_now, _real_utcnow = originals.get("_datetime.datetime", "now"), originals.get("_datetime.datetime", "utcnow")
 
 
 def _inside() -> bool:
@@ -403,24 +408,24 @@ else:
     sys.modules.setdefault("_zoneinfo", None)  # type: ignore[arg-type]  # `import _zoneinfo` -> ImportError
 
 
-PATCHES.update({
-    _time.time: time,
-    _time.time_ns: time_ns,
-    _time.monotonic: monotonic,
-    _time.monotonic_ns: monotonic_ns,
-    _time.perf_counter: perf_counter,
-    _time.perf_counter_ns: perf_counter_ns,
-    _time.clock_gettime: clock_gettime,
-    _time.clock_gettime_ns: clock_gettime_ns,
-    _time.clock_getres: clock_getres,
-    _time.clock_settime: clock_settime,
-    _time.clock_settime_ns: clock_settime_ns,
-    _time.sleep: sleep,
-    _time.gmtime: gmtime,
-    _time.localtime: localtime,
-    _time.ctime: ctime,
-    _time.asctime: asctime,
-    _time.strftime: strftime,
-})
+PATCHES.update(originals.patches("time", {
+    "time": time,
+    "time_ns": time_ns,
+    "monotonic": monotonic,
+    "monotonic_ns": monotonic_ns,
+    "perf_counter": perf_counter,
+    "perf_counter_ns": perf_counter_ns,
+    "clock_gettime": clock_gettime,
+    "clock_gettime_ns": clock_gettime_ns,
+    "clock_getres": clock_getres,
+    "clock_settime": clock_settime,
+    "clock_settime_ns": clock_settime_ns,
+    "sleep": sleep,
+    "gmtime": gmtime,
+    "localtime": localtime,
+    "ctime": ctime,
+    "asctime": asctime,
+    "strftime": strftime,
+}))
 
 __all__ = ["PATCHES", "ClockState", "HOST_CLOCKS", "MONOTONIC_CLOCKS", "SLEEP_SLICE_NS", "EARLY_TOLERANCE_NS"]

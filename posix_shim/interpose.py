@@ -28,7 +28,6 @@ left, unless the runtime's host side makes them.
 
 from __future__ import annotations
 
-import _imp
 import importlib
 import os
 import threading
@@ -37,6 +36,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from enclave_libc import closed, dirs, files
+from ocall_bridge import originals
 
 from .interpose_index import Index, Plan, current, scan_default_holders, tag_reader
 
@@ -93,9 +93,10 @@ _STATIC: dict[Any, staticmethod] = {}  # one wrapper per function, so identity c
 
 
 # -- fresh modules ----------------------------------------------------------------------------------------
-_real_create_builtin, _real_exec_builtin = _imp.create_builtin, _imp.exec_builtin
-_real_create_dynamic = getattr(_imp, "create_dynamic", None)
-_real_exec_dynamic = getattr(_imp, "exec_dynamic", None)
+_real_create_builtin = originals.get("_imp", "create_builtin")
+_real_exec_builtin = originals.get("_imp", "exec_builtin")
+_real_create_dynamic = originals.get("_imp", "create_dynamic", None)
+_real_exec_dynamic = originals.get("_imp", "exec_dynamic", None)
 _active: Interposer | None = None  # the installed interposer, for the undo of fresh modules
 
 

@@ -34,10 +34,10 @@ from typing import Any
 
 from .. import native as N
 from ..errors import require
+from ..originals import fcntl, os, select
+from ..originals import socket as sk
+from ..originals import time as real_time
 from ..types import MAX_DATA, MAX_PATH
-from .real import fcntl, os, select
-from .real import socket as sk
-from .real import time as real_time
 from .runtime import NATIVE, Entry, Host
 
 log = logging.getLogger("posix_shim.host")
