@@ -20,8 +20,9 @@ so the header is authenticated as well: changing the kind or key id fails authen
 from __future__ import annotations
 
 import hashlib
-import os as _os
 from typing import Any
+
+from ocall_bridge import originals
 
 from . import runtime
 
@@ -29,7 +30,7 @@ MAGIC = b"PSSEAL1\0"
 KINDS = {"enclave": 0, "signer": 1}
 NAMES = {v: k for k, v in KINDS.items()}
 HEADER = len(MAGIC) + 1 + 8 + 12
-_urandom = _os.urandom  # the enclave's entropy (captured before interposition: never the host's answer)
+_urandom = originals.get("posix", "urandom")  # the enclave's own entropy (the registry's: never the host's answer)
 
 
 class SealError(ValueError):
