@@ -36,6 +36,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ocall_bridge import originals
+from ocall_bridge.calls import uses
 from ocall_bridge.pyargv import NotPythonArgv, python_command
 
 from . import process, runtime, semaphores
@@ -44,6 +45,9 @@ from .errors import PolicyDenied, Unsupported
 _fsencode, _fsdecode = originals.get("os", "fsencode"), originals.get("os", "fsdecode")
 _WNOHANG = posix.WNOHANG
 _process_kill = process.kill
+# What fork_exec and posix_spawn refuse, whatever else they serve.
+_ONLY = ("a program that is neither the interpreter nor one the policy names; pass_fds, env=, a new session, "
+         "group, user or umask for a child")
 _real_fork_exec = originals.get("_posixsubprocess", "fork_exec")
 _process_waitpid = process.PATCHES[originals.get("posix", "waitpid")]
 
@@ -102,6 +106,7 @@ def allowed_program(rt: runtime.EnclaveRuntime, word: str) -> str | None:
     return None
 
 
+@uses("spawn", "run_program", partial=_ONLY)
 def fork_exec(args: Any, executable_list: Any, *more: Any) -> int:
     """`_posixsubprocess.fork_exec`: the interpreter becomes a child enclave, a program the policy names runs on
     the host (--allow-run=NAME); anything else is refused."""
@@ -163,6 +168,7 @@ def _launch(rt: runtime.EnclaveRuntime, own: bytes, program: str | None, words: 
 _refused_posix_spawn = process.PATCHES.get(originals.get("posix", "posix_spawn", None))
 
 
+@uses("spawn", "run_program", partial=_ONLY)
 def posix_spawn(path: Any, argv: Any, env: Any, *, file_actions: Any = (), setpgroup: Any = None,
                 resetids: bool = False, setsid: bool = False, setsigmask: Any = (), setsigdef: Any = (),
                 scheduler: Any = None) -> int:
@@ -202,6 +208,7 @@ def posix_spawn(path: Any, argv: Any, env: Any, *, file_actions: Any = (), setpg
     return _launch(rt, own, program, words, None, stdio, [])
 
 
+@uses("waitchild")
 def waitpid(pid: Any, options: Any, /) -> tuple[int, int]:
     """`os.waitpid` of a child enclave asks the host; any other pid is process.py's (ECHILD)."""
     pid, options = operator.index(pid), operator.index(options)
@@ -214,6 +221,7 @@ def waitpid(pid: Any, options: Any, /) -> tuple[int, int]:
     return _process_waitpid(pid, options)
 
 
+@uses("signalchild", "getids", partial="a pid that is neither the enclave nor a child enclave")
 def kill(pid: Any, signal: Any, /) -> None:
     """`os.kill` of a child enclave asks the host; any other pid is process.py's (itself only)."""
     rt = runtime.RT

@@ -36,6 +36,7 @@ from collections.abc import Callable, Iterator, MutableMapping
 from typing import Any
 
 from ocall_bridge import originals
+from ocall_bridge.calls import uses
 
 from . import runtime
 from .errors import Unsupported
@@ -203,6 +204,7 @@ def _changes() -> dict[bytes, bytes | None] | None:
     return None if not rt else rt.extra.setdefault("putenv", {})
 
 
+@uses()
 def putenv(name: Any, value: Any, /) -> None:
     key, val = _env_bytes(name), _env_bytes(value)
     if b"=" in key:
@@ -215,6 +217,7 @@ def putenv(name: Any, value: Any, /) -> None:
         changes[key] = val
 
 
+@uses()
 def unsetenv(name: Any, /) -> None:
     key = _env_bytes(name)
     _audit("os.unsetenv", name)

@@ -23,6 +23,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ocall_bridge import originals
+from ocall_bridge.calls import uses
 
 from . import runtime
 from .errors import Unsupported, oserror
@@ -42,6 +43,7 @@ _ALWAYS = POLLERR | POLLHUP | POLLNVAL
 _IN_SET = POLLIN | POLLRDNORM | POLLRDBAND | POLLHUP | POLLERR
 _OUT_SET = POLLOUT | POLLWRNORM | POLLWRBAND | POLLERR
 _EX_SET = POLLPRI
+_EPOLL_REFUSES = "EPOLLET, and fromfd()/fileno(): the emulated epoll has no descriptor"
 _MAX_MS = 2**31 - 1
 
 
@@ -101,6 +103,7 @@ def _open_file(fd: int) -> OpenFile | None:
 # -- select.select -----------------------------------------------------------------------------------------
 
 
+@uses("poll")
 def select(rlist: Iterable[Any], wlist: Iterable[Any], xlist: Iterable[Any], timeout: float | None = None,
            /) -> tuple[list, list, list]:
     if timeout is not None:
@@ -157,6 +160,7 @@ def _eventmask(mask: int) -> int:
     return mask
 
 
+@uses("poll")
 class poll:  # select.poll: a class rather than a factory, so selectors' _selector_cls is it
     """The object select.poll() returns."""
 
@@ -208,6 +212,7 @@ class poll:  # select.poll: a class rather than a factory, so selectors' _select
 # -- select.epoll ------------------------------------------------------------------------------------------
 
 
+@uses("poll", "fstat", partial=_EPOLL_REFUSES)
 class epoll:  # the name Python gives it
     """select.epoll, emulated over the poll ocall (level-triggered, EPOLLONESHOT served, EPOLLET refused)."""
 
@@ -324,14 +329,17 @@ class epoll:  # the name Python gives it
 # -- selectors ---------------------------------------------------------------------------------------------
 
 
+@uses("poll")
 class SelectSelector(_selectors.SelectSelector):
     _select = staticmethod(select)
 
 
+@uses("poll")
 class PollSelector(_selectors.PollSelector):
     _selector_cls = poll
 
 
+@uses("poll", "fstat", partial=_EPOLL_REFUSES)
 class EpollSelector(_selectors.EpollSelector):
     _selector_cls = epoll
 
@@ -343,6 +351,7 @@ for _cls in (SelectSelector, PollSelector, EpollSelector):
 _real_set_wakeup_fd = originals.get("_signal", "set_wakeup_fd")
 
 
+@uses(partial="an enclave fd with no real descriptor in this process")
 def set_wakeup_fd(fd: int, /, *, warn_on_full_buffer: bool = True) -> int:
     """signal.set_wakeup_fd on an enclave fd (asyncio's add_signal_handler; its self-pipe socket).
 

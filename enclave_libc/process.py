@@ -49,6 +49,7 @@ import threading
 from typing import Any
 
 from ocall_bridge import originals
+from ocall_bridge.calls import uses
 from ocall_bridge.errors import HostViolation
 
 from . import runtime
@@ -61,6 +62,11 @@ _real_fork_exec = originals.get("_posixsubprocess", "fork_exec")
 _uname_result = _os.uname_result
 _strerror = originals.get("posix", "strerror")
 
+
+# What every replacement refuses (`_active`): called with no enclave, it serves nothing of the host's.
+_NO_ENCLAVE = "any call with no enclave active"
+_OTHERS = "another process's pid"
+_SIM_CHANGE = "on sim, any change to the process the host shares"
 
 # -- identity ----------------------------------------------------------------------------------------------
 
@@ -126,42 +132,51 @@ def _own_pid(rt: runtime.EnclaveRuntime) -> int:
     return pid
 
 
+@uses("getids", partial=_NO_ENCLAVE)
 def getpid() -> int:
     return _own_pid(_active("getpid"))
 
 
+@uses("getids", partial=_NO_ENCLAVE)
 def getppid() -> int:
     rt = _active("getppid")
     ids = _ids(rt)
     return ids[1] if ids == VIRTUAL_IDS else ids[0]  # the host is the enclave's parent
 
 
+@uses("getids", partial=_NO_ENCLAVE)
 def getuid() -> int:
     return _id(2, "getuid")
 
 
+@uses("getids", partial=_NO_ENCLAVE)
 def geteuid() -> int:
     return _id(3, "geteuid")
 
 
+@uses("getids", partial=_NO_ENCLAVE)
 def getgid() -> int:
     return _id(4, "getgid")
 
 
+@uses("getids", partial=_NO_ENCLAVE)
 def getegid() -> int:
     return _id(5, "getegid")
 
 
+@uses("getids", partial=_NO_ENCLAVE)
 def getresuid() -> tuple[int, int, int]:
     ids = _ids(_active("getresuid"))
     return ids[2], ids[3], ids[3]
 
 
+@uses("getids", partial=_NO_ENCLAVE)
 def getresgid() -> tuple[int, int, int]:
     ids = _ids(_active("getresgid"))
     return ids[4], ids[5], ids[5]
 
 
+@uses("getgroups", partial=_NO_ENCLAVE)
 def getgroups() -> list[int]:
     rt = _active("getgroups")
     groups = rt.extra.get("groups")
@@ -170,11 +185,13 @@ def getgroups() -> list[int]:
     return list(groups)
 
 
+@uses("uname", partial=_NO_ENCLAVE)
 def uname() -> _os.uname_result:
     rt = _active("uname")
     return _uname_result(rt.ocall.uname())
 
 
+@uses("getlogin", partial=_NO_ENCLAVE)
 def getlogin() -> str:
     rt = _active("getlogin")
     return rt.ocall.getlogin()
@@ -193,6 +210,7 @@ def _native_run(rt: runtime.EnclaveRuntime | None) -> bool:
     return bool(allowed is not None and allowed("run"))
 
 
+@uses("getids", partial=f"{_OTHERS} (unless --allow-run); on sim, a signal that would end the process")
 def kill(pid: Any, signal: Any, /) -> None:
     pid, sig = operator.index(pid), operator.index(signal)
     rt = runtime.RT
@@ -228,7 +246,7 @@ def _no_children(original: Any) -> Any:
         raise OSError(errno.ECHILD, _strerror(errno.ECHILD))  # ChildProcessError, as natively without children
 
     wait.__name__ = wait.__qualname__ = original.__name__
-    return wait
+    return uses()(wait)
 
 
 # -- process-level calls: on the enclave itself only -------------------------------------------------------
@@ -257,11 +275,13 @@ def _not_shared(call: str, rt: runtime.EnclaveRuntime) -> None:
         raise Unsupported(call, _SHARED)
 
 
+@uses(partial=_SIM_CHANGE)
 def nice(increment: Any, /) -> int:
     _not_shared("nice", _active("nice"))
     return _real["nice"](increment)
 
 
+@uses("getids", partial=f"{_OTHERS}, or `which` other than PRIO_PROCESS")
 def getpriority(which: Any, who: Any) -> int:
     if operator.index(which) != posix.PRIO_PROCESS:
         raise Unsupported("getpriority", "an enclave can ask only about its own process")
@@ -269,6 +289,7 @@ def getpriority(which: Any, who: Any) -> int:
     return _real["getpriority"](which, 0)
 
 
+@uses("getids", partial=f"{_OTHERS}, or `which` other than PRIO_PROCESS; {_SIM_CHANGE}")
 def setpriority(which: Any, who: Any, priority: Any) -> None:
     if operator.index(which) != posix.PRIO_PROCESS:
         raise Unsupported("setpriority", "an enclave can change only its own process")
@@ -287,34 +308,40 @@ def _on_self(name: str, changes: bool) -> Any:
 
     call.__name__ = call.__qualname__ = name
     call.__doc__ = f"os.{name} of the enclave itself only" + (" (refused on sim)." if changes else ".")
-    return call
+    return uses("getids", partial=_OTHERS + (f"; {_SIM_CHANGE}" if changes else ""))(call)
 
 
+@uses("getids", partial=_OTHERS)
 def getpgid(pid: Any, /) -> int:
     rt = _self_only("getpgid", pid)
     return _own_pid(rt) if shares_host_process(rt) else _real["getpgid"](0)
 
 
+@uses("getids", partial=_OTHERS)
 def getsid(pid: Any, /) -> int:
     rt = _self_only("getsid", pid)
     return _own_pid(rt) if shares_host_process(rt) else _real["getsid"](0)
 
 
+@uses("getids", partial=_NO_ENCLAVE)
 def getpgrp() -> int:
     rt = _active("getpgrp")
     return _own_pid(rt) if shares_host_process(rt) else _real["getpgrp"]()
 
 
+@uses(partial=_SIM_CHANGE)
 def abort() -> None:
     _not_shared("abort", _active("abort"))
     _real["abort"]()
 
 
+@uses(partial=_SIM_CHANGE)
 def setrlimit(resource: Any, limits: Any, /) -> None:
     _not_shared("resource.setrlimit", _active("resource.setrlimit"))
     _real_setrlimit(resource, limits)
 
 
+@uses("getids", partial=f"{_OTHERS}; {_SIM_CHANGE} (new limits)")
 def prlimit(pid: Any, resource: Any, limits: Any = None, /) -> tuple[int, int]:
     rt = _self_only("resource.prlimit", pid)
     if _real_prlimit is None:  # a platform without prlimit(2): as natively, there is no resource.prlimit
@@ -325,6 +352,7 @@ def prlimit(pid: Any, resource: Any, limits: Any = None, /) -> tuple[int, int]:
     return _real_prlimit(0, resource, limits)
 
 
+@uses(partial="on sim, another thread, or a signal that would end the process")
 def pthread_kill(thread_id: Any, signalnum: Any, /) -> None:
     rt = _active("signal.pthread_kill")
     if shares_host_process(rt) and operator.index(thread_id) != _get_ident():
@@ -336,6 +364,7 @@ def pthread_kill(thread_id: Any, signalnum: Any, /) -> None:
 _real_raise_signal = originals.get("_signal", "raise_signal")
 
 
+@uses(partial="on sim, a signal that would end the process")
 def raise_signal(signalnum: Any, /) -> None:
     _no_fatal_signal("signal.raise_signal", _active("signal.raise_signal"), operator.index(signalnum))
     _real_raise_signal(signalnum)
@@ -360,32 +389,39 @@ def _refuser(name: str, detail: str, original: Any = None) -> Any:
 
     refused.__name__ = refused.__qualname__ = name
     refused.__doc__ = f"Refused inside an enclave: {detail}."
-    return refused
+    return uses(partial=f"every call: {detail}" + (" (unless --allow-run)" if original is not None else ""))(refused)
 
 
 _NO_PROCESSES = "an enclave cannot create processes"
 
 
+@uses(partial="every program (unless --allow-run): children.py serves the interpreter")
 def fork_exec(args: Any, executable_list: Any, *rest: Any) -> int:
     """`_posixsubprocess.fork_exec`, under subprocess and multiprocessing: refused before anything starts."""
     if _native_run(runtime.RT):
         return _real_fork_exec(args, executable_list, *rest)
-    raise refused_fork_exec(args, executable_list, _caller_module())
+    raise Unsupported(*fork_exec_refusal(args, executable_list, _caller_module()))
 
 
 def refused_fork_exec(args: Any, executable_list: Any, caller: str) -> Unsupported:
     """The refusal of a fork_exec called from module `caller` (subprocess, multiprocessing, anything)."""
+    return Unsupported(*fork_exec_refusal(args, executable_list, caller))
+
+
+def fork_exec_refusal(args: Any, executable_list: Any, caller: str) -> tuple[str, str]:
+    """(call, detail) of the refusal of a fork_exec called from module `caller`."""
     program = args[0] if isinstance(args, list | tuple) and args else executable_list
     if isinstance(program, bytes):
         program = _os.fsdecode(program)
     if caller.startswith("multiprocessing"):
-        return Unsupported("multiprocessing", f"cannot start a worker process ({_NO_PROCESSES}; use threads)")
+        return "multiprocessing", f"cannot start a worker process ({_NO_PROCESSES}; use threads)"
     name = "subprocess.Popen" if caller == "subprocess" else "_posixsubprocess.fork_exec"
     hint = f" (allow a host program by name with --allow-run={_os.path.basename(program)})" \
         if isinstance(program, str) and program else ""
-    return Unsupported(name, f"cannot run {program!r}: {_NO_PROCESSES}{hint}")
+    return name, f"cannot run {program!r}: {_NO_PROCESSES}{hint}"
 
 
+@uses(partial="every call (unless --allow-run)")
 def fork() -> int:
     if _native_run(runtime.RT):
         return _real_fork()

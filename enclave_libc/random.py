@@ -16,17 +16,20 @@ from __future__ import annotations
 from typing import Any
 
 from ocall_bridge import originals
+from ocall_bridge.calls import uses
 
 # The entropy source standing in for RDRAND: captured here so that no later patch can redirect it.
 _getrandom = originals.get("posix", "getrandom")
 _urandom = originals.get("posix", "urandom")
 
 
+@uses()
 def urandom(size: Any, /) -> bytes:
     """`size` random bytes from the enclave's own source (native argument checks and errors)."""
     return _urandom(size)
 
 
+@uses()
 def getrandom(size: Any, flags: Any = 0) -> bytes:
     """getrandom(2) from the enclave's own source; GRND_NONBLOCK and GRND_RANDOM mean what they mean natively."""
     return _getrandom(size, flags)

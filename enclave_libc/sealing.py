@@ -23,6 +23,7 @@ import hashlib
 from typing import Any
 
 from ocall_bridge import originals
+from ocall_bridge.calls import uses
 
 from . import runtime
 
@@ -41,6 +42,7 @@ def key_id(key: bytes) -> bytes:
     return hashlib.sha256(b"posix_shim key id\0" + key).digest()[:8]
 
 
+@uses("seal_key")
 def seal_key(kind: int) -> bytes:
     """The derived key for `kind`, asked of the host; an answer that is not 32 bytes is a host violation."""
     rt = runtime.current()
@@ -56,6 +58,7 @@ def _aesgcm(key: bytes) -> Any:
     return AESGCM(key)
 
 
+@uses("seal_key")
 def seal(data: Any, *, bound_to: str = "enclave", aad: Any = b"") -> bytes:
     if bound_to not in KINDS:
         raise ValueError(f"bound_to must be 'enclave' or 'signer', not {bound_to!r}")
@@ -73,6 +76,7 @@ def inspect(blob: Any) -> dict[str, Any]:
     return {"bound_to": NAMES[blob[8]], "key_id": blob[9:17].hex(), "size": len(blob) - HEADER - 16}
 
 
+@uses("seal_key")
 def unseal(blob: Any, aad: Any = b"") -> bytes:
     from cryptography.exceptions import InvalidTag
 

@@ -39,6 +39,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ocall_bridge import originals
+from ocall_bridge.calls import uses
 from ocall_bridge.errors import HostViolation
 
 from . import runtime
@@ -213,31 +214,38 @@ def _gettime_clock_id(clk_id: Any) -> int:
 # -- the clocks --------------------------------------------------------------------------------------------
 
 
+@uses("clock_gettime")
 def time() -> float:
     return _as_seconds(_clock_ns(CLOCK_REALTIME))
 
 
+@uses("clock_gettime")
 def time_ns() -> int:
     return _clock_ns(CLOCK_REALTIME)
 
 
+@uses("clock_gettime")
 def monotonic() -> float:
     return _as_seconds(_clock_ns(CLOCK_MONOTONIC))
 
 
+@uses("clock_gettime")
 def monotonic_ns() -> int:
     return _clock_ns(CLOCK_MONOTONIC)
 
 
 # On Linux, CPython's perf_counter *is* CLOCK_MONOTONIC (time.get_clock_info says so), and so it is here.
+@uses("clock_gettime")
 def perf_counter() -> float:
     return _as_seconds(_clock_ns(CLOCK_MONOTONIC))
 
 
+@uses("clock_gettime")
 def perf_counter_ns() -> int:
     return _clock_ns(CLOCK_MONOTONIC)
 
 
+@uses("clock_gettime")
 def clock_gettime_ns(clk_id: Any, /) -> int:
     clock = _gettime_clock_id(clk_id)
     if clock in HOST_CLOCKS:
@@ -247,6 +255,7 @@ def clock_gettime_ns(clk_id: Any, /) -> int:
     return _real_clock_gettime_ns(clock)
 
 
+@uses("clock_gettime")
 def clock_gettime(clk_id: Any, /) -> float:
     clock = _gettime_clock_id(clk_id)
     if clock not in HOST_CLOCKS:
@@ -255,6 +264,7 @@ def clock_gettime(clk_id: Any, /) -> float:
     return sec + nsec * 1e-9  # CPython's own formula for clock_gettime (not the one time() uses)
 
 
+@uses("clock_getres")
 def clock_getres(clk_id: Any, /) -> float:
     clock = _clock_id(clk_id)
     rt = runtime.RT
@@ -264,10 +274,12 @@ def clock_getres(clk_id: Any, /) -> float:
     return sec + nsec * 1e-9
 
 
+@uses(partial="every call: an enclave cannot set the host's clock")
 def clock_settime(clk_id: Any, time: Any, /) -> None:
     raise Unsupported("clock_settime", "an enclave cannot set the host's clock")
 
 
+@uses(partial="every call: an enclave cannot set the host's clock")
 def clock_settime_ns(clk_id: Any, time: Any, /) -> None:
     raise Unsupported("clock_settime_ns", "an enclave cannot set the host's clock")
 
@@ -297,6 +309,7 @@ def _sleep_ns(secs: Any) -> int:
     return ns
 
 
+@uses("sleep", "clock_gettime")
 def sleep(secs: Any, /) -> None:
     ns = _sleep_ns(secs)
     rt = runtime.RT
@@ -325,22 +338,27 @@ def _now_seconds() -> int:
     return _clock_ns(CLOCK_REALTIME) // _NS  # the C functions floor the current time to whole seconds
 
 
+@uses("clock_gettime")
 def gmtime(secs: Any = None, /) -> _time.struct_time:
     return _real_gmtime(_now_seconds() if secs is None else secs)
 
 
+@uses("clock_gettime")
 def localtime(secs: Any = None, /) -> _time.struct_time:
     return _real_localtime(_now_seconds() if secs is None else secs)
 
 
+@uses("clock_gettime")
 def ctime(secs: Any = None, /) -> str:
     return _real_ctime(_now_seconds() if secs is None else secs)
 
 
+@uses("clock_gettime")
 def asctime(t: Any = None, /) -> str:
     return _real_asctime(_real_localtime(_now_seconds()) if t is None else t)
 
 
+@uses("clock_gettime")
 def strftime(format: Any, t: Any = None, /) -> str:
     return _real_strftime(format, _real_localtime(_now_seconds()) if t is None else t)
 
@@ -364,6 +382,7 @@ def _inside() -> bool:
     return runtime.active() and getattr(installed, "__func__", installed) is time
 
 
+@uses("clock_gettime")
 def _now(cls: type[datetime], tz: Any = None) -> Any:
     if not _inside():
         return _real_now.__get__(None, cls)(tz)
@@ -376,6 +395,7 @@ def _now(cls: type[datetime], tz: Any = None) -> Any:
     return tz.fromutc(cls(*_real_gmtime(sec)[:6], usec, tz))
 
 
+@uses("clock_gettime")
 def _utcnow(cls: type[datetime]) -> Any:
     if not _inside():
         return _real_utcnow.__get__(None, cls)()
