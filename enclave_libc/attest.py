@@ -10,10 +10,12 @@ side of a connection (posix_shim.attestation.verify).
 from __future__ import annotations
 
 from ocall_bridge import quote as Q
+from ocall_bridge.calls import uses
 
 from . import runtime
 
 
+@uses("report")
 def report(user_data: bytes) -> bytes:
     """A quote (ocall_bridge/quote.py layout) over `user_data` (at most 64 bytes, zero-padded)."""
     data = bytes(user_data)

@@ -27,8 +27,6 @@ The pid the host answers is then the enclave's child: `os.waitpid` and `os.kill`
 
 from __future__ import annotations
 
-import _multiprocessing
-import _posixsubprocess
 import errno
 import operator
 import os as _os
@@ -37,15 +35,21 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from ocall_bridge import originals
+from ocall_bridge.calls import uses
 from ocall_bridge.pyargv import NotPythonArgv, python_command
 
 from . import process, runtime, semaphores
 from .errors import PolicyDenied, Unsupported
 
-_fsencode, _fsdecode = _os.fsencode, _os.fsdecode
+_fsencode, _fsdecode = originals.get("os", "fsencode"), originals.get("os", "fsdecode")
 _WNOHANG = posix.WNOHANG
 _process_kill = process.kill
-_process_waitpid = process.PATCHES[posix.waitpid]
+# What fork_exec and posix_spawn refuse, whatever else they serve.
+_ONLY = ("a program that is neither the interpreter nor one the policy names; pass_fds, env=, a new session, "
+         "group, user or umask for a child")
+_real_fork_exec = originals.get("_posixsubprocess", "fork_exec")
+_process_waitpid = process.PATCHES[originals.get("posix", "waitpid")]
 
 
 def interpreter() -> bytes:
@@ -102,12 +106,13 @@ def allowed_program(rt: runtime.EnclaveRuntime, word: str) -> str | None:
     return None
 
 
+@uses("spawn", "run_program", partial=_ONLY)
 def fork_exec(args: Any, executable_list: Any, *more: Any) -> int:
     """`_posixsubprocess.fork_exec`: the interpreter becomes a child enclave, a program the policy names runs on
     the host (--allow-run=NAME); anything else is refused."""
     rt = runtime.RT
     if process._native_run(rt):  # --allow-run alone: the real call, outside the enclave
-        return process._real_fork_exec(args, executable_list, *more)
+        return _real_fork_exec(args, executable_list, *more)
     caller = _caller_module()
     executables = [_fsencode(e) for e in executable_list] if isinstance(executable_list, list | tuple) else []
     words = [_fsdecode(a) if isinstance(a, bytes) else str(a) for a in args] if isinstance(args, list | tuple) else []
@@ -160,9 +165,10 @@ def _launch(rt: runtime.EnclaveRuntime, own: bytes, program: str | None, words: 
     return pid
 
 
-_refused_posix_spawn = process.PATCHES.get(getattr(posix, "posix_spawn", None))
+_refused_posix_spawn = process.PATCHES.get(originals.get("posix", "posix_spawn", None))
 
 
+@uses("spawn", "run_program", partial=_ONLY)
 def posix_spawn(path: Any, argv: Any, env: Any, *, file_actions: Any = (), setpgroup: Any = None,
                 resetids: bool = False, setsid: bool = False, setsigmask: Any = (), setsigdef: Any = (),
                 scheduler: Any = None) -> int:
@@ -202,6 +208,7 @@ def posix_spawn(path: Any, argv: Any, env: Any, *, file_actions: Any = (), setpg
     return _launch(rt, own, program, words, None, stdio, [])
 
 
+@uses("waitchild")
 def waitpid(pid: Any, options: Any, /) -> tuple[int, int]:
     """`os.waitpid` of a child enclave asks the host; any other pid is process.py's (ECHILD)."""
     pid, options = operator.index(pid), operator.index(options)
@@ -214,6 +221,7 @@ def waitpid(pid: Any, options: Any, /) -> tuple[int, int]:
     return _process_waitpid(pid, options)
 
 
+@uses("signalchild", "getids", partial="a pid that is neither the enclave nor a child enclave")
 def kill(pid: Any, signal: Any, /) -> None:
     """`os.kill` of a child enclave asks the host; any other pid is process.py's (itself only)."""
     rt = runtime.RT
@@ -320,12 +328,10 @@ def swap() -> Callable[[], None]:
 
 
 PATCHES: dict[Any, Any] = {
-    **({posix.posix_spawn: posix_spawn} if hasattr(posix, "posix_spawn") else {}),
-    _multiprocessing.SemLock: semaphores.SemLock,
-    _multiprocessing.sem_unlink: semaphores.sem_unlink,
-    _posixsubprocess.fork_exec: fork_exec,
-    posix.waitpid: waitpid,
-    posix.kill: kill,
+    **originals.patches("posix", {"waitpid": waitpid, "kill": kill}),
+    **({originals.get("posix", "posix_spawn"): posix_spawn} if _refused_posix_spawn is not None else {}),
+    **originals.patches("_multiprocessing", {"SemLock": semaphores.SemLock, "sem_unlink": semaphores.sem_unlink}),
+    **originals.patches("_posixsubprocess", {"fork_exec": fork_exec}),
 }
 
 __all__ = ["PATCHES", "allowed_program", "fork_exec", "posix_spawn", "swap", "interpreter", "kill", "waitpid"]

@@ -21,6 +21,8 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from ocall_bridge.calls import uses
+
 from .errors import Unsupported
 
 MODULES = ("posix", "_io", "_socket", "select", "fcntl", "_posixsubprocess", "_posixshmem", "mmap", "resource",
@@ -71,7 +73,7 @@ def refusal(module: str, name: str) -> Callable[..., Any]:
         refused.__name__ = refused.__qualname__ = name
         refused.__doc__ = f"Refused inside an enclave: {call} {WHY}."
         refused.__posix_shim_refused__ = True  # type: ignore[attr-defined]
-        fn = _refusals[key] = refused
+        fn = _refusals[key] = uses(partial=f"every call: {WHY}")(refused)
     return fn
 
 

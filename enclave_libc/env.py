@@ -30,19 +30,23 @@ from __future__ import annotations
 
 import logging
 import os as _os
-import posix
 import sys
 import threading
 from collections.abc import Callable, Iterator, MutableMapping
 from typing import Any
+
+from ocall_bridge import originals
+from ocall_bridge.calls import uses
 
 from . import runtime
 from .errors import Unsupported
 
 log = logging.getLogger("posix_shim.enclave")
 
-_fsencode, _fsdecode, _strerror = _os.fsencode, _os.fsdecode, _os.strerror
-_host_environ, _host_environb, _host_posix_environ = _os.environ, _os.environb, posix.environ
+_fsencode, _fsdecode, _strerror = (originals.get("os", n) for n in ("fsencode", "fsdecode", "strerror"))
+# The host's mappings, as the registry captured them before any enclave swapped its own in.
+_host_environ, _host_environb = originals.get("os", "environ"), originals.get("os", "environb")
+_host_posix_environ = originals.get("posix", "environ")
 _audit = sys.audit
 _EINVAL = 22
 MAX_VARIABLES = 4096  # an environment larger than this is cut (and the cut logged)
@@ -200,6 +204,7 @@ def _changes() -> dict[bytes, bytes | None] | None:
     return None if not rt else rt.extra.setdefault("putenv", {})
 
 
+@uses()
 def putenv(name: Any, value: Any, /) -> None:
     key, val = _env_bytes(name), _env_bytes(value)
     if b"=" in key:
@@ -212,6 +217,7 @@ def putenv(name: Any, value: Any, /) -> None:
         changes[key] = val
 
 
+@uses()
 def unsetenv(name: Any, /) -> None:
     key = _env_bytes(name)
     _audit("os.unsetenv", name)
@@ -247,7 +253,7 @@ def swap() -> Callable[[], None]:
 _SWAPPED = ((_host_environ, environ), (_host_environb, environb), (_host_posix_environ, posix_environ))
 NAMED_PATCHES: dict[str, tuple[tuple[Any, Any], ...]] = {"environ": _SWAPPED, "environb": _SWAPPED}
 
-PATCHES: dict[Any, Any] = {posix.putenv: putenv, posix.unsetenv: unsetenv}
+PATCHES: dict[Any, Any] = originals.patches("posix", {"putenv": putenv, "unsetenv": unsetenv})
 
 __all__ = ["NAMED_PATCHES", "PATCHES", "EnclaveEnviron", "current_data", "environ", "environb", "putenv", "swap",
            "unsetenv"]

@@ -18,18 +18,19 @@ import errno
 import math
 import select as _select
 import selectors as _selectors
-import signal as _signal
 import threading
-import time as _time
 from collections.abc import Iterable
 from typing import Any
+
+from ocall_bridge import originals
+from ocall_bridge.calls import uses
 
 from . import runtime
 from .errors import Unsupported, oserror
 from .fdtable import OpenFile
 from .socket_values import _lie
 
-_monotonic = _time.monotonic
+_monotonic = originals.get("time", "monotonic")
 POLLIN, POLLPRI, POLLOUT = _select.POLLIN, _select.POLLPRI, _select.POLLOUT
 POLLERR, POLLHUP, POLLNVAL = _select.POLLERR, _select.POLLHUP, _select.POLLNVAL
 POLLRDNORM, POLLRDBAND = _select.POLLRDNORM, _select.POLLRDBAND
@@ -42,6 +43,7 @@ _ALWAYS = POLLERR | POLLHUP | POLLNVAL
 _IN_SET = POLLIN | POLLRDNORM | POLLRDBAND | POLLHUP | POLLERR
 _OUT_SET = POLLOUT | POLLWRNORM | POLLWRBAND | POLLERR
 _EX_SET = POLLPRI
+_EPOLL_REFUSES = "EPOLLET, and fromfd()/fileno(): the emulated epoll has no descriptor"
 _MAX_MS = 2**31 - 1
 
 
@@ -101,6 +103,7 @@ def _open_file(fd: int) -> OpenFile | None:
 # -- select.select -----------------------------------------------------------------------------------------
 
 
+@uses("poll")
 def select(rlist: Iterable[Any], wlist: Iterable[Any], xlist: Iterable[Any], timeout: float | None = None,
            /) -> tuple[list, list, list]:
     if timeout is not None:
@@ -157,6 +160,7 @@ def _eventmask(mask: int) -> int:
     return mask
 
 
+@uses("poll")
 class poll:  # select.poll: a class rather than a factory, so selectors' _selector_cls is it
     """The object select.poll() returns."""
 
@@ -208,6 +212,7 @@ class poll:  # select.poll: a class rather than a factory, so selectors' _select
 # -- select.epoll ------------------------------------------------------------------------------------------
 
 
+@uses("poll", "fstat", partial=_EPOLL_REFUSES)
 class epoll:  # the name Python gives it
     """select.epoll, emulated over the poll ocall (level-triggered, EPOLLONESHOT served, EPOLLET refused)."""
 
@@ -324,14 +329,17 @@ class epoll:  # the name Python gives it
 # -- selectors ---------------------------------------------------------------------------------------------
 
 
+@uses("poll")
 class SelectSelector(_selectors.SelectSelector):
     _select = staticmethod(select)
 
 
+@uses("poll")
 class PollSelector(_selectors.PollSelector):
     _selector_cls = poll
 
 
+@uses("poll", "fstat", partial=_EPOLL_REFUSES)
 class EpollSelector(_selectors.EpollSelector):
     _selector_cls = epoll
 
@@ -340,9 +348,10 @@ for _cls in (SelectSelector, PollSelector, EpollSelector):
     _cls.__module__ = "selectors"
     _cls.__qualname__ = _cls.__name__
 
-_real_set_wakeup_fd = _signal.set_wakeup_fd
+_real_set_wakeup_fd = originals.get("_signal", "set_wakeup_fd")
 
 
+@uses(partial="an enclave fd with no real descriptor in this process")
 def set_wakeup_fd(fd: int, /, *, warn_on_full_buffer: bool = True) -> int:
     """signal.set_wakeup_fd on an enclave fd (asyncio's add_signal_handler; its self-pipe socket).
 
@@ -373,11 +382,11 @@ def _index_fd(fd: Any) -> int:
 
 
 PATCHES: dict[Any, Any] = {
-    _signal.set_wakeup_fd: set_wakeup_fd,
-    _select.select: select,
-    _select.poll: poll,
-    _select.epoll: epoll,
-    _selectors.SelectSelector: SelectSelector,
-    _selectors.PollSelector: PollSelector,
-    _selectors.EpollSelector: EpollSelector,  # also selectors.DefaultSelector
+    **originals.patches("_signal", {"set_wakeup_fd": set_wakeup_fd}),
+    **originals.patches("select", {"select": select, "poll": poll, "epoll": epoll}),
+    **originals.patches("selectors", {
+        "SelectSelector": SelectSelector,
+        "PollSelector": PollSelector,
+        "EpollSelector": EpollSelector,  # also selectors.DefaultSelector
+    }),
 }

@@ -38,28 +38,35 @@ real descriptors of the process that runs the enclave rather than the enclave's 
 
 from __future__ import annotations
 
-import _posixsubprocess
 import _signal
 import errno
 import itertools
 import operator
 import os as _os
 import posix
-import resource as _resource
 import sys
 import threading
 from typing import Any
 
+from ocall_bridge import originals
+from ocall_bridge.calls import uses
 from ocall_bridge.errors import HostViolation
 
 from . import runtime
 from .errors import Unsupported
 
-_real_getpid, _real_kill, _real_fork = posix.getpid, posix.kill, posix.fork
-_real_fork_exec = _posixsubprocess.fork_exec
+# The real functions this module falls through to are the registry's (ocall_bridge.originals), never whatever
+# the module attribute holds at the time.
+_real_getpid, _real_kill, _real_fork = (originals.get("posix", n) for n in ("getpid", "kill", "fork"))
+_real_fork_exec = originals.get("_posixsubprocess", "fork_exec")
 _uname_result = _os.uname_result
-_strerror = _os.strerror
+_strerror = originals.get("posix", "strerror")
 
+
+# What every replacement refuses (`_active`): called with no enclave, it serves nothing of the host's.
+_NO_ENCLAVE = "any call with no enclave active"
+_OTHERS = "another process's pid"
+_SIM_CHANGE = "on sim, any change to the process the host shares"
 
 # -- identity ----------------------------------------------------------------------------------------------
 
@@ -96,8 +103,8 @@ def _active(call: str) -> runtime.EnclaveRuntime:
     return rt
 
 
-def _id(index: int, real: Any) -> int:
-    return _ids(_active(real.__name__))[index]
+def _id(index: int, call: str) -> int:
+    return _ids(_active(call))[index]
 
 
 VIRTUAL_PID_BASE = 1 << 22  # above the largest pid_max Linux allows: a virtual pid never names a real process
@@ -125,42 +132,51 @@ def _own_pid(rt: runtime.EnclaveRuntime) -> int:
     return pid
 
 
+@uses("getids", partial=_NO_ENCLAVE)
 def getpid() -> int:
     return _own_pid(_active("getpid"))
 
 
+@uses("getids", partial=_NO_ENCLAVE)
 def getppid() -> int:
     rt = _active("getppid")
     ids = _ids(rt)
     return ids[1] if ids == VIRTUAL_IDS else ids[0]  # the host is the enclave's parent
 
 
+@uses("getids", partial=_NO_ENCLAVE)
 def getuid() -> int:
-    return _id(2, posix.getuid)
+    return _id(2, "getuid")
 
 
+@uses("getids", partial=_NO_ENCLAVE)
 def geteuid() -> int:
-    return _id(3, posix.geteuid)
+    return _id(3, "geteuid")
 
 
+@uses("getids", partial=_NO_ENCLAVE)
 def getgid() -> int:
-    return _id(4, posix.getgid)
+    return _id(4, "getgid")
 
 
+@uses("getids", partial=_NO_ENCLAVE)
 def getegid() -> int:
-    return _id(5, posix.getegid)
+    return _id(5, "getegid")
 
 
+@uses("getids", partial=_NO_ENCLAVE)
 def getresuid() -> tuple[int, int, int]:
     ids = _ids(_active("getresuid"))
     return ids[2], ids[3], ids[3]
 
 
+@uses("getids", partial=_NO_ENCLAVE)
 def getresgid() -> tuple[int, int, int]:
     ids = _ids(_active("getresgid"))
     return ids[4], ids[5], ids[5]
 
 
+@uses("getgroups", partial=_NO_ENCLAVE)
 def getgroups() -> list[int]:
     rt = _active("getgroups")
     groups = rt.extra.get("groups")
@@ -169,11 +185,13 @@ def getgroups() -> list[int]:
     return list(groups)
 
 
+@uses("uname", partial=_NO_ENCLAVE)
 def uname() -> _os.uname_result:
     rt = _active("uname")
     return _uname_result(rt.ocall.uname())
 
 
+@uses("getlogin", partial=_NO_ENCLAVE)
 def getlogin() -> str:
     rt = _active("getlogin")
     return rt.ocall.getlogin()
@@ -192,6 +210,7 @@ def _native_run(rt: runtime.EnclaveRuntime | None) -> bool:
     return bool(allowed is not None and allowed("run"))
 
 
+@uses("getids", partial=f"{_OTHERS} (unless --allow-run); on sim, a signal that would end the process")
 def kill(pid: Any, signal: Any, /) -> None:
     pid, sig = operator.index(pid), operator.index(signal)
     rt = runtime.RT
@@ -209,7 +228,7 @@ def kill(pid: Any, signal: Any, /) -> None:
 _HARMLESS_BY_DEFAULT = frozenset(int(getattr(_signal, name)) for name in ("SIGCHLD", "SIGCONT", "SIGURG", "SIGWINCH")
                                  if hasattr(_signal, name))
 _UNCATCHABLE = frozenset(int(getattr(_signal, name)) for name in ("SIGKILL", "SIGSTOP") if hasattr(_signal, name))
-_getsignal = _signal.getsignal
+_getsignal = originals.get("_signal", "getsignal")
 
 
 def _no_fatal_signal(call: str, rt: runtime.EnclaveRuntime, sig: int) -> None:
@@ -227,16 +246,16 @@ def _no_children(original: Any) -> Any:
         raise OSError(errno.ECHILD, _strerror(errno.ECHILD))  # ChildProcessError, as natively without children
 
     wait.__name__ = wait.__qualname__ = original.__name__
-    return wait
+    return uses()(wait)
 
 
 # -- process-level calls: on the enclave itself only -------------------------------------------------------
-_real = {name: getattr(posix, name) for name in (
+_real = {name: originals.get("posix", name) for name in (
     "nice", "getpriority", "setpriority", "sched_setaffinity", "sched_getaffinity", "sched_setparam",
     "sched_getparam", "sched_setscheduler", "sched_getscheduler", "sched_rr_get_interval", "getpgid", "getsid",
-    "getpgrp", "abort") if hasattr(posix, name)}
-_real_setrlimit, _real_prlimit = _resource.setrlimit, getattr(_resource, "prlimit", None)
-_real_pthread_kill = _signal.pthread_kill
+    "getpgrp", "abort") if originals.get("posix", name, None) is not None}
+_real_setrlimit, _real_prlimit = originals.get("resource", "setrlimit"), originals.get("resource", "prlimit", None)
+_real_pthread_kill = originals.get("_signal", "pthread_kill")
 _get_ident = threading.get_ident
 _SHARED = ("on the sim backend the enclave runs in the host's own process, so this would change the host "
            "(the process backend gives the enclave a process of its own)")
@@ -256,11 +275,13 @@ def _not_shared(call: str, rt: runtime.EnclaveRuntime) -> None:
         raise Unsupported(call, _SHARED)
 
 
+@uses(partial=_SIM_CHANGE)
 def nice(increment: Any, /) -> int:
     _not_shared("nice", _active("nice"))
     return _real["nice"](increment)
 
 
+@uses("getids", partial=f"{_OTHERS}, or `which` other than PRIO_PROCESS")
 def getpriority(which: Any, who: Any) -> int:
     if operator.index(which) != posix.PRIO_PROCESS:
         raise Unsupported("getpriority", "an enclave can ask only about its own process")
@@ -268,6 +289,7 @@ def getpriority(which: Any, who: Any) -> int:
     return _real["getpriority"](which, 0)
 
 
+@uses("getids", partial=f"{_OTHERS}, or `which` other than PRIO_PROCESS; {_SIM_CHANGE}")
 def setpriority(which: Any, who: Any, priority: Any) -> None:
     if operator.index(which) != posix.PRIO_PROCESS:
         raise Unsupported("setpriority", "an enclave can change only its own process")
@@ -286,34 +308,40 @@ def _on_self(name: str, changes: bool) -> Any:
 
     call.__name__ = call.__qualname__ = name
     call.__doc__ = f"os.{name} of the enclave itself only" + (" (refused on sim)." if changes else ".")
-    return call
+    return uses("getids", partial=_OTHERS + (f"; {_SIM_CHANGE}" if changes else ""))(call)
 
 
+@uses("getids", partial=_OTHERS)
 def getpgid(pid: Any, /) -> int:
     rt = _self_only("getpgid", pid)
     return _own_pid(rt) if shares_host_process(rt) else _real["getpgid"](0)
 
 
+@uses("getids", partial=_OTHERS)
 def getsid(pid: Any, /) -> int:
     rt = _self_only("getsid", pid)
     return _own_pid(rt) if shares_host_process(rt) else _real["getsid"](0)
 
 
+@uses("getids", partial=_NO_ENCLAVE)
 def getpgrp() -> int:
     rt = _active("getpgrp")
     return _own_pid(rt) if shares_host_process(rt) else _real["getpgrp"]()
 
 
+@uses(partial=_SIM_CHANGE)
 def abort() -> None:
     _not_shared("abort", _active("abort"))
     _real["abort"]()
 
 
+@uses(partial=_SIM_CHANGE)
 def setrlimit(resource: Any, limits: Any, /) -> None:
     _not_shared("resource.setrlimit", _active("resource.setrlimit"))
     _real_setrlimit(resource, limits)
 
 
+@uses("getids", partial=f"{_OTHERS}; {_SIM_CHANGE} (new limits)")
 def prlimit(pid: Any, resource: Any, limits: Any = None, /) -> tuple[int, int]:
     rt = _self_only("resource.prlimit", pid)
     if _real_prlimit is None:  # a platform without prlimit(2): as natively, there is no resource.prlimit
@@ -324,6 +352,7 @@ def prlimit(pid: Any, resource: Any, limits: Any = None, /) -> tuple[int, int]:
     return _real_prlimit(0, resource, limits)
 
 
+@uses(partial="on sim, another thread, or a signal that would end the process")
 def pthread_kill(thread_id: Any, signalnum: Any, /) -> None:
     rt = _active("signal.pthread_kill")
     if shares_host_process(rt) and operator.index(thread_id) != _get_ident():
@@ -332,9 +361,10 @@ def pthread_kill(thread_id: Any, signalnum: Any, /) -> None:
     _real_pthread_kill(thread_id, signalnum)
 
 
-_real_raise_signal = _signal.raise_signal
+_real_raise_signal = originals.get("_signal", "raise_signal")
 
 
+@uses(partial="on sim, a signal that would end the process")
 def raise_signal(signalnum: Any, /) -> None:
     _no_fatal_signal("signal.raise_signal", _active("signal.raise_signal"), operator.index(signalnum))
     _real_raise_signal(signalnum)
@@ -359,32 +389,39 @@ def _refuser(name: str, detail: str, original: Any = None) -> Any:
 
     refused.__name__ = refused.__qualname__ = name
     refused.__doc__ = f"Refused inside an enclave: {detail}."
-    return refused
+    return uses(partial=f"every call: {detail}" + (" (unless --allow-run)" if original is not None else ""))(refused)
 
 
 _NO_PROCESSES = "an enclave cannot create processes"
 
 
+@uses(partial="every program (unless --allow-run): children.py serves the interpreter")
 def fork_exec(args: Any, executable_list: Any, *rest: Any) -> int:
     """`_posixsubprocess.fork_exec`, under subprocess and multiprocessing: refused before anything starts."""
     if _native_run(runtime.RT):
         return _real_fork_exec(args, executable_list, *rest)
-    raise refused_fork_exec(args, executable_list, _caller_module())
+    raise Unsupported(*fork_exec_refusal(args, executable_list, _caller_module()))
 
 
 def refused_fork_exec(args: Any, executable_list: Any, caller: str) -> Unsupported:
     """The refusal of a fork_exec called from module `caller` (subprocess, multiprocessing, anything)."""
+    return Unsupported(*fork_exec_refusal(args, executable_list, caller))
+
+
+def fork_exec_refusal(args: Any, executable_list: Any, caller: str) -> tuple[str, str]:
+    """(call, detail) of the refusal of a fork_exec called from module `caller`."""
     program = args[0] if isinstance(args, list | tuple) and args else executable_list
     if isinstance(program, bytes):
         program = _os.fsdecode(program)
     if caller.startswith("multiprocessing"):
-        return Unsupported("multiprocessing", f"cannot start a worker process ({_NO_PROCESSES}; use threads)")
+        return "multiprocessing", f"cannot start a worker process ({_NO_PROCESSES}; use threads)"
     name = "subprocess.Popen" if caller == "subprocess" else "_posixsubprocess.fork_exec"
     hint = f" (allow a host program by name with --allow-run={_os.path.basename(program)})" \
         if isinstance(program, str) and program else ""
-    return Unsupported(name, f"cannot run {program!r}: {_NO_PROCESSES}{hint}")
+    return name, f"cannot run {program!r}: {_NO_PROCESSES}{hint}"
 
 
+@uses(partial="every call (unless --allow-run)")
 def fork() -> int:
     if _native_run(runtime.RT):
         return _real_fork()
@@ -405,44 +442,45 @@ WAIT = ("wait", "waitpid", "wait3", "wait4", "waitid")
 REFUSED = ("fork", *REFUSED_CREATE, "_posixsubprocess.fork_exec", "killpg", "pidfd_open", *REFUSED_IDENTITY)
 
 PATCHES: dict[Any, Any] = {
-    posix.getresuid: getresuid,
-    posix.getresgid: getresgid,
-    posix.getpriority: getpriority,
-    posix.setpriority: setpriority,
-    posix.nice: nice,
-    posix.getpgid: getpgid,
-    posix.getsid: getsid,
-    posix.getpgrp: getpgrp,
-    posix.abort: abort,
-    _resource.setrlimit: setrlimit,
-    _signal.pthread_kill: pthread_kill,
-    _signal.raise_signal: raise_signal,
-    posix.getpid: getpid,
-    posix.getppid: getppid,
-    posix.getuid: getuid,
-    posix.geteuid: geteuid,
-    posix.getgid: getgid,
-    posix.getegid: getegid,
-    posix.getgroups: getgroups,
-    posix.uname: uname,
-    posix.getlogin: getlogin,
-    posix.kill: kill,
-    posix.killpg: _refuser("killpg", "an enclave can signal only itself", posix.killpg),
-    posix.fork: fork,
-    _posixsubprocess.fork_exec: fork_exec,
+    **originals.patches("posix", {
+        "getresuid": getresuid,
+        "getresgid": getresgid,
+        "getpriority": getpriority,
+        "setpriority": setpriority,
+        "nice": nice,
+        "getpgid": getpgid,
+        "getsid": getsid,
+        "getpgrp": getpgrp,
+        "abort": abort,
+        "getpid": getpid,
+        "getppid": getppid,
+        "getuid": getuid,
+        "geteuid": geteuid,
+        "getgid": getgid,
+        "getegid": getegid,
+        "getgroups": getgroups,
+        "uname": uname,
+        "getlogin": getlogin,
+        "kill": kill,
+        "killpg": _refuser("killpg", "an enclave can signal only itself", originals.get("posix", "killpg")),
+        "fork": fork,
+    }),
+    **originals.patches("resource", {"setrlimit": setrlimit}),
+    **originals.patches("_signal", {"pthread_kill": pthread_kill, "raise_signal": raise_signal}),
+    **originals.patches("_posixsubprocess", {"fork_exec": fork_exec}),
 }
 for _name in REFUSED_CREATE:
     # exec*/spawn*/popen are partly Python functions of os.py: patch each object where it lives.
-    _original = getattr(_os, _name, None)
+    _original = originals.get("os", _name, None)
     if _original is not None:
         detail = "an enclave cannot replace its program" if _name.startswith("exec") else _NO_PROCESSES
         PATCHES[_original] = _refuser(_name, detail, _original)
 for _name in REFUSED_IDENTITY:
-    _original = getattr(posix, _name, None)
+    _original = originals.get("posix", _name, None)
     if _original is not None:
         PATCHES[_original] = _refuser(_name, "an enclave cannot change the identity of the process it runs in")
 for _name in WAIT:
-    _original = getattr(posix, _name, None)
+    _original = originals.get("posix", _name, None)
     if _original is not None:
         PATCHES[_original] = _no_children(_original)
 if _real_prlimit is not None:
@@ -452,7 +490,8 @@ for _name, _changes in (("sched_setaffinity", True), ("sched_setparam", True), (
                         ("sched_rr_get_interval", False)):
     if _name in _real:
         PATCHES[_real[_name]] = _on_self(_name, _changes)
-if hasattr(posix, "pidfd_open"):
-    PATCHES[posix.pidfd_open] = _refuser("pidfd_open", "an enclave can see no other process", posix.pidfd_open)
+_pidfd_open = originals.get("posix", "pidfd_open", None)
+if _pidfd_open is not None:
+    PATCHES[_pidfd_open] = _refuser("pidfd_open", "an enclave can see no other process", _pidfd_open)
 
 __all__ = ["PATCHES", "REFUSED", "getpid", "getppid", "kill", "fork_exec", "uname", "getgroups", "getlogin"]

@@ -13,24 +13,28 @@ randomization (CPython's C code calls getrandom(2) directly), and OpenSSL's gene
 
 from __future__ import annotations
 
-import posix
 from typing import Any
 
+from ocall_bridge import originals
+from ocall_bridge.calls import uses
+
 # The entropy source standing in for RDRAND: captured here so that no later patch can redirect it.
-_getrandom = posix.getrandom
-_urandom = posix.urandom
+_getrandom = originals.get("posix", "getrandom")
+_urandom = originals.get("posix", "urandom")
 
 
+@uses()
 def urandom(size: Any, /) -> bytes:
     """`size` random bytes from the enclave's own source (native argument checks and errors)."""
     return _urandom(size)
 
 
+@uses()
 def getrandom(size: Any, flags: Any = 0) -> bytes:
     """getrandom(2) from the enclave's own source; GRND_NONBLOCK and GRND_RANDOM mean what they mean natively."""
     return _getrandom(size, flags)
 
 
-PATCHES: dict[Any, Any] = {posix.urandom: urandom, posix.getrandom: getrandom}
+PATCHES: dict[Any, Any] = originals.patches("posix", {"urandom": urandom, "getrandom": getrandom})
 
 __all__ = ["PATCHES", "urandom", "getrandom"]

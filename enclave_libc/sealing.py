@@ -20,8 +20,10 @@ so the header is authenticated as well: changing the kind or key id fails authen
 from __future__ import annotations
 
 import hashlib
-import os as _os
 from typing import Any
+
+from ocall_bridge import originals
+from ocall_bridge.calls import uses
 
 from . import runtime
 
@@ -29,7 +31,7 @@ MAGIC = b"PSSEAL1\0"
 KINDS = {"enclave": 0, "signer": 1}
 NAMES = {v: k for k, v in KINDS.items()}
 HEADER = len(MAGIC) + 1 + 8 + 12
-_urandom = _os.urandom  # the enclave's entropy (captured before interposition: never the host's answer)
+_urandom = originals.get("posix", "urandom")  # the enclave's own entropy (the registry's: never the host's answer)
 
 
 class SealError(ValueError):
@@ -40,6 +42,7 @@ def key_id(key: bytes) -> bytes:
     return hashlib.sha256(b"posix_shim key id\0" + key).digest()[:8]
 
 
+@uses("seal_key")
 def seal_key(kind: int) -> bytes:
     """The derived key for `kind`, asked of the host; an answer that is not 32 bytes is a host violation."""
     rt = runtime.current()
@@ -55,6 +58,7 @@ def _aesgcm(key: bytes) -> Any:
     return AESGCM(key)
 
 
+@uses("seal_key")
 def seal(data: Any, *, bound_to: str = "enclave", aad: Any = b"") -> bytes:
     if bound_to not in KINDS:
         raise ValueError(f"bound_to must be 'enclave' or 'signer', not {bound_to!r}")
@@ -72,6 +76,7 @@ def inspect(blob: Any) -> dict[str, Any]:
     return {"bound_to": NAMES[blob[8]], "key_id": blob[9:17].hex(), "size": len(blob) - HEADER - 16}
 
 
+@uses("seal_key")
 def unseal(blob: Any, aad: Any = b"") -> bytes:
     from cryptography.exceptions import InvalidTag
 

@@ -14,6 +14,8 @@ import _multiprocessing
 import threading
 from typing import Any
 
+from ocall_bridge.calls import uses
+
 from . import runtime
 from .errors import Unsupported
 
@@ -28,6 +30,8 @@ def _rt(call: str) -> runtime.EnclaveRuntime:
     return rt
 
 
+@uses("sem_open", "sem_acquire", "sem_release", "sem_getvalue", "sem_unlink",
+      partial="an unnamed semaphore (it cannot be shared with a child enclave), or no enclave active")
 class SemLock:
     """`_multiprocessing.SemLock`, its semaphore held by the host."""
 
@@ -110,6 +114,7 @@ class SemLock:
         self._depth = 0
 
 
+@uses("sem_unlink", partial="any call with no enclave active")
 def sem_unlink(name: str) -> None:
     """`_multiprocessing.sem_unlink`: the host unlinks the semaphore it made under that name."""
     _rt("multiprocessing.sem_unlink").ocall.sem_unlink(name)

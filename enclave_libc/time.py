@@ -35,8 +35,11 @@ import operator
 import sys
 import threading
 import time as _time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from ocall_bridge import originals
+from ocall_bridge.calls import uses
 from ocall_bridge.errors import HostViolation
 
 from . import runtime
@@ -45,11 +48,14 @@ from .errors import Unsupported
 if TYPE_CHECKING:  # the module itself uses the C type (_datetime, no stub); this is the same class
     from datetime import datetime
 
-# The real functions, kept for the CPU clocks and for a replacement called with no enclave active.
-_real_time_ns, _real_clock_gettime_ns, _real_clock_gettime = _time.time_ns, _time.clock_gettime_ns, _time.clock_gettime
-_real_clock_getres, _real_sleep = _time.clock_getres, _time.sleep
-_real_gmtime, _real_localtime, _real_ctime = _time.gmtime, _time.localtime, _time.ctime
-_real_asctime, _real_strftime = _time.asctime, _time.strftime
+# The real functions (the registry's), for the CPU clocks and for a replacement called with no enclave active.
+_real = originals.time
+_real_clock_gettime_ns, _real_clock_gettime = _real.clock_gettime_ns, _real.clock_gettime
+_real_clock_getres, _real_sleep = _real.clock_getres, _real.sleep
+_real_gmtime: Callable[[Any], _time.struct_time] = _real.gmtime
+_real_localtime: Callable[[Any], _time.struct_time] = _real.localtime
+_real_ctime = _real.ctime
+_real_asctime, _real_strftime = _real.asctime, _real.strftime
 _time_module_dict = _time.__dict__
 
 CLOCK_REALTIME = _time.CLOCK_REALTIME
@@ -208,31 +214,38 @@ def _gettime_clock_id(clk_id: Any) -> int:
 # -- the clocks --------------------------------------------------------------------------------------------
 
 
+@uses("clock_gettime")
 def time() -> float:
     return _as_seconds(_clock_ns(CLOCK_REALTIME))
 
 
+@uses("clock_gettime")
 def time_ns() -> int:
     return _clock_ns(CLOCK_REALTIME)
 
 
+@uses("clock_gettime")
 def monotonic() -> float:
     return _as_seconds(_clock_ns(CLOCK_MONOTONIC))
 
 
+@uses("clock_gettime")
 def monotonic_ns() -> int:
     return _clock_ns(CLOCK_MONOTONIC)
 
 
 # On Linux, CPython's perf_counter *is* CLOCK_MONOTONIC (time.get_clock_info says so), and so it is here.
+@uses("clock_gettime")
 def perf_counter() -> float:
     return _as_seconds(_clock_ns(CLOCK_MONOTONIC))
 
 
+@uses("clock_gettime")
 def perf_counter_ns() -> int:
     return _clock_ns(CLOCK_MONOTONIC)
 
 
+@uses("clock_gettime")
 def clock_gettime_ns(clk_id: Any, /) -> int:
     clock = _gettime_clock_id(clk_id)
     if clock in HOST_CLOCKS:
@@ -242,6 +255,7 @@ def clock_gettime_ns(clk_id: Any, /) -> int:
     return _real_clock_gettime_ns(clock)
 
 
+@uses("clock_gettime")
 def clock_gettime(clk_id: Any, /) -> float:
     clock = _gettime_clock_id(clk_id)
     if clock not in HOST_CLOCKS:
@@ -250,6 +264,7 @@ def clock_gettime(clk_id: Any, /) -> float:
     return sec + nsec * 1e-9  # CPython's own formula for clock_gettime (not the one time() uses)
 
 
+@uses("clock_getres")
 def clock_getres(clk_id: Any, /) -> float:
     clock = _clock_id(clk_id)
     rt = runtime.RT
@@ -259,10 +274,12 @@ def clock_getres(clk_id: Any, /) -> float:
     return sec + nsec * 1e-9
 
 
+@uses(partial="every call: an enclave cannot set the host's clock")
 def clock_settime(clk_id: Any, time: Any, /) -> None:
     raise Unsupported("clock_settime", "an enclave cannot set the host's clock")
 
 
+@uses(partial="every call: an enclave cannot set the host's clock")
 def clock_settime_ns(clk_id: Any, time: Any, /) -> None:
     raise Unsupported("clock_settime_ns", "an enclave cannot set the host's clock")
 
@@ -292,6 +309,7 @@ def _sleep_ns(secs: Any) -> int:
     return ns
 
 
+@uses("sleep", "clock_gettime")
 def sleep(secs: Any, /) -> None:
     ns = _sleep_ns(secs)
     rt = runtime.RT
@@ -320,22 +338,27 @@ def _now_seconds() -> int:
     return _clock_ns(CLOCK_REALTIME) // _NS  # the C functions floor the current time to whole seconds
 
 
+@uses("clock_gettime")
 def gmtime(secs: Any = None, /) -> _time.struct_time:
     return _real_gmtime(_now_seconds() if secs is None else secs)
 
 
+@uses("clock_gettime")
 def localtime(secs: Any = None, /) -> _time.struct_time:
     return _real_localtime(_now_seconds() if secs is None else secs)
 
 
+@uses("clock_gettime")
 def ctime(secs: Any = None, /) -> str:
     return _real_ctime(_now_seconds() if secs is None else secs)
 
 
+@uses("clock_gettime")
 def asctime(t: Any = None, /) -> str:
     return _real_asctime(_real_localtime(_now_seconds()) if t is None else t)
 
 
+@uses("clock_gettime")
 def strftime(format: Any, t: Any = None, /) -> str:
     return _real_strftime(format, _real_localtime(_now_seconds()) if t is None else t)
 
@@ -350,7 +373,7 @@ def strftime(format: Any, t: Any = None, /) -> str:
 
 _datetime_type, _tzinfo_type = _datetime.datetime, _datetime.tzinfo
 _type_dict = gc.get_referents(_datetime_type.__dict__)[0]
-_real_now, _real_utcnow = _type_dict["now"], _type_dict["utcnow"]
+_real_now, _real_utcnow = originals.get("_datetime.datetime", "now"), originals.get("_datetime.datetime", "utcnow")
 
 
 def _inside() -> bool:
@@ -359,6 +382,7 @@ def _inside() -> bool:
     return runtime.active() and getattr(installed, "__func__", installed) is time
 
 
+@uses("clock_gettime")
 def _now(cls: type[datetime], tz: Any = None) -> Any:
     if not _inside():
         return _real_now.__get__(None, cls)(tz)
@@ -371,6 +395,7 @@ def _now(cls: type[datetime], tz: Any = None) -> Any:
     return tz.fromutc(cls(*_real_gmtime(sec)[:6], usec, tz))
 
 
+@uses("clock_gettime")
 def _utcnow(cls: type[datetime]) -> Any:
     if not _inside():
         return _real_utcnow.__get__(None, cls)()
@@ -403,24 +428,24 @@ else:
     sys.modules.setdefault("_zoneinfo", None)  # type: ignore[arg-type]  # `import _zoneinfo` -> ImportError
 
 
-PATCHES.update({
-    _time.time: time,
-    _time.time_ns: time_ns,
-    _time.monotonic: monotonic,
-    _time.monotonic_ns: monotonic_ns,
-    _time.perf_counter: perf_counter,
-    _time.perf_counter_ns: perf_counter_ns,
-    _time.clock_gettime: clock_gettime,
-    _time.clock_gettime_ns: clock_gettime_ns,
-    _time.clock_getres: clock_getres,
-    _time.clock_settime: clock_settime,
-    _time.clock_settime_ns: clock_settime_ns,
-    _time.sleep: sleep,
-    _time.gmtime: gmtime,
-    _time.localtime: localtime,
-    _time.ctime: ctime,
-    _time.asctime: asctime,
-    _time.strftime: strftime,
-})
+PATCHES.update(originals.patches("time", {
+    "time": time,
+    "time_ns": time_ns,
+    "monotonic": monotonic,
+    "monotonic_ns": monotonic_ns,
+    "perf_counter": perf_counter,
+    "perf_counter_ns": perf_counter_ns,
+    "clock_gettime": clock_gettime,
+    "clock_gettime_ns": clock_gettime_ns,
+    "clock_getres": clock_getres,
+    "clock_settime": clock_settime,
+    "clock_settime_ns": clock_settime_ns,
+    "sleep": sleep,
+    "gmtime": gmtime,
+    "localtime": localtime,
+    "ctime": ctime,
+    "asctime": asctime,
+    "strftime": strftime,
+}))
 
 __all__ = ["PATCHES", "ClockState", "HOST_CLOCKS", "MONOTONIC_CLOCKS", "SLEEP_SLICE_NS", "EARLY_TOLERANCE_NS"]

@@ -258,7 +258,7 @@ class Injector:
     def wrap(self, perform: PerformFn) -> PerformFn:
         """Host.perform with short transfers and delays applied, and lies decided (told later, on the encoded
         answer, by `wrap_serve`, on the same thread); a no-op wrapper for calls with no rule."""
-        from .host.real import time as real_time  # the host's clock, never the enclave's interposed one
+        from .originals import time as real_time  # the host's clock, never the enclave's interposed one
 
         sleep = real_time.sleep
         by_call = self._by_call

@@ -10,8 +10,8 @@ carries its frames; the wire format is the same on all of them.
 from __future__ import annotations
 
 from .errors import HostGone
-from .host.real import os as _os
 from .host.runtime import Host
+from .originals import os as _os
 
 
 class SimTransport:

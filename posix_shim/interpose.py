@@ -6,8 +6,11 @@ took at import (`from os import stat`, `_os = os` is fine, `shutil`'s globals) -
 every loaded module, as pyfakefs and gevent do, and replaces it.  Every change is recorded, so `uninstall`
 restores exactly what was there.
 
-The host's own modules are never rewritten (they are skipped by name and keep their captured references), so
-the sim backend's host goes on calling the real OS while the program in the same process cannot.
+The originals are the registry's (`ocall_bridge.originals`): the families key their PATCHES by its objects, so
+what uninstall puts back is exactly what the registry holds (tests/test_originals.py), and the host calls the
+real OS through the registry's views, which no namespace rewrite reaches - so the sim backend's host goes on
+calling the real OS while the program in the same process cannot.  The runtime's own modules are skipped by name
+besides (interpose_index.SKIP_PREFIXES): a replacement module's globals may still name an original.
 Modules imported after installation see the patched attributes of `os` / `posix` / `io` and so use the enclave;
 importlib itself goes through `posix.stat`, `posix.listdir` and `_io.open_code`, so imports do too.
 
@@ -28,7 +31,6 @@ left, unless the runtime's host side makes them.
 
 from __future__ import annotations
 
-import _imp
 import importlib
 import os
 import threading
@@ -37,6 +39,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from enclave_libc import closed, dirs, files
+from ocall_bridge import originals
 
 from .interpose_index import Index, Plan, current, scan_default_holders, tag_reader
 
@@ -93,9 +96,10 @@ _STATIC: dict[Any, staticmethod] = {}  # one wrapper per function, so identity c
 
 
 # -- fresh modules ----------------------------------------------------------------------------------------
-_real_create_builtin, _real_exec_builtin = _imp.create_builtin, _imp.exec_builtin
-_real_create_dynamic = getattr(_imp, "create_dynamic", None)
-_real_exec_dynamic = getattr(_imp, "exec_dynamic", None)
+_real_create_builtin = originals.get("_imp", "create_builtin")
+_real_exec_builtin = originals.get("_imp", "exec_builtin")
+_real_create_dynamic = originals.get("_imp", "create_dynamic", None)
+_real_exec_dynamic = originals.get("_imp", "exec_dynamic", None)
 _active: Interposer | None = None  # the installed interposer, for the undo of fresh modules
 
 

@@ -28,7 +28,9 @@ from collections.abc import Callable, Mapping
 from operator import itemgetter
 from typing import Any
 
-# Never rewritten: the trusted runtime, the boundary and the host, and this front end.
+# Never rewritten: the trusted runtime, the boundary and the host, and this front end.  They take their real
+# functions from ocall_bridge.originals, but a module of theirs may still hold an original in a global (a
+# fall-through captured at import), which must stay the real function while interposition is installed.
 SKIP_PREFIXES = ("ocall_bridge", "enclave_libc", "posix_shim")
 
 # A default-argument site: (holder, attribute, the value there at scan time, the value to install).  The holder

@@ -32,8 +32,8 @@ from typing import Any
 
 from ocall_bridge import types as T
 from ocall_bridge.calls import BY_NAME, CALLS, FAMILIES, Call
-from ocall_bridge.host.real import os as real_os
-from ocall_bridge.host.real import time as real_time
+from ocall_bridge.originals import os as real_os
+from ocall_bridge.originals import time as real_time
 
 from . import host_flags
 from .trace_format import TraceEvent, format_json, format_text, quote

@@ -34,7 +34,7 @@ from enclave_libc import trusted as trusted_files
 from ocall_bridge.access import Access
 from ocall_bridge.calls import BY_NAME
 from ocall_bridge.client import OcallClient, Transport
-from ocall_bridge.host.real import time as real_time
+from ocall_bridge.originals import time as real_time
 
 if TYPE_CHECKING:  # the host's modules load only where a host is made (not in the enclave process)
     from ocall_bridge.host.runtime import Entry, Host

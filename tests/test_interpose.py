@@ -146,11 +146,11 @@ def test_an_interposer_installs_and_uninstalls_once() -> None:
 
 def test_the_host_keeps_its_own_real_functions(enclave: Enclave) -> None:
     """The runtime's own modules are never rewritten: the sim host must call the real OS."""
-    from ocall_bridge.host import real
+    from ocall_bridge import originals
 
     real_open, real_stat = posix.open, posix.stat
     module = types.ModuleType("posix_shim_test_host")
-    module.check = lambda: [real.os.open is real_open, real.os.stat is real_stat, os.open is real_open]
+    module.check = lambda: [originals.os.open is real_open, originals.os.stat is real_stat, os.open is real_open]
     sys.modules[module.__name__] = module
     try:
         assert enclave.call("posix_shim_test_host:check") == [True, True, False]

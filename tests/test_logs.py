@@ -29,7 +29,7 @@ def test_a_refused_host_answer_is_logged_on_the_host_stderr_not_in_the_program(t
         from posix_shim import Enclave
         from ocall_bridge.access import ALLOW_ALL
         from ocall_bridge.host import files
-        from ocall_bridge.host.real import os as real_os
+        from ocall_bridge.originals import os as real_os
         # A lying host: one byte more than asked.
         files.pread = lambda host, h, count, offset: real_os.pread(h.fd, count + 1, offset)
         with Enclave(ALLOW_ALL, backend="sim") as enclave:

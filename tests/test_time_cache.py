@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from ocall_bridge.access import ALLOW_ALL
-from ocall_bridge.host.real import time as real_time
+from ocall_bridge.originals import time as real_time
 from posix_shim import Enclave
 
 HELPER = """

@@ -23,7 +23,7 @@ from conftest import REPO, run_native, run_shim
 
 from enclave_libc import env
 from ocall_bridge.access import Access
-from ocall_bridge.host.real import time as real_time  # lying host functions run with interposition installed
+from ocall_bridge.originals import time as real_time  # lying host functions run with interposition installed
 from posix_shim import Enclave
 
 TZDIR = next((p for p in zoneinfo.TZPATH if os.path.isfile(os.path.join(p, "Europe", "Paris"))), None)

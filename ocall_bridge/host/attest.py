@@ -32,7 +32,7 @@ except ImportError:  # pragma: no cover - cryptography is a dependency; an inter
 
 from .. import quote as Q
 from ..access import Access
-from .real import os
+from ..originals import os
 from .runtime import Host
 
 log = logging.getLogger("posix_shim.host")

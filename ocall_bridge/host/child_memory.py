@@ -12,8 +12,8 @@ import errno
 import threading
 from typing import Any
 
+from ..originals import os
 from ..types import MAX_PATH
-from .real import os
 
 _PAGE = 4096
 _FIRST_READ = 256

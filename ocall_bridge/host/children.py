@@ -24,8 +24,8 @@ import stat
 import threading
 from dataclasses import dataclass
 
+from ..originals import os, posixsubprocess, signal
 from ..pyargv import NotPythonArgv, python_command
-from .real import os, posixsubprocess, signal
 from .runtime import Host
 
 log = logging.getLogger("posix_shim.host")

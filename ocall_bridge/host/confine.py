@@ -38,7 +38,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from .real import os
+from ..originals import os
 
 log = logging.getLogger("posix_shim.host")
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .real import os
+from ..originals import os
 from .runtime import Host
 
 

@@ -16,9 +16,9 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from ..access import open_kinds
+from ..originals import fcntl, os
 from .confine import O_PATH, confiner_for
 from .handles import Handle
-from .real import fcntl, os
 from .runtime import Host
 
 if TYPE_CHECKING:  # `os` above is real.py's namespace of posix functions; the result types come from os itself

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .real import fcntl, os, socket
+from ..originals import fcntl, os, socket
 
 
 @dataclass(eq=False)

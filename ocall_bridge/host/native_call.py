@@ -18,11 +18,11 @@ from typing import Any, Protocol
 
 from .. import native as N
 from ..errors import require
+from ..originals import os
+from ..originals import socket as sk
+from ..originals import time as real_time
 from ..types import MAX_DATA, MAX_PATH
 from .child_memory import ChildMemory
-from .real import os
-from .real import socket as sk
-from .real import time as real_time
 from .runtime import Entry, Host
 
 # struct stat, x86_64: dev ino nlink mode uid gid pad rdev size blksize blocks atime(s,ns) mtime ctime unused[3]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import errno
 
-from .real import select
+from ..originals import select
 from .runtime import Host
 
 _ALWAYS = select.POLLERR | select.POLLHUP | select.POLLNVAL

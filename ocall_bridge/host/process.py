@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 
-from .real import os
+from ..originals import os
 from .runtime import Host
 
 log = logging.getLogger("posix_shim.host")

@@ -25,6 +25,7 @@ from typing import Any
 from .. import types as T
 from ..access import ALLOW_ALL, Access, open_kinds
 from ..calls import CALLS, Call
+from ..originals import os as real_os
 from ..validate import CallChecks
 from ..wire import (
     CODECS,
@@ -36,7 +37,6 @@ from ..wire import (
     encode_error,
 )
 from .handles import Handle, HandleTable
-from .real import os as real_os
 
 log = logging.getLogger("posix_shim.host")
 

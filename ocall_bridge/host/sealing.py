@@ -26,8 +26,8 @@ import json
 import threading
 from typing import Any
 
+from ..originals import os
 from ..platform import secret_path
-from .real import os
 from .runtime import Host
 
 KINDS = ("enclave", "signer")

@@ -17,7 +17,7 @@ import itertools
 import threading
 from typing import Any
 
-from .real import multiprocessing
+from ..originals import multiprocessing
 from .runtime import Host
 
 PREFIX = "/posix_shim-"

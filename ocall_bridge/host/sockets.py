@@ -19,11 +19,11 @@ import errno
 from typing import TYPE_CHECKING, Any
 
 from ..calls import ANCILLARY_SEND, MAX_CMSGS, MAX_RESOLVED, SOCKET_FAMILIES, SOCKET_TYPE_FLAGS, SOCKET_TYPES, SOCKOPTS
+from ..originals import fcntl, os
+from ..originals import socket as sk
 from .confine import unix_path
 from .files import _kind_of
 from .handles import Handle
-from .real import fcntl, os
-from .real import socket as sk
 from .runtime import Host
 
 if TYPE_CHECKING:  # `sk` is real.py's capture of _socket; its class is _socket.socket

@@ -36,9 +36,9 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import native as N
+from ..originals import fcntl, os, select
 from .child_memory import ChildMemory
 from .native_call import PACK_STRUCT, CompiledForm, NativeCall, i32
-from .real import fcntl, os, select
 from .runtime import NATIVE, Entry, Host
 
 log = logging.getLogger("posix_shim.host")

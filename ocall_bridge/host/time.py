@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import errno
 
-from .real import time
+from ..originals import time
 from .runtime import Host
 
 # The clocks an enclave may read from the host.  The CPU-time clocks (PROCESS_CPUTIME_ID, THREAD_CPUTIME_ID)

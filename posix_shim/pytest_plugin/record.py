@@ -110,7 +110,7 @@ def watch(rt: Any, record: Record, trace: bool) -> Callable[[], None]:
 def _trace_ocalls(rt: Any, record: Record) -> Callable[[], None]:
     from enclave_libc.errors import PolicyDenied
     from ocall_bridge.calls import BY_NAME
-    from ocall_bridge.host.real import time as real_time
+    from ocall_bridge.originals import time as real_time
 
     from ..trace_format import TraceEvent
 
