@@ -33,6 +33,11 @@ def run_shim(args: list[str], backend: str = "sim", cwd: os.PathLike | str | Non
     return subprocess.run(cmd, cwd=cwd, input=input, capture_output=True, env=full_env, timeout=timeout)
 
 
+def program(name: str) -> str:
+    """A test program's text, kept as a real file under tests/programs/ (linted like the rest) rather than a string."""
+    return (REPO / "tests" / "programs" / name).read_text()
+
+
 def run_native(args: list[str], cwd: os.PathLike | str | None = None, input: bytes | None = None,
                env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
     full_env = dict(os.environ)

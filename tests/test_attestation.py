@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("cryptography")
-from conftest import REPO, run_shim
+from conftest import REPO, program, run_shim
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ocall_bridge import quote as Q
@@ -178,23 +178,7 @@ def test_the_key_file_is_hidden_from_the_enclave_policy(key_path: str) -> None:
     assert ALLOW_ALL.check("open", "read", key_path.encode()) is None  # control: the policy alone grants it
 
 
-REPORT_PROGRAM = """
-import os, sys
-from posix_shim import attestation
-quote = attestation.report(b"nonce-from-the-verifier")
-with open("quote.bin", "wb") as f:
-    f.write(quote)
-for path in (os.environ["POSIX_SHIM_PLATFORM_KEY"], "link-to-key"):
-    try:
-        with open(path, "rb") as f:
-            print("READ THE KEY", len(f.read()))
-    except OSError as exc:
-        print("key refused", exc.errno)
-try:
-    attestation.report(b"x" * 65)
-except ValueError as exc:
-    print("too long:", exc)
-"""
+REPORT_PROGRAM = program("attestation_report_program.py")
 
 
 def test_report_inside_both_backends(backend: str, tmp_path: Path, key_path: str) -> None:

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import program
 
 from posix_shim.confine import bpf
 from posix_shim.confine.syscalls import NR
@@ -22,23 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.skipif(sys.platform != "linux" or os.uname().machine != "x86_64",
                                 reason="x86_64 Linux seccomp")
 
-CHILD = r"""
-import ctypes, errno, json, sys
-from posix_shim.confine import _native
-spec = json.loads(sys.argv[1])
-libc = ctypes.CDLL(None, use_errno=True)
-libc.syscall.restype = ctypes.c_long
-prog = bytes.fromhex(spec["program"])
-_native.prctl(38, 1, 0, 0, 0)
-data = _native.from_bytes(prog)
-fprog = _native.new("struct sock_fprog *")
-fprog.len = len(prog) // 8
-fprog.filter = data
-_native.syscall("seccomp", 1, 0, fprog)
-for nr, args in spec["calls"]:
-    res = libc.syscall(ctypes.c_long(nr), *[ctypes.c_ulong(a) for a in args])
-    print("ERR " + errno.errorcode[ctypes.get_errno()] if res == -1 else "OK", flush=True)
-"""
+CHILD = program("confine_bpf_child.py")
 
 
 RUNTIME = ("write", "exit_group", "exit", "brk", "mmap", "munmap", "mprotect", "mremap", "madvise", "futex",

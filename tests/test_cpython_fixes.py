@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import run_shim
+from conftest import program, run_shim
 
 UMASK_PROGRAM = """
 import os, stat
@@ -38,19 +38,7 @@ def test_only_the_enclave_umask_applies_to_what_it_creates(tmp_path: Path, backe
     assert (tmp_path / "f").read_text() == "again"
 
 
-SIGNAL_PROGRAM = """
-import os, signal
-def handler(signum, frame):
-    1 / 0
-signal.signal(signal.SIGALRM, handler)
-r, w = os.pipe()
-signal.setitimer(signal.ITIMER_REAL, 0.3)
-try:
-    while True:
-        os.write(w, b"x" * 65536)  # the pipe fills, the write blocks, the alarm's handler raises
-except ZeroDivisionError as exc:
-    print("handler's exception:", type(exc).__name__)
-"""
+SIGNAL_PROGRAM = program("cpython_fixes_signal_program.py")
 
 
 def test_a_signal_handlers_exception_during_a_blocked_call_is_raised_as_natively(tmp_path: Path,
@@ -61,35 +49,7 @@ def test_a_signal_handlers_exception_during_a_blocked_call_is_raised_as_natively
     assert b"Input/output error" not in r.stderr
 
 
-ARGUMENTS_PROGRAM = """
-import io, os
-def show(f, *a):
-    try:
-        f(*a)
-        print("ok")
-    except Exception as e:
-        print(type(e).__name__, getattr(e, "errno", None), e)
-bad = 1000
-show(os.fpathconf, bad, "PC_NAME_MAX")
-show(os.tcgetpgrp, bad)
-show(os.tcsetpgrp, bad, 0)
-r, w = os.pipe()
-show(os.tcgetpgrp, r)
-show(io.FileIO, 2**31)
-show(open, "missing", "r", -1, None, None, None, True, lambda path, flags: -1)
-open("f", "w").close()
-show(os.chown, "f", -1.0, -1)
-show(os.chown, "f", -2, -1)
-show(os.chown, "f", -1, -1)
-class Blocked(io.FileIO):
-    def __setattr__(self, name, value):
-        if name == "name":
-            raise KeyError("blocked")
-        super().__setattr__(name, value)
-fd = os.open("f", os.O_RDONLY)
-show(Blocked, fd)
-show(os.close, fd)  # still the caller's: the failed constructor did not close it
-"""
+ARGUMENTS_PROGRAM = program("cpython_fixes_arguments_program.py")
 
 
 def test_argument_errors_are_the_native_ones(tmp_path: Path, backend: str) -> None:
@@ -103,21 +63,7 @@ def test_argument_errors_are_the_native_ones(tmp_path: Path, backend: str) -> No
     assert r.stdout.decode().splitlines()[:3] == ["OSError 9 [Errno 9] Bad file descriptor"] * 3
 
 
-ASYNCIO_SIGNAL_PROGRAM = """
-import asyncio, os, signal
-async def main():
-    loop = asyncio.get_running_loop()
-    got = loop.create_future()
-    loop.add_signal_handler(signal.SIGUSR1, got.set_result, "SIGUSR1")
-    loop.call_later(0.2, os.kill, os.getpid(), signal.SIGUSR1)
-    print("handled", await asyncio.wait_for(got, 30))
-    loop.remove_signal_handler(signal.SIGUSR1)
-asyncio.run(main())
-try:
-    signal.set_wakeup_fd(1000)
-except OSError as e:
-    print("bad fd:", e.errno)
-"""
+ASYNCIO_SIGNAL_PROGRAM = program("cpython_fixes_asyncio_signal_program.py")
 
 
 def test_asyncio_add_signal_handler_wakes_the_loop(tmp_path: Path, backend: str) -> None:
@@ -138,69 +84,10 @@ def test_a_lingering_close_blocks_only_its_own_thread(tmp_path: Path, backend: s
     assert int(ran) > 0
 
 
-LINGER_PROGRAM = """
-import socket, struct, threading, time
-srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen()
-c = socket.create_connection(srv.getsockname())
-conn, _ = srv.accept()
-c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 2))
-c.setblocking(False)
-try:
-    while True:
-        c.send(b"x" * 65536)
-except BlockingIOError:
-    pass
-c.setblocking(True)
-ticks = []
-started = threading.Event()
-def tick():
-    started.set()
-    end = time.monotonic() + 4
-    while time.monotonic() < end:
-        time.sleep(0.05)
-        ticks.append(time.monotonic())
-t = threading.Thread(target=tick)
-t.start()
-started.wait()
-t0 = time.monotonic()
-c.close()
-closed = time.monotonic() - t0
-t.join()
-print("%.1f" % closed, len([x for x in ticks if t0 < x < t0 + closed]))
-"""
+LINGER_PROGRAM = program("cpython_fixes_linger_program.py")
 
 
-PATHS_PROGRAM = """
-import gc, os, pickle, warnings
-class FakePath:
-    def __init__(self, p): self.p = p
-    def __fspath__(self): return self.p
-def show(f, *a):
-    try:
-        with warnings.catch_warnings(record=True) as w:
-            warnings.simplefilter("always")
-            r = f(*a)
-        print("ok", [str(x.message) for x in w], type(r).__name__)
-    except Exception as e:
-        print(type(e).__name__, e)
-os.mkdir("dd")
-os.mkdir("dd/x")
-show(os.stat, bytearray(b"dd"))
-show(os.listdir, memoryview(b"dd"))
-show(lambda p: [e.name for e in os.scandir(p)], bytearray(b"dd"))
-show(os.stat, FakePath(1))
-show(os.stat, 1.5)
-show(os.chdir, bytearray(b"dd"))
-os.mkdir("y")
-it = os.scandir(".")
-show(pickle.dumps, next(it))
-show(pickle.dumps, it)
-with warnings.catch_warnings(record=True) as w:
-    warnings.simplefilter("always")
-    del it
-    gc.collect()
-print([x.category.__name__ for x in w])
-"""
+PATHS_PROGRAM = program("cpython_fixes_paths_program.py")
 
 
 def test_path_arguments_and_scandir_behave_as_natively(tmp_path: Path, backend: str) -> None:

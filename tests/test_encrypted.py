@@ -12,97 +12,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import run_shim
+from conftest import program, run_shim
 
 MARKER = "PLAINTEXT-MARKER-51c0"
 
-STDLIB = r'''
-import csv, dbm.dumb, io, json, logging, os, shelve, sys, zipfile
-d = sys.argv[1]
-M = "PLAINTEXT-MARKER-51c0"
-record = {"secret": M, "numbers": list(range(3000)), "text": "é" * 100}
-with open(f"{d}/data.json", "w", encoding="utf-8") as f:
-    json.dump(record, f)
-assert json.load(open(f"{d}/data.json", encoding="utf-8")) == record
-rows = [[i, M, f"row {i}"] for i in range(500)]
-with open(f"{d}/t.csv", "w", newline="") as f:
-    csv.writer(f).writerows(rows)
-with open(f"{d}/t.csv", newline="") as f:
-    assert [[int(a), b, c] for a, b, c in csv.reader(f)] == rows
-with zipfile.ZipFile(f"{d}/z.zip", "w", zipfile.ZIP_STORED) as z:
-    z.writestr("inner.txt", M * 1000)
-    z.writestr("small.txt", M)
-with zipfile.ZipFile(f"{d}/z.zip", "a") as z:
-    z.writestr("added.txt", M + " appended")
-with zipfile.ZipFile(f"{d}/z.zip") as z:
-    assert z.read("inner.txt") == (M * 1000).encode() and z.read("added.txt") == (M + " appended").encode()
-    assert z.testzip() is None
-log = logging.getLogger("app")
-handler = logging.FileHandler(f"{d}/app.log")
-handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
-log.addHandler(handler)
-log.setLevel(logging.INFO)
-for i in range(200):
-    log.info("event %d %s", i, M)
-handler.close()
-lines = open(f"{d}/app.log").read().splitlines()
-assert lines[0] == f"INFO event 0 {M}" and len(lines) == 200
-with shelve.Shelf(dbm.dumb.open(f"{d}/shelf", "c")) as s:
-    s["k"] = {"v": M, "n": 7}
-    s["big"] = M * 500
-with shelve.Shelf(dbm.dumb.open(f"{d}/shelf", "r")) as s:
-    assert s["k"] == {"v": M, "n": 7} and s["big"] == M * 500
-# random access, append, truncate, stat with the plaintext size, across the 64 KiB chunks' boundaries
-CH = 1 << 16
-with open(f"{d}/r.bin", "wb") as f:
-    f.write(bytes(range(256)) * 640)  # 2.5 chunks
-with open(f"{d}/r.bin", "r+b") as f:
-    f.seek(CH - 6)
-    f.write(M.encode())
-    f.seek(4 * CH + 20000)  # a hole: zeros, as natively
-    f.write(b"end")
-    f.flush()
-    assert os.stat(f.name).st_size == 4 * CH + 20003
-    f.truncate(2 * CH + 40000)
-with open(f"{d}/r.bin", "ab") as f:
-    f.write(b"tail")
-expect = bytearray(bytes(range(256)) * 640)
-expect[CH - 6:CH - 6 + len(M)] = M.encode()
-expect += b"\0" * (2 * CH + 40000 - len(expect))
-expect += b"tail"
-data = open(f"{d}/r.bin", "rb").read()
-assert data == bytes(expect), (len(data), len(expect))
-assert os.path.getsize(f"{d}/r.bin") == len(expect) == os.stat(f"{d}/r.bin").st_size
-with open(f"{d}/r.bin", "rb") as f:
-    f.seek(CH - 3)
-    assert f.read(6) == bytes(expect[CH - 3:CH + 3])
-    f.seek(CH + 5)
-    assert f.read(2 * CH) == bytes(expect[CH + 5:3 * CH + 5])
-    try:
-        f.fileno()
-    except io.UnsupportedOperation as e:
-        print("fileno refused:", "encrypted folder" in str(e))
-try:
-    os.open(f"{d}/r.bin", os.O_RDONLY)
-except OSError as e:
-    print("os.open refused:", e.errno, "encrypted folder" in str(e))
-os.truncate(f"{d}/r.bin", CH + 5000)
-assert open(f"{d}/r.bin", "rb").read() == bytes(expect[:CH + 5000])
-os.truncate(f"{d}/r.bin", len(expect))
-assert open(f"{d}/r.bin", "rb").read() == bytes(expect[:CH + 5000]) + b"\0" * (len(expect) - CH - 5000)
-with open(f"{d}/r.bin", "r+b") as f:
-    f.seek(CH + 5000)
-    f.write(bytes(expect[CH + 5000:]))
-try:
-    os.link(f"{d}/r.bin", f"{d}/hard.bin")
-except OSError as e:
-    print("link refused:", e.errno)
-os.rename(f"{d}/r.bin", f"{d}/moved.bin")
-assert open(f"{d}/moved.bin", "rb").read() == bytes(expect)
-os.replace(f"{d}/moved.bin", f"{d}/data.json")
-assert open(f"{d}/data.json", "rb").read() == bytes(expect)
-print("stdlib ok")
-'''
+STDLIB = program("encrypted_stdlib.py")
 
 
 def _run(tmp_path: Path, backend: str, script: str, *args: str, encrypted: bool = True) -> tuple[str, str]:
@@ -323,27 +237,7 @@ def test_policy_file_key_and_enclave_binding(tmp_path: Path) -> None:
     assert result.returncode != 0 and b'encrypted.bound_to: must be "enclave" or "signer"' in result.stderr
 
 
-BIG = r'''
-import os, sys
-data = bytes(range(256)) * (int(sys.argv[1]) // 256)
-with open("vault/big.bin", "wb") as f:
-    f.write(data)
-with open("vault/big.bin", "r+b") as f:
-    f.seek(70000)  # a partial chunk rewritten in place, then read across chunk boundaries
-    f.write(b"X" * 100000)
-    f.seek(65000)
-    got = f.read(300000)
-expect = bytearray(data)
-expect[70000:170000] = b"X" * 100000
-assert got == bytes(expect[65000:365000])
-with open("vault/big.bin", "rb") as f:  # read to the end twice: the second from the host again
-    assert f.read() == bytes(expect)
-    f.seek(1000)
-    assert f.read() == bytes(expect[1000:])
-    f.seek(len(expect) - 5)
-    assert f.read() == bytes(expect[-5:])
-print("ok")
-'''
+BIG = program("encrypted_big.py")
 
 
 @pytest.mark.parametrize("size,cap", [(3 << 20, 100_003), (17 << 20, None)])
@@ -378,24 +272,7 @@ def test_reads_survive_short_answers_and_files_beyond_the_kept_copy(
     assert loads and all(kept is (size <= encfs_format.RAW_CACHE) for kept in loads)
 
 
-ONE_CHUNK_BACK = r'''
-import sys
-CH = 1 << 16
-p = "vault/c.bin"
-if sys.argv[1] == "write":
-    with open(p, "wb") as f:
-        f.write(b"A" * 3 * CH)
-    sys.exit(0)
-with open(p, "r+b", buffering=0) as f:
-    f.seek(CH)
-    f.write(b"B" * CH)  # chunk 1 sealed anew: a new tag in the header's root
-    f.write(b"C")  # chunk 2 touched last, so chunk 1 is read back from the host, not from what was just written
-    f.seek(CH)
-    try:
-        print("read", f.read(10).decode())
-    except OSError as e:
-        print("refused", e.errno, e)
-'''
+ONE_CHUNK_BACK = program("encrypted_one_chunk_back.py")
 
 
 @pytest.mark.parametrize("defended", [True, False])

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO, run_shim
+from conftest import REPO, program, run_shim
 
 from enclave_libc import closed, env
 from enclave_libc import process as eprocess
@@ -174,19 +174,7 @@ def test_defaults_are_given_back_after_the_enclave() -> None:
 
 # -- every public callable is served or refused ----------------------------------------------------------------
 
-INVENTORY = """
-from enclave_libc.closed import MODULES, needs_serving as NEEDS
-bad = []
-for name in MODULES:
-    module = sys.modules.get(name)
-    if module is None:
-        continue
-    for attr, value in vars(module).items():
-        if NEEDS(name, attr, value) and not getattr(value, '__posix_shim__', False) \\
-                and not getattr(value, '__posix_shim_refused__', False):
-            bad.append(name + '.' + attr)
-RESULT = bad
-"""
+INVENTORY = program("escapes_inventory.py")
 
 
 def test_every_public_callable_is_served_or_refused(secret: Path, capfd: pytest.CaptureFixture[str],
@@ -258,26 +246,7 @@ def test_a_forged_runtime_does_not_grant_ffi(secret: Path, capfd: pytest.Capture
     assert attempt(secret, GRANTING_RT, capfd) == "ok True"
 
 
-HOOK_STATE = """
-def hook_frame():
-    import ctypes
-    try:
-        ctypes.CDLL('libc.so.6')
-    except OSError as exc:
-        tb = exc.__traceback__
-        while tb.tb_next:
-            tb = tb.tb_next
-        return tb.tb_frame
-frame = hook_frame()
-me = frame.f_locals['state'][3]
-frame.f_locals['keys'] = ()  # written through on 3.13 (PEP 667): only that finished call's locals
-try:
-    me.__defaults__ = (((),) + me.__defaults__[0][1:],)
-except OSError as exc:
-    print('defaults', exc.errno)
-import ctypes
-RESULT = ctypes.CDLL('libc.so.6')
-"""
+HOOK_STATE = program("escapes_hook_state.py")
 
 
 def test_the_hooks_own_state_cannot_be_rewritten(secret: Path, capfd: pytest.CaptureFixture[str]) -> None:
@@ -354,23 +323,7 @@ def test_control_sim_limits_would_reach_the_host(secret: Path, capfd: pytest.Cap
     assert line == "ok set"
 
 
-OTHERS = """
-import os, resource, signal
-out = []
-for call in (lambda: resource.prlimit(os.getppid(), resource.RLIMIT_CPU),
-             lambda: os.setpriority(os.PRIO_PROCESS, os.getppid(), 0),
-             lambda: os.sched_getaffinity(os.getppid()),
-             lambda: os.kill(os.getppid(), 0),
-             lambda: os.killpg(os.getpgid(0), 0),
-             lambda: os.getgrouplist('root', 0)):
-    try:
-        call()
-        out.append('ALLOWED')
-    except OSError as exc:
-        out.append(exc.errno)
-print('ENOSYS' if set(out) == {38} else out)
-print(os.getpid() != os.getppid())
-"""
+OTHERS = program("escapes_others.py")
 
 
 def test_process_level_calls_on_other_pids_are_refused(tmp_path: Path, backend: str) -> None:
@@ -379,31 +332,7 @@ def test_process_level_calls_on_other_pids_are_refused(tmp_path: Path, backend: 
     assert r.stdout.decode().split() == ["ENOSYS", "True"]
 
 
-ATTACKS = """
-import errno, importlib.util, os, sys
-secret = sys.argv[1]
-results = []
-def attack(fn):
-    try:
-        fn()
-        results.append('ESCAPED')
-    except OSError as exc:
-        results.append(errno.errorcode.get(exc.errno, exc.errno))
-def fresh(name):
-    return importlib.util.module_from_spec(importlib.util.find_spec(name))
-attack(lambda: fresh('posix').stat(secret))
-attack(lambda: fresh('_io').open(secret).read())
-import _io
-fileio = [c for c in _io._RawIOBase.__subclasses__() if c.__module__ == '_io' and c.__name__ == 'FileIO'][0]
-attack(lambda: fileio(secret).read())
-import tempfile
-attack(lambda: tempfile._TemporaryFileCloser(open(os.devnull), secret).close())
-attack(lambda: fresh('_posixsubprocess').fork_exec(['sh'], [b'/bin/sh']))
-attack(lambda: os.system('true'))
-import gc
-attack(lambda: gc.get_objects())
-print(' '.join(map(str, results)))
-"""
+ATTACKS = program("escapes_attacks.py")
 
 
 def test_the_attacks_are_refused_on_every_backend(tmp_path: Path, backend: str) -> None:

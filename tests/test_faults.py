@@ -12,7 +12,7 @@ import textwrap
 import time
 from pathlib import Path
 
-from conftest import run_native, run_shim
+from conftest import program, run_native, run_shim
 
 # Short writes reach stdout too: a buffered stdout (Python's default) completes them, as it does natively.  An
 # unbuffered one (PYTHONUNBUFFERED, set in this environment) writes through TextIOWrapper, which never retries a
@@ -108,22 +108,7 @@ def test_a_socket_transfer_arrives_complete_under_faults(backend: str, tmp_path:
         figures.get("faults survived: short+EINTR socket runs", 0) + 1)
 
 
-ENOSPC_PROGRAM = textwrap.dedent("""
-    import errno, os
-    results = []
-    fd = os.open("out.bin", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, b"x" * 100)
-    except OSError as exc:
-        results.append((type(exc).__name__, exc.errno, exc.strerror, exc.filename))
-    os.close(fd)
-    try:
-        with open("out2.bin", "wb") as f:
-            f.write(b"y" * 100)
-    except OSError as exc:
-        results.append((type(exc).__name__, exc.errno, exc.strerror, exc.filename))
-    print(results)
-    """)
+ENOSPC_PROGRAM = program("faults_enospc_program.py")
 
 
 def test_enospc_surfaces_as_native_python_raises_it(backend: str, tmp_path: Path,

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO, run_native, run_shim
+from conftest import REPO, program, run_native, run_shim
 
 from enclave_libc import env
 from ocall_bridge.access import Access
@@ -78,30 +78,7 @@ def _run_inside(code: str, capfd: pytest.CaptureFixture[str], policy: Access | N
 
 # -- the program of the issue: behaves inside as outside ----------------------------------------------------
 
-TIME_PROGRAM = r'''
-import datetime, threading, time, zoneinfo
-t0, p0 = time.monotonic(), time.perf_counter()
-time.sleep(0.2)
-slept, measured = time.monotonic() - t0, time.perf_counter() - p0
-print("slept at least 0.2 s:", 0.2 <= slept < 2, 0.2 <= measured < 2)
-print("monotonic_ns agrees:", abs(time.monotonic_ns() / 1e9 - time.monotonic()) < 0.5)
-moment = datetime.datetime(2024, 3, 31, 0, 30, tzinfo=datetime.timezone.utc)
-paris = zoneinfo.ZoneInfo("Europe/Paris")
-for hours in (0, 1, 2):
-    t = moment + datetime.timedelta(hours=hours)
-    print(t.strftime("%Y-%m-%d %H:%M %Z"), "|", t.astimezone(paris).strftime("%Y-%m-%d %H:%M %Z %z"))
-now = datetime.datetime.now(datetime.timezone.utc)
-print("now is now:", abs(now.timestamp() - time.time()) < 5,
-      abs(datetime.datetime.now(paris).timestamp() - time.time()) < 5)
-print("today:", datetime.date.today() == datetime.datetime.now().date() or "midnight")
-event = threading.Event()
-start = time.monotonic()
-print("event wait:", event.wait(0.15), 0.15 <= time.monotonic() - start < 2)
-threading.Timer(0.05, event.set).start()
-print("event set by a timer:", event.wait(5))
-print("clock_gettime:", time.clock_gettime(time.CLOCK_BOOTTIME) > 0, time.clock_gettime_ns(time.CLOCK_REALTIME) > 0)
-print("gmtime:", time.gmtime(0)[:6], time.localtime().tm_year > 2000, len(time.ctime()) > 10)
-'''
+TIME_PROGRAM = program("time_env_time_program.py")
 
 
 @needs_tzdata
@@ -561,29 +538,7 @@ except OSError as exc:
     assert "subprocess" in message
 
 
-PROCESS_CALLS = r'''
-import errno, multiprocessing, os, subprocess, sys
-def attempt(name, fn, *args):
-    try:
-        fn(*args)
-    except OSError as exc:
-        print(name, errno.errorcode[exc.errno], name.split(".")[0] in str(exc) or str(exc))
-    else:
-        print(name, "ran")
-attempt("subprocess.run", subprocess.run, ["ls"])
-attempt("subprocess.check_output", subprocess.check_output, ["ls"])
-attempt("fork", os.fork)
-attempt("system", os.system, "ls")
-attempt("popen", os.popen, "ls")
-attempt("execv", os.execv, "/bin/ls", ["ls"])
-attempt("execvp", os.execvp, "ls", ["ls"])
-attempt("spawnv", os.spawnv, os.P_WAIT, "/bin/ls", ["ls"])
-attempt("posix_spawn", os.posix_spawn, "/bin/ls", ["ls"], {})
-attempt("forkpty", os.forkpty)
-attempt("setuid", os.setuid, os.getuid())
-attempt("killpg", os.killpg, os.getpgrp(), 0)
-attempt("multiprocessing", multiprocessing.get_context("fork").Process(target=print).start)
-'''
+PROCESS_CALLS = program("time_env_process_calls.py")
 
 
 def test_process_creation_is_refused_with_enosys(capfd: pytest.CaptureFixture[str]) -> None:

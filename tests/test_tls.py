@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import run_native, run_shim
+from conftest import program, run_native, run_shim
 
 MARKER = b"PLAINTEXT-MARKER-7f3a"
 
@@ -73,40 +73,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return _make_pki(tmp_path_factory.mktemp("pki"))
 
 
-SERVER = r'''
-import http.server, ssl, sys
-MARKER = b"PLAINTEXT-MARKER-7f3a"
-
-class Handler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def do_GET(self):
-        size = int(self.path.rsplit("/", 1)[-1] or 0)
-        body = MARKER + b"." * size
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def do_POST(self):
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body[::-1])
-
-    def log_message(self, *args):
-        pass
-
-server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-if len(sys.argv) > 1:
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(sys.argv[1], sys.argv[2])
-    ctx.set_alpn_protocols(["http/1.1"])
-    server.socket = ctx.wrap_socket(server.socket, server_side=True)
-print(server.server_address[1], flush=True)
-server.serve_forever()
-'''
+SERVER = program("tls_server.py")
 
 
 def _serve(args: list[str]) -> Iterator[int]:
@@ -144,53 +111,7 @@ def _run_inside(tmp_path: Path, backend: str, source: str, *args: str, options: 
 
 # -- clients inside -----------------------------------------------------------------------------------------
 
-HTTPS_CLIENTS = r'''
-import hashlib, http.client, json, ssl, sys, urllib.request
-port, ca = int(sys.argv[1]), sys.argv[2]
-url = f"https://127.0.0.1:{port}/100000"
-ctx = ssl.create_default_context(cafile=ca)
-ctx.set_alpn_protocols(["http/1.1"])
-opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=ctx))
-with opener.open(url, timeout=10) as r:
-    body = r.read()
-    print("urllib", r.status, len(body), body[:21].decode())
-conn = http.client.HTTPSConnection("localhost", port, context=ctx, timeout=10)
-conn.request("POST", "/", body=b"abc" * 50000)
-r = conn.getresponse()
-print("http.client", r.status, r.read() == (b"abc" * 50000)[::-1], conn.sock.version(),
-      conn.sock.selected_alpn_protocol())
-conn.close()
-try:
-    import requests
-except ImportError:
-    print("requests", "absent")
-else:
-    s = requests.Session(); s.trust_env = False
-    r = s.get(url, verify=ca, timeout=10)
-    print("requests", r.status_code, len(r.content))
-try:
-    import urllib3
-except ImportError:
-    print("urllib3", "absent")
-else:
-    pool = urllib3.HTTPSConnectionPool("127.0.0.1", port, ca_certs=ca, cert_reqs="CERT_REQUIRED")
-    r = pool.request("GET", "/5000")
-    print("urllib3", r.status, len(r.data))
-try:
-    import httpx
-except ImportError:
-    print("httpx", "absent")
-else:
-    with httpx.Client(verify=ssl.create_default_context(cafile=ca), trust_env=False) as c:
-        r = c.get(url)
-    print("httpx", r.status_code, len(r.content))
-# A server the CA did not sign is refused, as natively.
-try:
-    urllib.request.build_opener(urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(
-        context=ssl.create_default_context())).open(url, timeout=10)
-except urllib.error.URLError as e:
-    print("untrusted", type(e.reason).__name__, e.reason.verify_message)
-'''
+HTTPS_CLIENTS = program("tls_https_clients.py")
 
 
 def test_https_clients_inside_fetch_from_a_local_server(backend: str, tmp_path: Path, pki: dict[str, Path],
@@ -207,82 +128,7 @@ def test_https_clients_inside_fetch_from_a_local_server(backend: str, tmp_path: 
     assert found["untrusted"] == "untrusted SSLCertVerificationError unable to get local issuer certificate"
 
 
-MODES = r'''
-import select, socket, ssl, sys, time
-port, ca = int(sys.argv[1]), sys.argv[2]
-ctx = ssl.create_default_context(cafile=ca)
-request = b"GET /200000 HTTP/1.1\r\nHost: x\r\n\r\n"
-
-def read_response(s):
-    data = b""
-    while b"\r\n\r\n" not in data:
-        data += s.recv(65536)
-    head, body = data.split(b"\r\n\r\n", 1)
-    size = int([l for l in head.split(b"\r\n") if l.lower().startswith(b"content-length")][0].split(b":")[1])
-    while len(body) < size:
-        body += s.recv(65536)
-    return body
-
-# blocking
-with ctx.wrap_socket(socket.create_connection(("127.0.0.1", port)), server_hostname="localhost") as s:
-    s.sendall(request)
-    print("blocking", len(read_response(s)), s.cipher()[1], s.getpeercert()["subject"][0][0][1])
-
-# timeout: a read the server never answers times out with the C module's words
-s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=5), server_hostname="localhost")
-s.settimeout(0.3)
-t = time.monotonic()
-try:
-    s.recv(10)
-except TimeoutError as e:
-    print("timeout", type(e).__name__, str(e), 0.25 < time.monotonic() - t < 3)
-s.settimeout(5)
-s.sendall(request)
-print("after timeout", len(read_response(s)))
-# makefile over TLS
-s.sendall(request)
-f = s.makefile("rb")
-status = f.readline()
-while f.readline() not in (b"\r\n", b""):
-    pass
-print("makefile", status.strip().decode(), len(f.read(200000 + 21)))
-f.close()
-s.close()
-
-# non-blocking: handshake driven by hand, reads answer SSLWantReadError until data arrives
-raw = socket.create_connection(("127.0.0.1", port))
-raw.setblocking(False)
-s = ctx.wrap_socket(raw, server_hostname="localhost", do_handshake_on_connect=False)
-wants = 0
-while True:
-    try:
-        s.do_handshake()
-        break
-    except ssl.SSLWantReadError:
-        wants += 1
-        select.select([s], [], [], 5)
-    except ssl.SSLWantWriteError:
-        select.select([], [s], [], 5)
-print("nonblocking handshake", s.version())
-try:
-    s.recv(10)
-except ssl.SSLWantReadError:
-    print("nonblocking recv", "SSLWantReadError")
-sent = 0
-while sent < len(request):
-    try:
-        sent += s.send(request[sent:])
-    except ssl.SSLWantWriteError:
-        select.select([], [s], [], 5)
-data = b""
-while len(data) < 200000 + 21:
-    try:
-        data += s.recv(65536)
-    except ssl.SSLWantReadError:
-        select.select([s], [], [], 5)
-print("nonblocking body", MARKER in data if (MARKER := b"PLAINTEXT-MARKER-7f3a") else None)
-s.close()
-'''
+MODES = program("tls_modes.py")
 
 
 def test_blocking_timeout_nonblocking_and_makefile(backend: str, tmp_path: Path, pki: dict[str, Path],
@@ -295,67 +141,9 @@ def test_blocking_timeout_nonblocking_and_makefile(backend: str, tmp_path: Path,
     assert "nonblocking recv SSLWantReadError" in inside and "nonblocking body True" in inside
 
 
-ECHO_SERVER = r'''
-import os, socket, ssl, sys
-ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-ctx.load_cert_chain(sys.argv[2], sys.argv[3])
-ctx.load_verify_locations(cafile=sys.argv[4])
-ctx.verify_mode = ssl.CERT_OPTIONAL
-with open("payload.bin", "wb") as f:
-    f.write(os.urandom(300000))
-listener = socket.create_server(("127.0.0.1", 0))
-with open(sys.argv[1], "w") as f:
-    f.write(str(listener.getsockname()[1]))
-with ctx.wrap_socket(listener, server_side=True) as ls:
-    for _ in range(2):
-        conn, addr = ls.accept()
-        with conn:
-            peer = conn.getpeercert()
-            print("peer", peer["subject"][0][0][1] if peer else None, conn.version())
-            line = b""
-            while not line.endswith(b"\n"):
-                line += conn.recv(1)
-            if line == b"sendfile\n":
-                with open("payload.bin", "rb") as f:
-                    print("sent", conn.sendfile(f))
-            elif line == b"starttls-off\n":
-                conn.sendall(b"OK\n")
-                plain = conn.unwrap()
-                print("unwrapped", type(plain).__name__, plain.recv(100))
-                plain.close()
-                continue
-            else:
-                conn.sendall(line.upper())
-'''
+ECHO_SERVER = program("tls_echo_server.py")
 
-ECHO_CLIENT = r'''
-import hashlib, os, socket, ssl, sys, time
-port_file, ca, cert, key = sys.argv[1:5]
-deadline = time.monotonic() + 30
-while not os.path.exists(port_file) or not open(port_file).read():
-    assert time.monotonic() < deadline
-    time.sleep(0.05)
-port = int(open(port_file).read())
-ctx = ssl.create_default_context(cafile=ca)
-ctx.load_cert_chain(cert, key)
-with ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=20), server_hostname="localhost") as s:
-    s.sendall(b"sendfile\n")
-    data = b""
-    while len(data) < 300000:
-        chunk = s.recv(65536)
-        if not chunk:
-            break
-        data += chunk
-    print("sendfile", len(data), hashlib.sha256(data).hexdigest())
-ctx2 = ssl.create_default_context(cafile=ca)
-with ctx2.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=20), server_hostname="localhost") as s:
-    s.sendall(b"starttls-off\n")
-    assert s.recv(3) == b"OK\n"
-    plain = s.unwrap()
-    plain.sendall(b"in the clear")
-    plain.close()
-print("done")
-'''
+ECHO_CLIENT = program("tls_echo_client.py")
 
 
 @pytest.mark.parametrize("inside", ["server", "client"])
@@ -392,38 +180,7 @@ def test_tls_echo_server_and_client_against_native_peers(backend: str, tmp_path:
                                          "unwrapped SSLSocket b'in the clear'"]
 
 
-ASYNCIO_TLS = r'''
-import asyncio, ssl, sys
-cert, key, ca = sys.argv[1:4]
-
-async def handle(reader, writer):
-    data = await reader.readline()
-    writer.write(data.upper())
-    await writer.drain()
-    writer.close()
-    await writer.wait_closed()
-
-async def main():
-    sctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    sctx.load_cert_chain(cert, key)
-    server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=sctx)
-    port = server.sockets[0].getsockname()[1]
-    cctx = ssl.create_default_context(cafile=ca)
-    async def one(i):
-        reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=cctx, server_hostname="localhost")
-        writer.write(b"hello %d\n" % i)
-        await writer.drain()
-        answer = await reader.readline()
-        writer.close()
-        await writer.wait_closed()
-        return answer == b"HELLO %d\n" % i
-    results = await asyncio.gather(*(one(i) for i in range(10)))
-    server.close()
-    await server.wait_closed()
-    print("asyncio tls", sum(results), "of", len(results))
-
-asyncio.run(main())
-'''
+ASYNCIO_TLS = program("tls_asyncio_tls.py")
 
 
 def test_asyncio_tls_client_and_server_inside(backend: str, tmp_path: Path, pki: dict[str, Path]) -> None:
@@ -434,24 +191,7 @@ def test_asyncio_tls_client_and_server_inside(backend: str, tmp_path: Path, pki:
 
 # -- files under the policy ---------------------------------------------------------------------------------
 
-FILES = r'''
-import ssl, sys
-def show(label, fn):
-    try:
-        fn()
-        print(label, "ok")
-    except Exception as e:
-        print(label, type(e).__name__, getattr(e, "errno", None), str(e))
-ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-show("cafile", lambda: ctx.load_verify_locations(cafile=sys.argv[1]))
-show("missing cafile", lambda: ctx.load_verify_locations(cafile="no-such-ca.pem"))
-show("missing certfile", lambda: ctx.load_cert_chain("no-such-cert.pem"))
-show("not a cert", lambda: ctx.load_verify_locations(cafile=sys.argv[4]))
-show("cert chain", lambda: ctx.load_cert_chain(sys.argv[2], sys.argv[3]))
-show("default context", lambda: ssl.create_default_context(cafile=sys.argv[1]))
-show("no args", lambda: ctx.load_verify_locations())
-print("stats", ctx.cert_store_stats())
-'''
+FILES = program("tls_files.py")
 
 
 def test_cert_files_are_read_through_the_enclave_like_natively(backend: str, tmp_path: Path,
@@ -492,23 +232,7 @@ def test_a_denied_ca_file_is_policy_denied_naming_the_flag(backend: str, tmp_pat
 
 # -- only ciphertext crosses --------------------------------------------------------------------------------
 
-TAPPED = r'''
-import socket, ssl, sys
-port, ca, use_tls = int(sys.argv[1]), sys.argv[2], sys.argv[3] == "tls"
-s = socket.create_connection(("127.0.0.1", port), timeout=10)
-if use_tls:
-    s = ssl.create_default_context(cafile=ca).wrap_socket(s, server_hostname="localhost")
-body = b"secret=PLAINTEXT-MARKER-7f3a"
-s.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
-data = b""
-while not data.endswith(body[::-1]):
-    data += s.recv(4096)
-s.sendall(b"GET /1000 HTTP/1.1\r\nHost: x\r\n\r\n")
-while b"PLAINTEXT-MARKER-7f3a" + b"." * 1000 not in data:
-    data += s.recv(4096)
-print("ok", len(data))
-s.close()
-'''
+TAPPED = program("tls_tapped.py")
 
 
 def _tap(backend: str, tmp_path: Path, port: int, ca: Path, mode: str) -> tuple[bytes, bytes]:
