@@ -13,12 +13,18 @@ with the errnos in FILE_IO and no others.
 
 `resources` names the parameters that touch host resources and how ("read", "write", "open" where the flags
 decide, "connect", "bind", "resolve" for a name looked up): the policy is checked on exactly those, on both
-sides of the boundary.
+sides of the boundary.  `paths` says how the host reaches each such path (a `Resolve`): the dispatcher resolves
+it beneath the policy's root once (host/confine.py), so a host function only ever sees a confined `Target`.
+
+Other per-call facts live on the row as well, never in a list beside it: `retry_eintr` (PEP 475's retry, done by
+the stub), the handle-role parameters (enclave fds on the enclave side, translated by the fd table's stubs,
+enclave_libc/fdtable.py), and the rules of RULES below (the names a listing may hold among them).
 """
 
 from __future__ import annotations
 
 import errno as E
+import os
 import socket
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -30,6 +36,7 @@ from .types import (
     MAX_DATA,
     MAX_NAME,
     MAX_PATH,
+    Bool,
     Bytes,
     Field,
     Int,
@@ -53,6 +60,31 @@ from .types import (
 
 
 @dataclass(frozen=True)
+class Resolve:
+    """How the host reaches the file a path parameter names, beneath the policy root that grants it.
+
+    `at` is the form the host function receives (host/confine.py `Target`):
+      "object"   a descriptor of what the path names, its final symlink followed (O_PATH; `flags` adds to it);
+      "link"     a descriptor of the path itself, a final symlink not followed (O_PATH | O_NOFOLLOW);
+      "entry"    the parent directory (a descriptor) and the last name: the call creates, removes or changes the
+                 entry itself; a path ending in "." or ".." names no entry and fails with `dot`;
+      "self"     the host function resolves it itself (open: its flags decide kinds, creation and mode).
+    `follow` names a flag parameter: when the request says False, `unfollowed` is the form instead.
+    The kinds it is resolved for are the parameter's `resources` kind: one grant decides both the check and the
+    root the kernel resolves beneath.
+    """
+
+    at: str
+    flags: int = 0
+    dot: int = E.EINVAL
+    follow: str = ""
+    unfollowed: str = ""
+
+
+RESOLVE_FORMS = frozenset({"object", "link", "entry", "self"})
+
+
+@dataclass(frozen=True)
 class Call:
     name: str
     number: int | None  # None: served inside the enclave, never on the wire
@@ -65,6 +97,12 @@ class Call:
     doc: str = ""
     # Handles that travel inside a bytes result, where no field's type says so (recvmsg's SCM_RIGHTS data).
     handles_in_data: bool = False
+    # PEP 475: an EINTR answer is retried by the stub (signal handlers ran between the bytecodes that got there),
+    # except where a retry is wrong: close (the descriptor may already be gone), connect (it goes on in the
+    # kernel), and calls whose timeout must be recomputed first (poll, sleep): their enclave functions decide.
+    retry_eintr: bool = True
+    # How the host reaches each path parameter with a resource (see Resolve): (parameter, Resolve) pairs.
+    paths: tuple[tuple[str, Resolve], ...] = ()
 
     @property
     def inside(self) -> bool:
@@ -75,6 +113,11 @@ class Call:
         """Whether an answer may issue host handles: on the process backend their descriptors travel with the
         answer over the socketpair (SCM_RIGHTS), so such a call must never be answered through the ring."""
         return self.handles_in_data or any(_holds_handle(f.type) for f in self.results)
+
+    @property
+    def fd_params(self) -> tuple[int, ...]:
+        """The parameters that are enclave fds in the program's API and host handles on the wire."""
+        return tuple(i for i, f in enumerate(self.params) if isinstance(f.type, Int) and f.type.role == "handle")
 
 
 def _holds_handle(t: object) -> bool:
@@ -340,9 +383,11 @@ def call(
     resources: Iterable[tuple[str, str]] = (),
     doc: str = "",
     handles_in_data: bool = False,
+    retry_eintr: bool = True,
+    paths: dict[str, Resolve] | None = None,
 ) -> Call:
     return Call(name, number, family, tuple(params), tuple(results), errs, blocking, tuple(resources), doc,
-                handles_in_data)
+                handles_in_data, retry_eintr, tuple((paths or {}).items()))
 
 
 def inside(name: str, family: str, doc: str) -> Call:
@@ -351,14 +396,22 @@ def inside(name: str, family: str, doc: str) -> Call:
 
 FD = handle("fd")
 
+# The resolutions the files rows use (see Resolve).
+OBJECT, LINK, ENTRY, SELF = Resolve("object"), Resolve("link"), Resolve("entry"), Resolve("self")
+NEW = Resolve("entry", dot=E.EEXIST)  # creates a name: "x/." exists already, as mkdir(2) says
+OBJECT_OR_ENTRY = Resolve("object", follow="follow", unfollowed="entry")  # chmod/chown/utime: lchmod acts on the link
+OBJECT_OR_LINK = Resolve("object", follow="follow", unfollowed="link")  # access(AT_SYMLINK_NOFOLLOW)
+WRITABLE = Resolve("object", flags=os.O_WRONLY | os.O_NONBLOCK)  # truncate(2) needs write access to the file
+
 CALLS: tuple[Call, ...] = (
     # -- control ------------------------------------------------------------------------------------------
     call("attach", 0, "control", [i32("version", 1)], [i64("stdin"), i64("stdout"), i64("stderr")], ANY_CALL,
          doc="handshake: the host hands over the handles of the three standard streams (-1 where closed)"),
     # -- files --------------------------------------------------------------------------------------------
     call("open", 1, "files", [path(), i32("flags"), i32("mode", 0, 0o7777)], [handle("fd")], OPEN,
-         blocking=True, resources=[("path", "open")], doc="open(2); blocking because a FIFO open waits"),
-    call("close", 2, "files", [FD], [], FILE_IO, blocking=True,
+         blocking=True, resources=[("path", "open")], paths={"path": SELF},
+         doc="open(2); blocking because a FIFO open waits"),
+    call("close", 2, "files", [FD], [], FILE_IO, blocking=True, retry_eintr=False,
          doc="blocking: closing a socket with SO_LINGER waits for its data to leave (up to the linger time)"),
     call("read", 3, "files", [FD, count()], [data(bound=arg("count"))], FILE_IO, blocking=True),
     call("pread", 4, "files", [FD, count(), i64("offset", 0)], [data(bound=arg("count"))], FILE_IO),
@@ -368,39 +421,49 @@ CALLS: tuple[Call, ...] = (
          FILE_WRITE),
     call("lseek", 7, "files", [FD, i64("offset"), i32("whence", 0, 4)], [i64("position", 0)], FILE_IO),
     call("fstat", 8, "files", [FD], [record("st", STAT)], FILE_IO),
-    call("stat", 9, "files", [path()], [record("st", STAT)], PATH_CALL, resources=[("path", "stat")]),
-    call("lstat", 10, "files", [path()], [record("st", STAT)], PATH_CALL, resources=[("path", "stat")]),
+    call("stat", 9, "files", [path()], [record("st", STAT)], PATH_CALL, resources=[("path", "stat")],
+         paths={"path": OBJECT}),
+    call("lstat", 10, "files", [path()], [record("st", STAT)], PATH_CALL, resources=[("path", "stat")],
+         paths={"path": LINK}),
     call("access", 11, "files", [path(), i32("mode", 0, 7), flag("follow")], [], PATH_CALL | errnos(E.EROFS,
-         E.ETXTBSY), resources=[("path", "stat")], doc="answers 0 or the errno, as access(2)"),
-    call("unlink", 12, "files", [path()], [], PATH_WRITE, resources=[("path", "write")]),
+         E.ETXTBSY), resources=[("path", "stat")], paths={"path": OBJECT_OR_LINK},
+         doc="answers 0 or the errno, as access(2)"),
+    call("unlink", 12, "files", [path()], [], PATH_WRITE, resources=[("path", "write")],
+         paths={"path": Resolve("entry", dot=E.EISDIR)}),
     call("rename", 13, "files", [path("src"), path("dst")], [], PATH_WRITE,
-         resources=[("src", "write"), ("dst", "write")]),
+         resources=[("src", "write"), ("dst", "write")], paths={"src": ENTRY, "dst": ENTRY}),
     call("replace", 14, "files", [path("src"), path("dst")], [], PATH_WRITE,
-         resources=[("src", "write"), ("dst", "write")], doc="rename(2) that replaces; os.replace"),
-    call("mkdir", 15, "files", [path(), i32("mode", 0, 0o7777)], [], PATH_WRITE, resources=[("path", "write")]),
-    call("rmdir", 16, "files", [path()], [], PATH_WRITE, resources=[("path", "write")]),
+         resources=[("src", "write"), ("dst", "write")], paths={"src": ENTRY, "dst": ENTRY},
+         doc="rename(2) that replaces; os.replace"),
+    call("mkdir", 15, "files", [path(), i32("mode", 0, 0o7777)], [], PATH_WRITE, resources=[("path", "write")],
+         paths={"path": NEW}),
+    call("rmdir", 16, "files", [path()], [], PATH_WRITE, resources=[("path", "write")], paths={"path": ENTRY}),
     call("getdents", 17, "files", [FD, i32("max", 1, 1024), flag("restart")],
          [listof("entries", DIRENT, 1024, bound=arg("max"))], FILE_IO | errnos(E.ENOTDIR, E.ENOENT),
          doc="the next entries of an open directory, without '.' and '..'; an empty list at the end"),
     call("readlink", 18, "files", [path()], [Field("target", Bytes(MAX_PATH))], PATH_CALL,
-         resources=[("path", "stat")]),
+         resources=[("path", "stat")], paths={"path": LINK}),
     call("symlink", 19, "files", [path("target"), path("linkpath")], [], PATH_WRITE,
-         resources=[("linkpath", "write")], doc="the target is stored text; following it is confined later"),
+         resources=[("linkpath", "write")], paths={"linkpath": NEW},
+         doc="the target is stored text; following it is confined later"),
     call("link", 20, "files", [path("src"), path("dst"), flag("follow")], [], PATH_WRITE,
-         resources=[("src", "write"), ("dst", "write")]),
+         resources=[("src", "write"), ("dst", "write")], paths={"src": OBJECT_OR_ENTRY, "dst": ENTRY}),
     call("chmod", 21, "files", [path(), i32("mode", 0, 0o7777), flag("follow")], [],
-         PATH_WRITE | errnos(E.EOPNOTSUPP), resources=[("path", "write")]),
+         PATH_WRITE | errnos(E.EOPNOTSUPP), resources=[("path", "write")], paths={"path": OBJECT_OR_ENTRY}),
     call("fchmod", 22, "files", [FD, i32("mode", 0, 0o7777)], [], FILE_WRITE),
     call("chown", 23, "files", [path(), i64("uid", -1, 2**32 - 1), i64("gid", -1, 2**32 - 1), flag("follow")], [],
-         PATH_WRITE, resources=[("path", "write")]),
+         PATH_WRITE, resources=[("path", "write")], paths={"path": OBJECT_OR_ENTRY}),
     call("utime", 24, "files", [path(), i64("atime_ns"), i64("mtime_ns"), flag("now"), flag("follow")], [],
-         PATH_WRITE, resources=[("path", "write")], doc="now=True sets both times to the current time"),
+         PATH_WRITE, resources=[("path", "write")], paths={"path": OBJECT_OR_ENTRY},
+         doc="now=True sets both times to the current time"),
     call("futime", 25, "files", [FD, i64("atime_ns"), i64("mtime_ns"), flag("now")], [], FILE_WRITE),
-    call("truncate", 26, "files", [path(), i64("length", 0)], [], PATH_WRITE, resources=[("path", "write")]),
+    call("truncate", 26, "files", [path(), i64("length", 0)], [], PATH_WRITE, resources=[("path", "write")],
+         paths={"path": WRITABLE}),
     call("ftruncate", 27, "files", [FD, i64("length", 0)], [], FILE_WRITE),
     call("fsync", 28, "files", [FD], [], FILE_WRITE),
     call("fdatasync", 29, "files", [FD], [], FILE_WRITE),
-    call("statvfs", 30, "files", [path()], [record("st", STATVFS)], PATH_CALL, resources=[("path", "stat")]),
+    call("statvfs", 30, "files", [path()], [record("st", STATVFS)], PATH_CALL, resources=[("path", "stat")],
+         paths={"path": OBJECT}),
     call("fstatvfs", 31, "files", [FD], [record("st", STATVFS)], FILE_IO),
     call("isatty", 32, "files", [FD], [flag("tty")], FILE_IO),
     call("getfl", 33, "files", [FD], [i32("flags")], FILE_IO, doc="fcntl(F_GETFL): access mode and status flags"),
@@ -416,7 +479,8 @@ CALLS: tuple[Call, ...] = (
     call("flock", 38, "files", [FD, i32("operation")], [], FILE_IO | errnos(E.EWOULDBLOCK, E.ENOLCK),
          blocking=True),
     call("fchown", 39, "files", [FD, i64("uid", -1, 2**32 - 1), i64("gid", -1, 2**32 - 1)], [], FILE_WRITE),
-    call("mkfifo", 40, "files", [path(), i32("mode", 0, 0o7777)], [], PATH_WRITE, resources=[("path", "write")]),
+    call("mkfifo", 40, "files", [path(), i32("mode", 0, 0o7777)], [], PATH_WRITE, resources=[("path", "write")],
+         paths={"path": NEW}),
     inside("dup", "files", "a new enclave fd sharing the same host handle (refcounted)"),
     inside("dup2", "files", "served in the enclave fd table"),
     inside("getcwd", "files", "the enclave keeps its own working directory; the host's is never changed"),
@@ -438,7 +502,7 @@ CALLS: tuple[Call, ...] = (
     call("accept", 104, "sockets", [FD, i32("flags")], [handle("conn"), record("addr", SOCKADDR)], SOCK,
          blocking=True),
     call("connect", 105, "sockets", [FD, record("addr", SOCKADDR)], [], SOCK | PATH_CALL, blocking=True,
-         resources=[("addr", "connect")]),
+         retry_eintr=False, resources=[("addr", "connect")]),
     call("send", 106, "sockets", [FD, data(), i32("flags")], [i64("sent", 0, bound=length("data"))], SOCK,
          blocking=True),
     call("recv", 107, "sockets", [FD, count(), i32("flags")], [data(bound=arg("count"))], SOCK, blocking=True),
@@ -475,7 +539,7 @@ CALLS: tuple[Call, ...] = (
     # -- readiness ----------------------------------------------------------------------------------------
     call("poll", 200, "poll", [listof("fds", POLLFD, 4096), i64("timeout_ms", -1)],
          [listof("ready", POLLED, 4096, bound=length("fds"))], ANY_CALL | BAD_FD | errnos(E.EINVAL),
-         blocking=True, doc="poll(2) over host handles; answers only the entries with revents"),
+         blocking=True, retry_eintr=False, doc="poll(2) over host handles; answers only the entries with revents"),
     # -- time ---------------------------------------------------------------------------------------------
     call("clock_gettime", 300, "time", [i32("clock", 0, 15)], [i64("ns")], ANY_CALL | errnos(E.EINVAL),
          doc="REALTIME, MONOTONIC, BOOTTIME (and the RAW/COARSE/TAI variants); the enclave refuses a monotonic "
@@ -483,6 +547,7 @@ CALLS: tuple[Call, ...] = (
     call("clock_getres", 301, "time", [i32("clock", 0, 15)], [i64("ns", 1, 1_000_000_000)],
          ANY_CALL | errnos(E.EINVAL)),
     call("sleep", 302, "time", [i64("ns", 0, 10_000_000_000)], [i64("slept_ns", 0)], ANY_CALL, blocking=True,
+         retry_eintr=False,
          doc="the enclave sleeps in slices of at most 50 ms and refuses one the host cuts short"),
     inside("process_time", "time", "CPU time of the enclave's own threads: read where they run, never asked"),
     inside("thread_time", "time", "CPU time of the calling thread: read where it runs, never asked"),
@@ -583,6 +648,24 @@ def check_table(calls: Sequence[Call]) -> None:
             if isinstance(f.type, Path):
                 require(f.type.max < MAX_PATH,
                         f"{c.name}: path parameter {f.name!r} allows {f.type.max} bytes, PATH_MAX is {MAX_PATH}")
+        _check_paths(c)
+
+
+def _check_paths(c: Call) -> None:
+    """Every path the host touches for a policy kind says how it is resolved, and only such paths do: a host
+    function can then never meet a raw path it would have to confine itself."""
+    types = {f.name: f.type for f in c.params}
+    touched = {name for name, _ in c.resources if isinstance(types.get(name), Path)}
+    resolved = dict(c.paths)
+    require(set(resolved) == touched, f"{c.name}: paths {sorted(resolved)} must be exactly the path parameters "
+                                      f"with a resource, {sorted(touched)}")
+    for name, how in c.paths:
+        for form in (how.at, how.unfollowed or how.at):
+            require(form in RESOLVE_FORMS,
+                    f"{c.name}: {name!r} resolved as {form!r}, not one of {sorted(RESOLVE_FORMS)}")
+        require(bool(how.follow) == bool(how.unfollowed), f"{c.name}: {name!r}: follow and unfollowed go together")
+        require(not how.follow or isinstance(types.get(how.follow), Bool),
+                f"{c.name}: {name!r} follows the flag {how.follow!r}, which is no flag parameter of the call")
 
 
 check_table(CALLS)

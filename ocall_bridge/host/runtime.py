@@ -35,6 +35,7 @@ from ..wire import (
     decode_request,
     encode_error,
 )
+from .confine import path_specs, run_resolved
 from .handles import Handle, HandleTable
 from .real import os as real_os
 
@@ -78,7 +79,7 @@ class Entry:
     """Everything the dispatcher needs for one call, computed once."""
 
     __slots__ = ("codec", "checks", "fn", "resources", "handle_idx", "single", "blocking", "name",
-                 "request_checks", "handle_first", "fn_into", "into_count", "direct")
+                 "request_checks", "handle_first", "fn_into", "into_count", "direct", "paths")
 
     def __init__(self, codec: CallCodec, fn: HostFunction | None) -> None:
         c = codec.call
@@ -87,6 +88,8 @@ class Entry:
         self.fn = fn
         index = {f.name: i for i, f in enumerate(c.params)}
         self.resources = tuple((index[name], kind, c.params[index[name]].type) for name, kind in c.resources)
+        # The paths the host function receives resolved beneath their roots (calls.Resolve): confined here, once.
+        self.paths = path_specs(c)
         self.handle_idx = self.checks.handles
         self.single = codec.nresults == 1
         self.blocking = c.blocking
@@ -228,6 +231,7 @@ class Host:
         access = self.access
         check_resource = self._check_resource
         resolve = self._resolve_handles
+        paths = entry.paths
 
         def direct(frame: Any) -> Any:
             request = unpack(frame)
@@ -251,7 +255,7 @@ class Host:
                     args = resolve(entry, args)
                 for i, kind, t in resources:
                     check_resource(c, kind, args, i, t)
-                result = fn(self, *args)
+                result = run_resolved(access, paths, fn, self, args) if paths else fn(self, *args)
             except OSError as exc:
                 return encode_error(number, seq, _errno_of(exc))
             except Exception as exc:  # a bug in a host function must not take the host down with it
@@ -362,6 +366,8 @@ class Host:
                 data.release()
                 whole.release()
             return frame, n
+        if entry.paths:
+            return run_resolved(self.access, entry.paths, entry.fn, self, args)
         return entry.fn(self, *args)
 
     def _resolve_handles(self, entry: Entry, args: tuple) -> tuple:
