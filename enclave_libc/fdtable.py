@@ -279,15 +279,16 @@ def fd_stubs(ocall: Any, table: FdTable) -> SimpleNamespace:
 
 
 def _fd_stub(ocall: Any, name: str, fds: tuple[int, ...], get: Callable[[int], OpenFile], into: bool) -> Any:
-    if fds == (0,):  # nearly every one: one fd, first
-        def stub(fd: int, *args: Any) -> Any:
-            return getattr(ocall, name)(get(fd).handle, *args)
-    else:
-        def stub(*args: Any) -> Any:
-            handles = list(args)
-            for i in fds:
-                handles[i] = get(args[i]).handle
-            return getattr(ocall, name)(*handles)
+    def first(fd: int, *args: Any) -> Any:  # nearly every one: one fd, first
+        return getattr(ocall, name)(get(fd).handle, *args)
+
+    def several(*args: Any) -> Any:
+        handles = list(args)
+        for i in fds:
+            handles[i] = get(args[i]).handle
+        return getattr(ocall, name)(*handles)
+
+    stub: Any = first if fds == (0,) else several
 
     if into:
         def into_buffer(buffer: Any, fd: int, *args: Any) -> int:
@@ -300,7 +301,7 @@ def _fd_stub(ocall: Any, name: str, fds: tuple[int, ...], get: Callable[[int], O
             buffer[:len(data)] = data
             return len(data)
 
-        stub.into = into_buffer  # type: ignore[attr-defined]
+        stub.into = into_buffer
     stub.__name__ = name
     stub.__qualname__ = f"fd_stubs.{name}"
     return stub
