@@ -254,6 +254,12 @@ ENV_PAGE = 30
 PASSED = Record("passed", (Field("fd", Int("i", 3, 1 << 20)), Field("handle", Int("q", 0, None, role="handle"))))
 MAX_PASSED = 64
 
+# One name of a listxattr answer.  XATTR_SIZE_MAX (64 KiB) bounds a value and a whole list of names (Linux's own
+# limits), so an answer never outgrows what the kernel itself could give.
+XATTR_SIZE_MAX = 65536
+XATTR_NAME = Record("xattr", (Field("name", Bytes(MAX_NAME)),))
+MAX_XATTRS = 4096  # names in one listxattr answer: a frame's worth of the longest names; real files carry a few
+
 # ---------------------------------------------------------------------------------------------------------
 # Plausibility: what a well-formed answer must still *mean*.  Ranges live on the fields themselves (Int lo/hi);
 # the relations below tie a field to the request, to another field, or to what the run has seen before.  Each
@@ -369,6 +375,9 @@ SOCK = (
 # getaddrinfo/getnameinfo fail with EAI_* codes, which are negative on glibc and travel as such.
 GAI = frozenset(getattr(socket, n) for n in dir(socket) if n.startswith("EAI_"))
 NONE: frozenset[int] = frozenset()
+# xattr(7): ENODATA (no such attribute), ENOTSUP (the file system or namespace has none), ERANGE (a value longer
+# than the size asked), E2BIG (a value larger than the file system takes).
+XATTR = PATH_CALL | errnos(E.ENODATA, E.ENOTSUP, E.ERANGE, E.E2BIG)
 
 
 def call(
@@ -395,6 +404,7 @@ def inside(name: str, family: str, doc: str) -> Call:
 
 
 FD = handle("fd")
+XNAME = data("name", max=MAX_NAME)  # XATTR_NAME_MAX: "user.x" and the like, as bytes
 
 # The resolutions the files rows use (see Resolve).
 OBJECT, LINK, ENTRY, SELF = Resolve("object"), Resolve("link"), Resolve("entry"), Resolve("self")
@@ -481,6 +491,24 @@ CALLS: tuple[Call, ...] = (
     call("fchown", 39, "files", [FD, i64("uid", -1, 2**32 - 1), i64("gid", -1, 2**32 - 1)], [], FILE_WRITE),
     call("mkfifo", 40, "files", [path(), i32("mode", 0, 0o7777)], [], PATH_WRITE, resources=[("path", "write")],
          paths={"path": NEW}),
+    # Extended attributes (xattr(7)): a path form (follow says whether a final symlink is followed) and an fd form
+    # of each; read grants cover get/list, write grants set/remove (the fd forms check the file's write grant).
+    call("getxattr", 41, "files", [path(), XNAME, i32("size", 0, XATTR_SIZE_MAX), flag("follow")],
+         [data("value", bound=arg("size"), max=XATTR_SIZE_MAX)], XATTR, resources=[("path", "read")],
+         paths={"path": OBJECT_OR_LINK}, doc="ERANGE when the value is longer than size"),
+    call("fgetxattr", 42, "files", [FD, XNAME, i32("size", 0, XATTR_SIZE_MAX)],
+         [data("value", bound=arg("size"), max=XATTR_SIZE_MAX)], XATTR | BAD_FD),
+    call("setxattr", 43, "files", [path(), XNAME, data("value", max=XATTR_SIZE_MAX), i32("flags", 0, 3),
+         flag("follow")], [], XATTR | FS_WRITE, resources=[("path", "write")], paths={"path": OBJECT_OR_LINK},
+         doc="flags: XATTR_CREATE (EEXIST if it exists), XATTR_REPLACE (ENODATA if it does not)"),
+    call("fsetxattr", 44, "files", [FD, XNAME, data("value", max=XATTR_SIZE_MAX), i32("flags", 0, 3)], [],
+         XATTR | FS_WRITE | BAD_FD),
+    call("listxattr", 45, "files", [path(), flag("follow")], [listof("names", XATTR_NAME, MAX_XATTRS)],
+         XATTR, resources=[("path", "read")], paths={"path": OBJECT_OR_LINK}),
+    call("flistxattr", 46, "files", [FD], [listof("names", XATTR_NAME, MAX_XATTRS)], XATTR | BAD_FD),
+    call("removexattr", 47, "files", [path(), XNAME, flag("follow")], [], XATTR | FS_WRITE,
+         resources=[("path", "write")], paths={"path": OBJECT_OR_LINK}),
+    call("fremovexattr", 48, "files", [FD, XNAME], [], XATTR | FS_WRITE | BAD_FD),
     inside("dup", "files", "a new enclave fd sharing the same host handle (refcounted)"),
     inside("dup2", "files", "served in the enclave fd table"),
     inside("getcwd", "files", "the enclave keeps its own working directory; the host's is never changed"),

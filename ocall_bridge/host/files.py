@@ -343,3 +343,45 @@ def flock(host: Host, h: Handle, operation: int) -> None:
 def mkfifo(host: Host, t: Target, mode: int) -> None:
     with _exact_mode():
         os.mkfifo(t.name, mode, dir_fd=t.dir_fd)
+
+
+# -- extended attributes: a Target's magic link reaches the object (or, unfollowed, the link) itself ---------------
+
+def _fits(value: bytes, size: int) -> bytes:
+    if len(value) > size:  # what getxattr(2) answers for a buffer too small
+        raise OSError(errno.ERANGE, os.strerror(errno.ERANGE))
+    return value
+
+
+def getxattr(host: Host, t: Target, name: bytes, size: int, follow: bool) -> bytes:
+    return _fits(os.getxattr(t.name, name, follow_symlinks=t.follow), size)
+
+
+def fgetxattr(host: Host, h: Handle, name: bytes, size: int) -> bytes:
+    return _fits(os.getxattr(h.fd, name), size)
+
+
+def setxattr(host: Host, t: Target, name: bytes, value: bytes, flags: int, follow: bool) -> None:
+    os.setxattr(t.name, name, value, flags, follow_symlinks=t.follow)
+
+
+def fsetxattr(host: Host, h: Handle, name: bytes, value: bytes, flags: int) -> None:
+    _may_change(host, h, "fsetxattr")
+    os.setxattr(h.fd, name, value, flags)
+
+
+def listxattr(host: Host, t: Target, follow: bool) -> list[tuple]:
+    return [(os.fsencode(n),) for n in os.listxattr(t.name, follow_symlinks=t.follow)]
+
+
+def flistxattr(host: Host, h: Handle) -> list[tuple]:
+    return [(os.fsencode(n),) for n in os.listxattr(h.fd)]
+
+
+def removexattr(host: Host, t: Target, name: bytes, follow: bool) -> None:
+    os.removexattr(t.name, name, follow_symlinks=t.follow)
+
+
+def fremovexattr(host: Host, h: Handle, name: bytes) -> None:
+    _may_change(host, h, "fremovexattr")
+    os.removexattr(h.fd, name)
