@@ -118,8 +118,7 @@ def write(fd: int, data: Any) -> int:
 @interposed("pwrite")
 def pwrite(fd: int, data: Any, offset: int) -> int:
     if offset < 0:
-        runtime.RT.fds.get(fd)  # a bad fd is EBADF first, as natively
-        raise oserror(errno.EINVAL)
+        raise oserror(errno.EINVAL)  # before the fd, as pwrite(2) checks them (pread too)
     return runtime.RT.fds.stubs.pwrite(fd, _chunk(data), offset)
 
 

@@ -62,26 +62,32 @@ def _refused(name: str, detail: str) -> Any:
     return _named(refused, name)
 
 
+def _fd_first(args: tuple) -> int | None:
+    """The descriptor a call's first argument names, EBADF for a bad one first, as natively (None: no fd)."""
+    if args and isinstance(args[0], int):
+        runtime.RT.fds.get(args[0])
+        return args[0]
+    return None
+
+
 def _refused_fd(name: str, detail: str) -> Any:
-    """A refused call whose first argument is a descriptor: a bad one is EBADF first, as natively."""
+    """A refused call whose first argument is a descriptor."""
     @interposed(partial=f"all: {detail}", original=f"posix.{name}")
     def refused(*args: Any, **kwargs: Any) -> Any:
-        if args and isinstance(args[0], int):
-            runtime.RT.fds.get(args[0])
+        _fd_first(args)
         raise Unsupported(name, detail)
 
     return _named(refused, name)
 
 
 def _refused_terminal(name: str, detail: str) -> Any:
-    """A refused terminal call: EBADF for a bad descriptor, ENOTTY for one that is no terminal, as natively (only
-    a real terminal meets the refusal)."""
+    """A refused terminal call: ENOTTY for a descriptor that is no terminal, as natively (only a real terminal
+    meets the refusal)."""
     @interposed("isatty", partial=f"all: {detail}", original=f"posix.{name}")
     def refused(*args: Any, **kwargs: Any) -> Any:
-        if args and isinstance(args[0], int):
-            runtime.RT.fds.get(args[0])
-            if not isatty(args[0]):
-                raise oserror(errno.ENOTTY)
+        fd = _fd_first(args)
+        if fd is not None and not isatty(fd):
+            raise oserror(errno.ENOTTY)
         raise Unsupported(name, detail)
 
     return _named(refused, name)
@@ -94,34 +100,38 @@ def _named(refused: Any, name: str) -> Any:
 
 
 _NO_TERMINALS = "no terminals inside"
-copy_file_range = _refused("copy_file_range", "copy with read and write (shutil does)")
-splice = _refused("splice", "copy with read and write")
-mknod = _refused("mknod", "device nodes cannot be made from inside")
-chroot = _refused("chroot", "the enclave's view of the file system is the policy's")
-pathconf = _refused("pathconf", "no pathconf ocall")
 fpathconf = _refused_fd("fpathconf", "no pathconf ocall")
-memfd_create = _refused("memfd_create", "a memory file would be a host descriptor the enclave cannot name")
-eventfd = _refused("eventfd", "an eventfd would be a host descriptor the enclave cannot name")
-eventfd_read = _refused("eventfd_read", "no eventfds inside")
-eventfd_write = _refused("eventfd_write", "no eventfds inside")
-openpty = _refused("openpty", _NO_TERMINALS)
-login_tty = _refused("login_tty", _NO_TERMINALS)
 tcgetpgrp = _refused_terminal("tcgetpgrp", _NO_TERMINALS)
 tcsetpgrp = _refused_terminal("tcsetpgrp", _NO_TERMINALS)
-# New in Python 3.12 (present only there and later: refused where they exist, never passed through).
-setns = _refused("setns", "an enclave cannot move the process it runs in to other namespaces")
-unshare = _refused("unshare", "an enclave cannot move the process it runs in to other namespaces")
-# New in Python 3.13.
-posix_openpt = _refused("posix_openpt", _NO_TERMINALS)
-grantpt = _refused("grantpt", _NO_TERMINALS)
-unlockpt = _refused("unlockpt", _NO_TERMINALS)
-ptsname = _refused("ptsname", _NO_TERMINALS)
-timerfd_create = _refused("timerfd_create", "a timerfd would be a host descriptor the enclave cannot name; use "
-                                            "time.sleep or selectors with a timeout")
-timerfd_settime = _refused("timerfd_settime", "no timerfds inside")
-timerfd_settime_ns = _refused("timerfd_settime_ns", "no timerfds inside")
-timerfd_gettime = _refused("timerfd_gettime", "no timerfds inside")
-timerfd_gettime_ns = _refused("timerfd_gettime_ns", "no timerfds inside")
+# The calls refused whatever their arguments, each with the reason the program is told.
+_REFUSED = {
+    "copy_file_range": "copy with read and write (shutil does)",
+    "splice": "copy with read and write",
+    "mknod": "device nodes cannot be made from inside",
+    "chroot": "the enclave's view of the file system is the policy's",
+    "pathconf": "no pathconf ocall",
+    "memfd_create": "a memory file would be a host descriptor the enclave cannot name",
+    "eventfd": "an eventfd would be a host descriptor the enclave cannot name",
+    "eventfd_read": "no eventfds inside",
+    "eventfd_write": "no eventfds inside",
+    "openpty": _NO_TERMINALS,
+    "login_tty": _NO_TERMINALS,
+    # New in Python 3.12 (present only there and later: refused where they exist, never passed through).
+    "setns": "an enclave cannot move the process it runs in to other namespaces",
+    "unshare": "an enclave cannot move the process it runs in to other namespaces",
+    # New in Python 3.13.
+    "posix_openpt": _NO_TERMINALS,
+    "grantpt": _NO_TERMINALS,
+    "unlockpt": _NO_TERMINALS,
+    "ptsname": _NO_TERMINALS,
+    "timerfd_create": "a timerfd would be a host descriptor the enclave cannot name; use time.sleep or selectors "
+                      "with a timeout",
+    "timerfd_settime": "no timerfds inside",
+    "timerfd_settime_ns": "no timerfds inside",
+    "timerfd_gettime": "no timerfds inside",
+    "timerfd_gettime_ns": "no timerfds inside",
+}
+globals().update({name: _refused(name, detail) for name, detail in _REFUSED.items()})
 
 
 @interposed(partial="mapping a file", original="mmap.mmap")

@@ -29,15 +29,25 @@ def _target(path: Any, func: str, follow_symlinks: bool) -> bytes | int:
     return p
 
 
-def _value(stub: Any, *args: Any) -> bytes:
-    """stub(*args, size) for the first size the value fits: CPython's own steps (posixmodule.c's buffer sizes)."""
+def _value(stub: Any, head: tuple, tail: tuple = ()) -> bytes:
+    """stub(*head, size, *tail) for the first size the value fits: CPython's own steps (posixmodule.c's sizes)."""
     for size in (128, XATTR_SIZE_MAX):
         try:
-            return stub(*args, size)
+            return stub(*head, size, *tail)
         except OSError as exc:
             if exc.errno != errno.ERANGE or size == XATTR_SIZE_MAX:
                 raise
     raise AssertionError("unreachable")
+
+
+def _run(path: Any, p: bytes | int, by_fd: Any, by_path: Any, args: tuple, follow_symlinks: bool) -> Any:
+    """by_fd(fd, *args) for an fd, by_path(full path, *args, follow) for a path; an error names `path`."""
+    try:
+        if isinstance(p, int):
+            return by_fd(p, *args)
+        return by_path(runtime.RT.resolve(p), *args, follow_symlinks)
+    except OSError as exc:
+        raise with_filename(exc, path) from None
 
 
 @interposed("getxattr", "fgetxattr")
@@ -45,13 +55,8 @@ def getxattr(path: Any, attribute: Any, *, follow_symlinks: bool = True) -> byte
     p = _target(path, "getxattr", follow_symlinks)
     name = _path(attribute, "getxattr", arg="attribute")
     rt = runtime.RT
-    try:
-        if isinstance(p, int):
-            return _value(rt.fds.stubs.fgetxattr, p, name)
-        full = rt.resolve(p)
-        return _value(lambda size: rt.ocall.getxattr(full, name, size, follow_symlinks))
-    except OSError as exc:
-        raise with_filename(exc, path) from None
+    return _run(path, p, lambda fd, n: _value(rt.fds.stubs.fgetxattr, (fd, n)),
+                lambda full, n, follow: _value(rt.ocall.getxattr, (full, n), (follow,)), (name,), follow_symlinks)
 
 
 @interposed("setxattr", "fsetxattr")
@@ -60,24 +65,14 @@ def setxattr(path: Any, attribute: Any, value: Any, flags: int = 0, *, follow_sy
     name = _path(attribute, "setxattr", arg="attribute")
     data = bytes(memoryview(value))  # a bytes-like value, as the native Py_buffer converter takes
     rt = runtime.RT
-    try:
-        if isinstance(p, int):
-            rt.fds.stubs.fsetxattr(p, name, data, flags)
-        else:
-            rt.ocall.setxattr(rt.resolve(p), name, data, flags, follow_symlinks)
-    except OSError as exc:
-        raise with_filename(exc, path) from None
+    _run(path, p, rt.fds.stubs.fsetxattr, rt.ocall.setxattr, (name, data, flags), follow_symlinks)
 
 
 @interposed("listxattr", "flistxattr")
 def listxattr(path: Any = None, *, follow_symlinks: bool = True) -> list[str]:
     p = _target("." if path is None else path, "listxattr", follow_symlinks)
     rt = runtime.RT
-    try:
-        names = rt.fds.stubs.flistxattr(p) if isinstance(p, int) else rt.ocall.listxattr(rt.resolve(p),
-                                                                                          follow_symlinks)
-    except OSError as exc:
-        raise with_filename(exc, path) from None
+    names = _run(path, p, rt.fds.stubs.flistxattr, rt.ocall.listxattr, (), follow_symlinks)
     return [_fsdecode(name) for name, in names]
 
 
@@ -86,10 +81,4 @@ def removexattr(path: Any, attribute: Any, *, follow_symlinks: bool = True) -> N
     p = _target(path, "removexattr", follow_symlinks)
     name = _path(attribute, "removexattr", arg="attribute")
     rt = runtime.RT
-    try:
-        if isinstance(p, int):
-            rt.fds.stubs.fremovexattr(p, name)
-        else:
-            rt.ocall.removexattr(rt.resolve(p), name, follow_symlinks)
-    except OSError as exc:
-        raise with_filename(exc, path) from None
+    _run(path, p, rt.fds.stubs.fremovexattr, rt.ocall.removexattr, (name,), follow_symlinks)
