@@ -24,7 +24,7 @@ from typing import Any
 
 from .. import types as T
 from ..access import ALLOW_ALL, Access, open_kinds
-from ..calls import CALLS, Call
+from ..calls import Call
 from ..validate import CallChecks
 from ..wire import (
     CODECS,
@@ -44,21 +44,14 @@ log = logging.getLogger("posix_shim.host")
 HostFunction = Callable[..., Any]
 
 
-def _family_functions(c: Call) -> HostFunction | None:
+def _family_functions(c: Call, suffix: str = "") -> HostFunction | None:
+    """The host function of row `c` in its family's module; with suffix "_into", `<name>_into(host, *args, buffer)
+    -> count`, one that reads straight into the answer frame."""
     try:
         module = importlib.import_module(f"{__package__}.{c.family}")
     except ModuleNotFoundError:
         return None
-    return getattr(module, c.name, None)
-
-
-def _into_function(c: Call) -> HostFunction | None:
-    """`<name>_into(host, *args, buffer) -> count`: a host function that reads straight into the answer frame."""
-    try:
-        module = importlib.import_module(f"{__package__}.{c.family}")
-    except ModuleNotFoundError:
-        return None
-    return getattr(module, f"{c.name}_into", None)
+    return getattr(module, c.name + suffix, None)
 
 
 # Below this many bytes a plain bytes answer is cheaper than filling a frame in place.
@@ -106,7 +99,7 @@ class Entry:
         if fn is not None and isinstance(answer_type, T.Bytes):  # bytes_answer: one result, of type Bytes
             bound = answer_type.bound
             if bound is not None and bound.kind == "arg":
-                self.fn_into = _into_function(c)
+                self.fn_into = _family_functions(c, "_into")
                 self.into_count = index[bound.name]
 
 
@@ -436,9 +429,4 @@ def _errno_of(exc: OSError) -> int:
     return exc.errno if isinstance(exc.errno, int) and exc.errno else errno.EIO
 
 
-def implemented_calls() -> dict[str, bool]:
-    """Which ocalls of the table have a host function (the support table and a completeness test use it)."""
-    return {c.name: _family_functions(c) is not None for c in CALLS if c.number is not None}
-
-
-__all__ = ["Host", "Handle", "Entry", "implemented_calls"]
+__all__ = ["Host", "Handle", "Entry"]
