@@ -8,14 +8,15 @@ ocall, exactly as CPython's DirEntry avoids a stat; `stat()` is asked once and c
 from __future__ import annotations
 
 import os as _os
-import posix
 import stat as _stat
+import sys
 import warnings as _warnings
 from typing import Any, cast
 
 from . import runtime
 from .errors import with_filename
 from .files import _fd_of, _like, _path, stat_result
+from .patches import interposed, patches_of
 
 _BATCH = 1024
 _KINDS = "string, bytes, os.PathLike, integer or None"  # what scandir/listdir accept, in their TypeError
@@ -23,6 +24,7 @@ _DT_DIR, _DT_REG, _DT_LNK = 4, 8, 10
 _fsdecode = _os.fsdecode
 
 
+@interposed("stat", "lstat", original="posix.DirEntry")
 class DirEntry:
     """What os.scandir yields: name, path, and cached type answers."""
 
@@ -156,6 +158,7 @@ class ScandirIterator:
             pass
 
 
+@interposed("open", "getdents", "close", "stat", "lstat")
 def scandir(path: Any = None) -> ScandirIterator:
     rt = runtime.RT
     if path is None:
@@ -176,6 +179,7 @@ def scandir(path: Any = None) -> ScandirIterator:
     return ScandirIterator(handle, True, path, prefix, base)
 
 
+@interposed("open", "getdents", "close", "stat", "lstat")
 def listdir(path: Any = None) -> list[str] | list[bytes]:
     if path is not None and not isinstance(path, int):
         converted = _path(path, "listdir", kinds=_KINDS)  # its own name in a TypeError or warning, as natively
@@ -186,4 +190,4 @@ def listdir(path: Any = None) -> list[str] | list[bytes]:
         return cast("list[str] | list[bytes]", [entry.name for entry in it])
 
 
-PATCHES: dict[Any, Any] = {posix.scandir: scandir, posix.listdir: listdir, posix.DirEntry: DirEntry}
+PATCHES: dict[Any, Any] = patches_of(sys.modules[__name__])

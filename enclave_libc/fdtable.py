@@ -28,7 +28,10 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from operator import index as _index
-from typing import Protocol
+from types import SimpleNamespace
+from typing import Any, Protocol
+
+from ocall_bridge.calls import CALLS
 
 from .errors import oserror
 
@@ -81,7 +84,8 @@ class OpenFile:
 
 
 class FdTable:
-    def __init__(self, close_handle: Callable[[int], None], native: NativeFds | None = None) -> None:
+    def __init__(self, close_handle: Callable[[int], None], native: NativeFds | None = None,
+                 ocall: Any = None) -> None:
         self._fds: dict[int, OpenFile] = {}
         self._cloexec: set[int] = set()
         # Enclave fds that are real descriptors: owned ones (closed with the enclave fd), and borrowed ones
@@ -92,6 +96,8 @@ class FdTable:
         self._close_handle = close_handle
         self._lock = threading.RLock()
         self.native = native
+        # The ocalls with enclave fds where the table has host handles (fd_stubs): `fds.stubs.read(fd, n)`.
+        self.stubs = fd_stubs(ocall, self) if ocall is not None else SimpleNamespace()
 
     # -- allocation ----------------------------------------------------------------------------------------
     def add(self, of: OpenFile, lowest: int = 0, cloexec: bool = True) -> int:
@@ -252,3 +258,50 @@ def _close_quietly(fd: int) -> None:
         _close(fd)
     except OSError:
         pass
+
+
+def fd_stubs(ocall: Any, table: FdTable) -> SimpleNamespace:
+    """The stubs of every ocall with handle parameters, taking enclave fds there (calls.Call.fd_params).
+
+    The enclave's functions are written against the program's fds; the wire carries the host's handles.  This
+    translation is derived from the table, never written per call: each fd is looked up in `table` (EBADF for
+    one it does not hold, before anything leaves), then the stub of the same name in `ocall` is called with the
+    handle.  The stub is looked up on each call, so a tracer that wraps `rt.ocall` sees these calls too.  A stub
+    whose answer is bytes also has `.into(buffer, fd, ...)`: the answer lands in the caller's buffer.
+    """
+    get = table.get
+    stubs = {}
+    for c in CALLS:
+        fds = c.fd_params
+        if c.number is not None and fds:
+            stubs[c.name] = _fd_stub(ocall, c.name, fds, get, hasattr(getattr(ocall, c.name), "into"))
+    return SimpleNamespace(**stubs)
+
+
+def _fd_stub(ocall: Any, name: str, fds: tuple[int, ...], get: Callable[[int], OpenFile], into: bool) -> Any:
+    def first(fd: int, *args: Any) -> Any:  # nearly every one: one fd, first
+        return getattr(ocall, name)(get(fd).handle, *args)
+
+    def several(*args: Any) -> Any:
+        handles = list(args)
+        for i in fds:
+            handles[i] = get(args[i]).handle
+        return getattr(ocall, name)(*handles)
+
+    stub: Any = first if fds == (0,) else several
+
+    if into:
+        def into_buffer(buffer: Any, fd: int, *args: Any) -> int:
+            handle = get(fd).handle
+            inner = getattr(ocall, name)
+            direct = getattr(inner, "into", None)  # a tracer's wrapper has none: then through a bytes answer
+            if direct is not None:
+                return direct(buffer, handle, *args)
+            data = inner(handle, *args)
+            buffer[:len(data)] = data
+            return len(data)
+
+        stub.into = into_buffer
+    stub.__name__ = name
+    stub.__qualname__ = f"fd_stubs.{name}"
+    return stub

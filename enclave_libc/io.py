@@ -20,6 +20,7 @@ from ocall_bridge.types import MAX_DATA
 
 from . import encfs, files, runtime
 from .errors import oserror
+from .patches import interposed, patches_of
 
 if TYPE_CHECKING:
     # typeshed's spelling (as for _io.FileIO) of "bytes, or None from a non-blocking fd": callers are not made
@@ -32,6 +33,8 @@ DEFAULT_BUFFER_SIZE = _io.DEFAULT_BUFFER_SIZE
 _O_CLOEXEC = getattr(_os, "O_CLOEXEC", 0)
 
 
+@interposed("open", "close", "read", "write", "lseek", "fstat", "ftruncate", "isatty", original="_io.FileIO",
+            partial="FileIO of a path in an encrypted folder (descriptor access would see its ciphertext)")
 class FileIO(_io.RawIOBase):
     """A raw binary file over an enclave fd (compare _pyio.FileIO)."""
 
@@ -326,6 +329,12 @@ class FileIO(_io.RawIOBase):
                 pass
 
 
+_OPEN_ROWS = ("open", "close", "read", "write", "pread", "pwrite", "lseek", "fstat", "ftruncate", "isatty")
+_ENCRYPTED = ("FileIO of a path in an encrypted folder, which open() itself serves through encfs (the opener= "
+              "path is FileIO's)")
+
+
+@interposed(*_OPEN_ROWS, original="_io.open", partial=_ENCRYPTED)
 def open(file: Any, mode: str = "r", buffering: int = -1, encoding: str | None = None,
          errors: str | None = None, newline: str | None = None, closefd: bool = True, opener: Any = None) -> Any:
     """Python's open(), with the raw layer in the enclave (the argument checks follow _pyio.open)."""
@@ -401,6 +410,7 @@ def open(file: Any, mode: str = "r", buffering: int = -1, encoding: str | None =
         raise
 
 
+@interposed(*_OPEN_ROWS, original="_io.open_code", partial=_ENCRYPTED)
 def open_code(path: str) -> Any:
     if not isinstance(path, str):
         raise TypeError(f"open_code() argument 'path' must be str, not {type(path).__name__}")
@@ -447,4 +457,4 @@ def stdio_streams() -> tuple[Any, Any, Any]:
     return built
 
 
-PATCHES: dict[Any, Any] = {_io.open: open, _io.open_code: open_code, _io.FileIO: FileIO}
+PATCHES: dict[Any, Any] = patches_of(sys.modules[__name__])

@@ -61,7 +61,7 @@ class EnclaveRuntime:
                 return close(handle)
 
             self.ocall.close = close_handle
-        self.fds = FdTable(self.ocall.close, native)
+        self.fds = FdTable(self.ocall.close, native, self.ocall)
         self.cwd = _os.fsencode(_os.getcwd())
         self.umask = _host_umask()
         self.ids: tuple[int, ...] | None = None

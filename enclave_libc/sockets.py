@@ -180,8 +180,7 @@ def _unsupported(name: str) -> Any:
         raise Unsupported(name, "host network interfaces and names are not visible inside the enclave")
 
     refuse.__name__ = name
-    refuse.__posix_shim_refused__ = True  # type: ignore[attr-defined]  # the support table: a refusal
-    return uses(partial="every call: host network interfaces and names are not visible inside the enclave")(refuse)
+    return uses(refused="ENOSYS")(refuse)
 
 
 @uses("socketpair", partial=OUTSIDE_SUBSET)

@@ -274,12 +274,12 @@ def clock_getres(clk_id: Any, /) -> float:
     return sec + nsec * 1e-9
 
 
-@uses(partial="every call: an enclave cannot set the host's clock")
+@uses(refused="an enclave cannot set the host's clock")
 def clock_settime(clk_id: Any, time: Any, /) -> None:
     raise Unsupported("clock_settime", "an enclave cannot set the host's clock")
 
 
-@uses(partial="every call: an enclave cannot set the host's clock")
+@uses(refused="an enclave cannot set the host's clock")
 def clock_settime_ns(clk_id: Any, time: Any, /) -> None:
     raise Unsupported("clock_settime_ns", "an enclave cannot set the host's clock")
 

@@ -13,12 +13,18 @@ with the errnos in FILE_IO and no others.
 
 `resources` names the parameters that touch host resources and how ("read", "write", "open" where the flags
 decide, "connect", "bind", "resolve" for a name looked up): the policy is checked on exactly those, on both
-sides of the boundary.
+sides of the boundary.  `paths` says how the host reaches each such path (a `Resolve`): the dispatcher resolves
+it beneath the policy's root once (host/confine.py), so a host function only ever sees a confined `Target`.
+
+Other per-call facts live on the row as well, never in a list beside it: `retry_eintr` (PEP 475's retry, done by
+the stub), the handle-role parameters (enclave fds on the enclave side, translated by the fd table's stubs,
+enclave_libc/fdtable.py), and the rules of RULES below (the names a listing may hold among them).
 """
 
 from __future__ import annotations
 
 import errno as E
+import os
 import socket
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -26,17 +32,89 @@ from typing import Any, TypeVar
 
 from .errors import require
 from .quote import SIZE as QUOTE_SIZE
+from .records import (
+    ADDRINFO as ADDRINFO,
+)
+from .records import (
+    ANCILLARY_SEND as ANCILLARY_SEND,
+)
+from .records import (
+    CMSG as CMSG,
+)
+from .records import (
+    DIRENT as DIRENT,
+)
+from .records import (
+    ENV_PAGE as ENV_PAGE,
+)
+from .records import (
+    ENVVAR as ENVVAR,
+)
+from .records import (
+    GROUP as GROUP,
+)
+from .records import (
+    MAX_ANCILLARY as MAX_ANCILLARY,
+)
+from .records import (
+    MAX_CMSGS as MAX_CMSGS,
+)
+from .records import (
+    MAX_PASSED as MAX_PASSED,
+)
+from .records import (
+    MAX_XATTRS as MAX_XATTRS,
+)
+from .records import (
+    PASSED as PASSED,
+)
+from .records import (
+    POLLED as POLLED,
+)
+from .records import (
+    POLLFD as POLLFD,
+)
+from .records import (
+    SOCKADDR as SOCKADDR,
+)
+from .records import (
+    SOCKET_FAMILIES as SOCKET_FAMILIES,
+)
+from .records import (
+    SOCKET_TYPE_FLAGS as SOCKET_TYPE_FLAGS,
+)
+from .records import (
+    SOCKET_TYPES as SOCKET_TYPES,
+)
+from .records import (
+    SOCKOPTS as SOCKOPTS,
+)
+from .records import (
+    STAT as STAT,
+)
+from .records import (
+    STATVFS as STATVFS,
+)
+from .records import (
+    UNAME as UNAME,
+)
+from .records import (
+    XATTR_NAME as XATTR_NAME,
+)
+from .records import (
+    XATTR_SIZE_MAX as XATTR_SIZE_MAX,
+)
 from .types import (
     MAX_DATA,
     MAX_NAME,
     MAX_PATH,
+    Bool,
     Bytes,
     Field,
     Int,
     List,
     Path,
     Record,
-    Text,
     arg,
     count,
     data,
@@ -53,6 +131,31 @@ from .types import (
 
 
 @dataclass(frozen=True)
+class Resolve:
+    """How the host reaches the file a path parameter names, beneath the policy root that grants it.
+
+    `at` is the form the host function receives (host/confine.py `Target`):
+      "object"   a descriptor of what the path names, its final symlink followed (O_PATH; `flags` adds to it);
+      "link"     a descriptor of the path itself, a final symlink not followed (O_PATH | O_NOFOLLOW);
+      "entry"    the parent directory (a descriptor) and the last name: the call creates, removes or changes the
+                 entry itself; a path ending in "." or ".." names no entry and fails with `dot`;
+      "self"     the host function resolves it itself (open: its flags decide kinds, creation and mode).
+    `follow` names a flag parameter: when the request says False, `unfollowed` is the form instead.
+    The kinds it is resolved for are the parameter's `resources` kind: one grant decides both the check and the
+    root the kernel resolves beneath.
+    """
+
+    at: str
+    flags: int = 0
+    dot: int = E.EINVAL
+    follow: str = ""
+    unfollowed: str = ""
+
+
+RESOLVE_FORMS = frozenset({"object", "link", "entry", "self"})
+
+
+@dataclass(frozen=True)
 class Call:
     name: str
     number: int | None  # None: served inside the enclave, never on the wire
@@ -65,6 +168,12 @@ class Call:
     doc: str = ""
     # Handles that travel inside a bytes result, where no field's type says so (recvmsg's SCM_RIGHTS data).
     handles_in_data: bool = False
+    # PEP 475: an EINTR answer is retried by the stub (signal handlers ran between the bytecodes that got there),
+    # except where a retry is wrong: close (the descriptor may already be gone), connect (it goes on in the
+    # kernel), and calls whose timeout must be recomputed first (poll, sleep): their enclave functions decide.
+    retry_eintr: bool = True
+    # How the host reaches each path parameter with a resource (see Resolve): (parameter, Resolve) pairs.
+    paths: tuple[tuple[str, Resolve], ...] = ()
 
     @property
     def inside(self) -> bool:
@@ -76,6 +185,11 @@ class Call:
         answer over the socketpair (SCM_RIGHTS), so such a call must never be answered through the ring."""
         return self.handles_in_data or any(_holds_handle(f.type) for f in self.results)
 
+    @property
+    def fd_params(self) -> tuple[int, ...]:
+        """The parameters that are enclave fds in the program's API and host handles on the wire."""
+        return tuple(i for i, f in enumerate(self.params) if isinstance(f.type, Int) and f.type.role == "handle")
+
 
 def _holds_handle(t: object) -> bool:
     if isinstance(t, Int):
@@ -86,130 +200,6 @@ def _holds_handle(t: object) -> bool:
         return _holds_handle(t.item)
     return False
 
-
-# ---------------------------------------------------------------------------------------------------------
-# Records
-# ---------------------------------------------------------------------------------------------------------
-
-STAT = Record(
-    "stat",
-    (
-        Field("mode", Int("I")),
-        Field("ino", Int("Q")),
-        Field("dev", Int("Q")),
-        Field("nlink", Int("Q", 0, 2**32 - 1)),  # the kernel's i_nlink is 32 bits; >= 1 for a path: RULES
-        Field("uid", Int("I")),
-        Field("gid", Int("I")),
-        Field("size", Int("q", 0)),
-        Field("atime_ns", Int("q")),
-        Field("mtime_ns", Int("q")),
-        Field("ctime_ns", Int("q")),
-        Field("blksize", Int("q", 0)),  # a power of two in BLKSIZE_MIN..BLKSIZE_MAX: RULES
-        Field("blocks", Int("q", 0)),
-        Field("rdev", Int("Q")),
-    ),
-)
-
-STATVFS = Record(
-    "statvfs",
-    tuple(
-        Field(n, Int("Q"))
-        for n in (
-            "bsize",
-            "frsize",
-            "blocks",
-            "bfree",
-            "bavail",
-            "files",
-            "ffree",
-            "favail",
-            "flag",
-            "namemax",
-            "fsid",
-        )
-    ),
-)
-
-# One directory entry, as getdents gives it: the name, the d_type (so scandir can answer is_dir() without a
-# stat), and the inode number.
-DIRENT = Record(
-    "dirent",
-    (Field("name", Bytes(MAX_NAME)), Field("type", Int("B", 0, 14)), Field("ino", Int("Q"))),
-)
-
-# One socket address shape for every family: AF_INET/AF_INET6 use host (numeric text) and port, AF_UNIX uses
-# path (raw bytes, which may start with NUL for the abstract namespace).
-SOCKADDR = Record(
-    "sockaddr",
-    (
-        Field("family", Int("H")),
-        Field("host", Text(64)),
-        Field("port", Int("I", 0, 65535)),
-        Field("flowinfo", Int("I")),
-        Field("scope_id", Int("I")),
-        Field("path", Bytes(108)),
-    ),
-)
-
-ADDRINFO = Record(
-    "addrinfo",
-    (
-        Field("family", Int("i")),
-        Field("type", Int("i")),
-        Field("proto", Int("i")),
-        Field("canonname", Text()),
-        Field("addr", SOCKADDR),
-    ),
-)
-
-POLLFD = Record("pollfd", (Field("fd", Int("q", 0, role="handle")), Field("events", Int("H"))))
-POLLED = Record("polled", (Field("index", Int("I")), Field("revents", Int("H"))))
-
-# What the sockets family may create and which options it may get or set: AF_INET, AF_INET6 and AF_UNIX; stream,
-# datagram and (AF_UNIX) seqpacket sockets; the options real programs set (the issue's list, plus what CPython,
-# asyncio, socketserver and http.server use).  Both sides enforce the same sets: the enclave to name what it
-# leaves out (ENOSYS), the host because the enclave is untrusted (SO_BINDTODEVICE, raw sockets, netlink...).
-SOCKET_FAMILIES = frozenset({socket.AF_INET, socket.AF_INET6, socket.AF_UNIX})
-SOCKET_TYPES = frozenset({socket.SOCK_STREAM, socket.SOCK_DGRAM, socket.SOCK_SEQPACKET})
-SOCKET_TYPE_FLAGS = socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC
-SOCKOPTS: frozenset[tuple[int, int]] = frozenset(
-    [(socket.SOL_SOCKET, getattr(socket, n)) for n in (
-        "SO_REUSEADDR", "SO_REUSEPORT", "SO_KEEPALIVE", "SO_RCVBUF", "SO_SNDBUF", "SO_LINGER", "SO_ERROR",
-        "SO_TYPE", "SO_DOMAIN", "SO_PROTOCOL", "SO_ACCEPTCONN", "SO_BROADCAST", "SO_OOBINLINE", "SO_RCVLOWAT",
-        "SO_SNDLOWAT", "SO_RCVTIMEO", "SO_SNDTIMEO", "SO_PEERCRED", "SO_PASSCRED", "SO_PRIORITY", "SO_DONTROUTE")]
-    + [(socket.IPPROTO_TCP, getattr(socket, n)) for n in (
-        "TCP_NODELAY", "TCP_KEEPIDLE", "TCP_KEEPINTVL", "TCP_KEEPCNT", "TCP_MAXSEG", "TCP_CORK", "TCP_QUICKACK",
-        "TCP_USER_TIMEOUT", "TCP_FASTOPEN", "TCP_DEFER_ACCEPT", "TCP_NOTSENT_LOWAT")]
-    + [(socket.IPPROTO_IP, getattr(socket, n)) for n in ("IP_TTL", "IP_TOS", "IP_MULTICAST_TTL", "IP_MULTICAST_LOOP")]
-    + [(socket.IPPROTO_IPV6, getattr(socket, n)) for n in (
-        "IPV6_V6ONLY", "IPV6_UNICAST_HOPS", "IPV6_MULTICAST_HOPS", "IPV6_MULTICAST_LOOP", "IPV6_TCLASS",
-        "IPV6_RECVHOPLIMIT", "IPV6_RECVTCLASS", "IPV6_RECVPKTINFO")]
-)
-
-# Ancillary data (sendmsg/recvmsg control messages).  One control message: its level, type and data.  In
-# SCM_RIGHTS the data is an array of C ints that are enclave fds in the program, *host handles* on the wire and
-# host descriptors only inside the host: the descriptors themselves never cross, in either direction.  What may
-# be sent is this set (both sides check it); anything may be received, SCM_RIGHTS translated by the host.
-CMSG = Record("cmsg", (Field("level", Int("i")), Field("type", Int("i")), Field("data", Bytes(1024))))
-MAX_CMSGS = 16  # control messages in one sendmsg/recvmsg (SCM_RIGHTS holds at most 253 fds: 1012 bytes)
-MAX_ANCILLARY = 1 << 16  # ancbufsize: the kernel's own limit (net.core.optmem_max) is in this range
-ANCILLARY_SEND: frozenset[tuple[int, int]] = frozenset(
-    [(socket.SOL_SOCKET, socket.SCM_RIGHTS), (socket.SOL_SOCKET, socket.SCM_CREDENTIALS)]
-    + [(socket.IPPROTO_IP, getattr(socket, n)) for n in ("IP_TTL", "IP_TOS")]
-    + [(socket.IPPROTO_IPV6, getattr(socket, n)) for n in ("IPV6_HOPLIMIT", "IPV6_TCLASS", "IPV6_PKTINFO")]
-)
-
-UNAME = Record("uname", tuple(Field(n, Text(65)) for n in ("sysname", "nodename", "release", "version", "machine")))
-# One supplementary group id (getgroups), and one environment variable as raw bytes (environ).  The environment
-# travels in pages of ENV_PAGE variables so that a page always fits one frame; a value longer than 32 KiB is
-# left out by the host (real ones are far shorter; the kernel's own limit is 128 KiB).
-GROUP = Record("group", (Field("gid", Int("I")),))
-ENVVAR = Record("envvar", (Field("name", Bytes(MAX_NAME * 4)), Field("value", Bytes(32 << 10))))
-ENV_PAGE = 30
-# A descriptor a child enclave gets at a given number besides its standard streams (subprocess's pass_fds,
-# multiprocessing's pipes): the enclave fd number and the handle behind it.
-PASSED = Record("passed", (Field("fd", Int("i", 3, 1 << 20)), Field("handle", Int("q", 0, None, role="handle"))))
-MAX_PASSED = 64
 
 # ---------------------------------------------------------------------------------------------------------
 # Plausibility: what a well-formed answer must still *mean*.  Ranges live on the fields themselves (Int lo/hi);
@@ -287,45 +277,18 @@ FILE_WRITE = FILE_IO | FS_WRITE | errnos(E.EPIPE, E.EDESTADDRREQ)
 PATH_CALL = ANY_CALL | PATH_LOOKUP | errnos(E.EINVAL, E.EOVERFLOW)
 PATH_WRITE = PATH_CALL | FS_WRITE | errnos(E.EISDIR, E.ENOTEMPTY, E.EMLINK, E.ENOTDIR)
 OPEN = PATH_WRITE | errnos(E.EMFILE, E.ENFILE, E.ENXIO, E.EOPNOTSUPP, E.EWOULDBLOCK, E.ENODEV)
-SOCK = (
-    ANY_CALL
-    | BAD_FD
-    | errnos(
-        E.EAGAIN,
-        E.EINPROGRESS,
-        E.EALREADY,
-        E.EISCONN,
-        E.ENOTCONN,
-        E.ECONNREFUSED,
-        E.ECONNRESET,
-        E.ECONNABORTED,
-        E.EPIPE,
-        E.ETIMEDOUT,
-        E.EADDRINUSE,
-        E.EADDRNOTAVAIL,
-        E.EAFNOSUPPORT,
-        E.EPROTONOSUPPORT,
-        E.EPROTOTYPE,
-        E.EOPNOTSUPP,
-        E.ENOTSOCK,
-        E.EINVAL,
-        E.ENETUNREACH,
-        E.EHOSTUNREACH,
-        E.EMSGSIZE,
-        E.ENOPROTOOPT,
-        E.EMFILE,
-        E.ENFILE,
-        E.ENOBUFS,
-        E.ENOENT,
-        E.ENOTDIR,
-        E.ESHUTDOWN,
-        E.EDESTADDRREQ,
-        E.ESOCKTNOSUPPORT,
-    )
+SOCK = ANY_CALL | BAD_FD | errnos(
+    E.EAGAIN, E.EINPROGRESS, E.EALREADY, E.EISCONN, E.ENOTCONN, E.ECONNREFUSED, E.ECONNRESET, E.ECONNABORTED,
+    E.EPIPE, E.ETIMEDOUT, E.EADDRINUSE, E.EADDRNOTAVAIL, E.EAFNOSUPPORT, E.EPROTONOSUPPORT, E.EPROTOTYPE,
+    E.EOPNOTSUPP, E.ENOTSOCK, E.EINVAL, E.ENETUNREACH, E.EHOSTUNREACH, E.EMSGSIZE, E.ENOPROTOOPT, E.EMFILE, E.ENFILE,
+    E.ENOBUFS, E.ENOENT, E.ENOTDIR, E.ESHUTDOWN, E.EDESTADDRREQ, E.ESOCKTNOSUPPORT,
 )
 # getaddrinfo/getnameinfo fail with EAI_* codes, which are negative on glibc and travel as such.
 GAI = frozenset(getattr(socket, n) for n in dir(socket) if n.startswith("EAI_"))
 NONE: frozenset[int] = frozenset()
+# xattr(7): ENODATA (no such attribute), ENOTSUP (the file system or namespace has none), ERANGE (a value longer
+# than the size asked), E2BIG (a value larger than the file system takes).
+XATTR = PATH_CALL | errnos(E.ENODATA, E.ENOTSUP, E.ERANGE, E.E2BIG)
 
 
 def call(
@@ -340,9 +303,11 @@ def call(
     resources: Iterable[tuple[str, str]] = (),
     doc: str = "",
     handles_in_data: bool = False,
+    retry_eintr: bool = True,
+    paths: dict[str, Resolve] | None = None,
 ) -> Call:
     return Call(name, number, family, tuple(params), tuple(results), errs, blocking, tuple(resources), doc,
-                handles_in_data)
+                handles_in_data, retry_eintr, tuple((paths or {}).items()))
 
 
 def inside(name: str, family: str, doc: str) -> Call:
@@ -350,6 +315,14 @@ def inside(name: str, family: str, doc: str) -> Call:
 
 
 FD = handle("fd")
+XNAME = data("name", max=MAX_NAME)  # XATTR_NAME_MAX: "user.x" and the like, as bytes
+
+# The resolutions the files rows use (see Resolve).
+OBJECT, LINK, ENTRY, SELF = Resolve("object"), Resolve("link"), Resolve("entry"), Resolve("self")
+NEW = Resolve("entry", dot=E.EEXIST)  # creates a name: "x/." exists already, as mkdir(2) says
+OBJECT_OR_ENTRY = Resolve("object", follow="follow", unfollowed="entry")  # chmod/chown/utime: lchmod acts on the link
+OBJECT_OR_LINK = Resolve("object", follow="follow", unfollowed="link")  # access(AT_SYMLINK_NOFOLLOW)
+WRITABLE = Resolve("object", flags=os.O_WRONLY | os.O_NONBLOCK)  # truncate(2) needs write access to the file
 
 CALLS: tuple[Call, ...] = (
     # -- control ------------------------------------------------------------------------------------------
@@ -357,8 +330,9 @@ CALLS: tuple[Call, ...] = (
          doc="handshake: the host hands over the handles of the three standard streams (-1 where closed)"),
     # -- files --------------------------------------------------------------------------------------------
     call("open", 1, "files", [path(), i32("flags"), i32("mode", 0, 0o7777)], [handle("fd")], OPEN,
-         blocking=True, resources=[("path", "open")], doc="open(2); blocking because a FIFO open waits"),
-    call("close", 2, "files", [FD], [], FILE_IO, blocking=True,
+         blocking=True, resources=[("path", "open")], paths={"path": SELF},
+         doc="open(2); blocking because a FIFO open waits"),
+    call("close", 2, "files", [FD], [], FILE_IO, blocking=True, retry_eintr=False,
          doc="blocking: closing a socket with SO_LINGER waits for its data to leave (up to the linger time)"),
     call("read", 3, "files", [FD, count()], [data(bound=arg("count"))], FILE_IO, blocking=True),
     call("pread", 4, "files", [FD, count(), i64("offset", 0)], [data(bound=arg("count"))], FILE_IO),
@@ -368,39 +342,49 @@ CALLS: tuple[Call, ...] = (
          FILE_WRITE),
     call("lseek", 7, "files", [FD, i64("offset"), i32("whence", 0, 4)], [i64("position", 0)], FILE_IO),
     call("fstat", 8, "files", [FD], [record("st", STAT)], FILE_IO),
-    call("stat", 9, "files", [path()], [record("st", STAT)], PATH_CALL, resources=[("path", "stat")]),
-    call("lstat", 10, "files", [path()], [record("st", STAT)], PATH_CALL, resources=[("path", "stat")]),
+    call("stat", 9, "files", [path()], [record("st", STAT)], PATH_CALL, resources=[("path", "stat")],
+         paths={"path": OBJECT}),
+    call("lstat", 10, "files", [path()], [record("st", STAT)], PATH_CALL, resources=[("path", "stat")],
+         paths={"path": LINK}),
     call("access", 11, "files", [path(), i32("mode", 0, 7), flag("follow")], [], PATH_CALL | errnos(E.EROFS,
-         E.ETXTBSY), resources=[("path", "stat")], doc="answers 0 or the errno, as access(2)"),
-    call("unlink", 12, "files", [path()], [], PATH_WRITE, resources=[("path", "write")]),
+         E.ETXTBSY), resources=[("path", "stat")], paths={"path": OBJECT_OR_LINK},
+         doc="answers 0 or the errno, as access(2)"),
+    call("unlink", 12, "files", [path()], [], PATH_WRITE, resources=[("path", "write")],
+         paths={"path": Resolve("entry", dot=E.EISDIR)}),
     call("rename", 13, "files", [path("src"), path("dst")], [], PATH_WRITE,
-         resources=[("src", "write"), ("dst", "write")]),
+         resources=[("src", "write"), ("dst", "write")], paths={"src": ENTRY, "dst": ENTRY}),
     call("replace", 14, "files", [path("src"), path("dst")], [], PATH_WRITE,
-         resources=[("src", "write"), ("dst", "write")], doc="rename(2) that replaces; os.replace"),
-    call("mkdir", 15, "files", [path(), i32("mode", 0, 0o7777)], [], PATH_WRITE, resources=[("path", "write")]),
-    call("rmdir", 16, "files", [path()], [], PATH_WRITE, resources=[("path", "write")]),
+         resources=[("src", "write"), ("dst", "write")], paths={"src": ENTRY, "dst": ENTRY},
+         doc="rename(2) that replaces; os.replace"),
+    call("mkdir", 15, "files", [path(), i32("mode", 0, 0o7777)], [], PATH_WRITE, resources=[("path", "write")],
+         paths={"path": NEW}),
+    call("rmdir", 16, "files", [path()], [], PATH_WRITE, resources=[("path", "write")], paths={"path": ENTRY}),
     call("getdents", 17, "files", [FD, i32("max", 1, 1024), flag("restart")],
          [listof("entries", DIRENT, 1024, bound=arg("max"))], FILE_IO | errnos(E.ENOTDIR, E.ENOENT),
          doc="the next entries of an open directory, without '.' and '..'; an empty list at the end"),
     call("readlink", 18, "files", [path()], [Field("target", Bytes(MAX_PATH))], PATH_CALL,
-         resources=[("path", "stat")]),
+         resources=[("path", "stat")], paths={"path": LINK}),
     call("symlink", 19, "files", [path("target"), path("linkpath")], [], PATH_WRITE,
-         resources=[("linkpath", "write")], doc="the target is stored text; following it is confined later"),
+         resources=[("linkpath", "write")], paths={"linkpath": NEW},
+         doc="the target is stored text; following it is confined later"),
     call("link", 20, "files", [path("src"), path("dst"), flag("follow")], [], PATH_WRITE,
-         resources=[("src", "write"), ("dst", "write")]),
+         resources=[("src", "write"), ("dst", "write")], paths={"src": OBJECT_OR_ENTRY, "dst": ENTRY}),
     call("chmod", 21, "files", [path(), i32("mode", 0, 0o7777), flag("follow")], [],
-         PATH_WRITE | errnos(E.EOPNOTSUPP), resources=[("path", "write")]),
+         PATH_WRITE | errnos(E.EOPNOTSUPP), resources=[("path", "write")], paths={"path": OBJECT_OR_ENTRY}),
     call("fchmod", 22, "files", [FD, i32("mode", 0, 0o7777)], [], FILE_WRITE),
     call("chown", 23, "files", [path(), i64("uid", -1, 2**32 - 1), i64("gid", -1, 2**32 - 1), flag("follow")], [],
-         PATH_WRITE, resources=[("path", "write")]),
+         PATH_WRITE, resources=[("path", "write")], paths={"path": OBJECT_OR_ENTRY}),
     call("utime", 24, "files", [path(), i64("atime_ns"), i64("mtime_ns"), flag("now"), flag("follow")], [],
-         PATH_WRITE, resources=[("path", "write")], doc="now=True sets both times to the current time"),
+         PATH_WRITE, resources=[("path", "write")], paths={"path": OBJECT_OR_ENTRY},
+         doc="now=True sets both times to the current time"),
     call("futime", 25, "files", [FD, i64("atime_ns"), i64("mtime_ns"), flag("now")], [], FILE_WRITE),
-    call("truncate", 26, "files", [path(), i64("length", 0)], [], PATH_WRITE, resources=[("path", "write")]),
+    call("truncate", 26, "files", [path(), i64("length", 0)], [], PATH_WRITE, resources=[("path", "write")],
+         paths={"path": WRITABLE}),
     call("ftruncate", 27, "files", [FD, i64("length", 0)], [], FILE_WRITE),
     call("fsync", 28, "files", [FD], [], FILE_WRITE),
     call("fdatasync", 29, "files", [FD], [], FILE_WRITE),
-    call("statvfs", 30, "files", [path()], [record("st", STATVFS)], PATH_CALL, resources=[("path", "stat")]),
+    call("statvfs", 30, "files", [path()], [record("st", STATVFS)], PATH_CALL, resources=[("path", "stat")],
+         paths={"path": OBJECT}),
     call("fstatvfs", 31, "files", [FD], [record("st", STATVFS)], FILE_IO),
     call("isatty", 32, "files", [FD], [flag("tty")], FILE_IO),
     call("getfl", 33, "files", [FD], [i32("flags")], FILE_IO, doc="fcntl(F_GETFL): access mode and status flags"),
@@ -416,7 +400,26 @@ CALLS: tuple[Call, ...] = (
     call("flock", 38, "files", [FD, i32("operation")], [], FILE_IO | errnos(E.EWOULDBLOCK, E.ENOLCK),
          blocking=True),
     call("fchown", 39, "files", [FD, i64("uid", -1, 2**32 - 1), i64("gid", -1, 2**32 - 1)], [], FILE_WRITE),
-    call("mkfifo", 40, "files", [path(), i32("mode", 0, 0o7777)], [], PATH_WRITE, resources=[("path", "write")]),
+    call("mkfifo", 40, "files", [path(), i32("mode", 0, 0o7777)], [], PATH_WRITE, resources=[("path", "write")],
+         paths={"path": NEW}),
+    # Extended attributes (xattr(7)): a path form (follow says whether a final symlink is followed) and an fd form
+    # of each; read grants cover get/list, write grants set/remove (the fd forms check the file's write grant).
+    call("getxattr", 41, "files", [path(), XNAME, i32("size", 0, XATTR_SIZE_MAX), flag("follow")],
+         [data("value", bound=arg("size"), max=XATTR_SIZE_MAX)], XATTR, resources=[("path", "read")],
+         paths={"path": OBJECT_OR_LINK}, doc="ERANGE when the value is longer than size"),
+    call("fgetxattr", 42, "files", [FD, XNAME, i32("size", 0, XATTR_SIZE_MAX)],
+         [data("value", bound=arg("size"), max=XATTR_SIZE_MAX)], XATTR | BAD_FD),
+    call("setxattr", 43, "files", [path(), XNAME, data("value", max=XATTR_SIZE_MAX), i32("flags", 0, 3),
+         flag("follow")], [], XATTR | FS_WRITE, resources=[("path", "write")], paths={"path": OBJECT_OR_LINK},
+         doc="flags: XATTR_CREATE (EEXIST if it exists), XATTR_REPLACE (ENODATA if it does not)"),
+    call("fsetxattr", 44, "files", [FD, XNAME, data("value", max=XATTR_SIZE_MAX), i32("flags", 0, 3)], [],
+         XATTR | FS_WRITE | BAD_FD),
+    call("listxattr", 45, "files", [path(), flag("follow")], [listof("names", XATTR_NAME, MAX_XATTRS)],
+         XATTR, resources=[("path", "read")], paths={"path": OBJECT_OR_LINK}),
+    call("flistxattr", 46, "files", [FD], [listof("names", XATTR_NAME, MAX_XATTRS)], XATTR | BAD_FD),
+    call("removexattr", 47, "files", [path(), XNAME, flag("follow")], [], XATTR | FS_WRITE,
+         resources=[("path", "write")], paths={"path": OBJECT_OR_LINK}),
+    call("fremovexattr", 48, "files", [FD, XNAME], [], XATTR | FS_WRITE | BAD_FD),
     inside("dup", "files", "a new enclave fd sharing the same host handle (refcounted)"),
     inside("dup2", "files", "served in the enclave fd table"),
     inside("getcwd", "files", "the enclave keeps its own working directory; the host's is never changed"),
@@ -438,7 +441,7 @@ CALLS: tuple[Call, ...] = (
     call("accept", 104, "sockets", [FD, i32("flags")], [handle("conn"), record("addr", SOCKADDR)], SOCK,
          blocking=True),
     call("connect", 105, "sockets", [FD, record("addr", SOCKADDR)], [], SOCK | PATH_CALL, blocking=True,
-         resources=[("addr", "connect")]),
+         retry_eintr=False, resources=[("addr", "connect")]),
     call("send", 106, "sockets", [FD, data(), i32("flags")], [i64("sent", 0, bound=length("data"))], SOCK,
          blocking=True),
     call("recv", 107, "sockets", [FD, count(), i32("flags")], [data(bound=arg("count"))], SOCK, blocking=True),
@@ -475,7 +478,7 @@ CALLS: tuple[Call, ...] = (
     # -- readiness ----------------------------------------------------------------------------------------
     call("poll", 200, "poll", [listof("fds", POLLFD, 4096), i64("timeout_ms", -1)],
          [listof("ready", POLLED, 4096, bound=length("fds"))], ANY_CALL | BAD_FD | errnos(E.EINVAL),
-         blocking=True, doc="poll(2) over host handles; answers only the entries with revents"),
+         blocking=True, retry_eintr=False, doc="poll(2) over host handles; answers only the entries with revents"),
     # -- time ---------------------------------------------------------------------------------------------
     call("clock_gettime", 300, "time", [i32("clock", 0, 15)], [i64("ns")], ANY_CALL | errnos(E.EINVAL),
          doc="REALTIME, MONOTONIC, BOOTTIME (and the RAW/COARSE/TAI variants); the enclave refuses a monotonic "
@@ -483,6 +486,7 @@ CALLS: tuple[Call, ...] = (
     call("clock_getres", 301, "time", [i32("clock", 0, 15)], [i64("ns", 1, 1_000_000_000)],
          ANY_CALL | errnos(E.EINVAL)),
     call("sleep", 302, "time", [i64("ns", 0, 10_000_000_000)], [i64("slept_ns", 0)], ANY_CALL, blocking=True,
+         retry_eintr=False,
          doc="the enclave sleeps in slices of at most 50 ms and refuses one the host cuts short"),
     inside("process_time", "time", "CPU time of the enclave's own threads: read where they run, never asked"),
     inside("thread_time", "time", "CPU time of the calling thread: read where it runs, never asked"),
@@ -583,6 +587,24 @@ def check_table(calls: Sequence[Call]) -> None:
             if isinstance(f.type, Path):
                 require(f.type.max < MAX_PATH,
                         f"{c.name}: path parameter {f.name!r} allows {f.type.max} bytes, PATH_MAX is {MAX_PATH}")
+        _check_paths(c)
+
+
+def _check_paths(c: Call) -> None:
+    """Every path the host touches for a policy kind says how it is resolved, and only such paths do: a host
+    function can then never meet a raw path it would have to confine itself."""
+    types = {f.name: f.type for f in c.params}
+    touched = {name for name, _ in c.resources if isinstance(types.get(name), Path)}
+    resolved = dict(c.paths)
+    require(set(resolved) == touched, f"{c.name}: paths {sorted(resolved)} must be exactly the path parameters "
+                                      f"with a resource, {sorted(touched)}")
+    for name, how in c.paths:
+        for form in (how.at, how.unfollowed or how.at):
+            require(form in RESOLVE_FORMS,
+                    f"{c.name}: {name!r} resolved as {form!r}, not one of {sorted(RESOLVE_FORMS)}")
+        require(bool(how.follow) == bool(how.unfollowed), f"{c.name}: {name!r}: follow and unfollowed go together")
+        require(not how.follow or isinstance(types.get(how.follow), Bool),
+                f"{c.name}: {name!r} follows the flag {how.follow!r}, which is no flag parameter of the call")
 
 
 check_table(CALLS)
@@ -591,20 +613,23 @@ check_table(CALLS)
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
-def uses(*names: str, partial: str = "") -> Callable[[_F], _F]:
+def uses(*names: str, partial: str = "", refused: str = "") -> Callable[[_F], _F]:
     """Declare, next to an enclave function, the table rows it may use (ocalls, or rows served inside).
 
     The declaration is a fact of the table kept where a reader of the function sees it: compat's support table
     reads it instead of guessing from bytecode, and a test checks it against what the function's code calls.
     A name that is not a row fails at import (TableError), so a renamed row cannot leave stale declarations.
-    `partial` says which arguments the function refuses where it otherwise serves the call ("some flags").
+    `partial` says which arguments the function refuses where it otherwise serves the call ("some flags");
+    `refused` says that it refuses every call, and what to use instead (the support table shows it refused).
     """
     for name in names:
         require(name in BY_NAME, f"@uses({name!r}): no row of the table has that name")
 
     def declare(fn: _F) -> _F:
         fn.__ocalls__ = frozenset(names)  # type: ignore[attr-defined]
-        fn.__ocalls_partial__ = partial  # type: ignore[attr-defined]
+        fn.__ocalls_partial__ = partial or refused  # type: ignore[attr-defined]
+        if refused:
+            fn.__posix_shim_refused__ = refused  # type: ignore[attr-defined]
         return fn
 
     return declare

@@ -28,12 +28,6 @@ log = logging.getLogger("posix_shim.enclave")
 _strerror, _write, _exit = _os.strerror, _os.write, _os._exit
 
 
-# PEP 475: CPython retries a system call that failed with EINTR (after running the signal handlers, which a Python
-# loop does between bytecodes), so an EINTR from the host is retried here rather than shown to the program.  Not
-# close (the descriptor may already be gone: retrying could close another one), not connect (an interrupted connect
-# goes on in the kernel: the enclave waits for writability and reads SO_ERROR, as CPython does), and not the calls
-# whose timeout must be recomputed before a retry (poll, sleep): their enclave functions decide.
-NO_EINTR_RETRY = frozenset({"close", "connect", "poll", "sleep"})
 _EINTR = _errno.EINTR
 
 
@@ -70,11 +64,28 @@ class OcallClient:
         self.stubs = SimpleNamespace(**{codec.call.name: self._stub(codec) for codec in CODECS.values()})
 
     def _stub(self, codec: CallCodec) -> Callable[..., Any]:
+        stub = self._exchange(codec, codec.unpack_answer, False)
+        if codec.unpack_view is not None:
+            # For a call answering one byte string: the data is copied once, from the answer frame into the
+            # caller's buffer, instead of into a bytes object first.  FileIO.readinto uses it for bulk reads.
+            into = self._exchange(codec, codec.unpack_view, True)
+            into.__name__ = f"{codec.call.name}_into"
+            into.__qualname__ = f"ocall.{codec.call.name}.into"
+            stub.into = into  # type: ignore[attr-defined]
+        stub.__name__ = codec.call.name
+        stub.__qualname__ = f"ocall.{codec.call.name}"
+        return stub
+
+    def _exchange(self, codec: CallCodec, unpack: Callable[[Any, int], Any], into: bool) -> Callable[..., Any]:
+        """One call's exchange: encode, carry, decode, check.  With `into`, the function takes the caller's buffer
+        first (`into(buffer, *args) -> count`): the answer's bytes land there, under the same checks; `buffer` must
+        hold as many bytes as the call's bound allows (the checks hold the host to that bound).  One closure
+        serves both (a local truth test), so the small ocalls pay no extra Python frame."""
         checks = CallChecks(codec.call)
         # The checks of the table (ranges, bounds, relations), then those that remember the run: one list.
         answer_checks = [*checks.answer, *self.plausible.checks(codec.call)]
         begin = self.plausible.begin if codec.call.name in Plausibility.TIMED else None
-        retry = codec.call.name not in NO_EINTR_RETRY
+        retry = codec.call.retry_eintr  # the row's fact (PEP 475), see calls.Call
         allowed = checks.errnos
         single = codec.nresults == 1
         none = codec.nresults == 0
@@ -84,9 +95,12 @@ class OcallClient:
         refuse = self._refuse
         # The compiled codecs of this call (wire._fast_codecs): what encode_request / decode_answer do, minus
         # their lookups, for a request and a well-formed successful answer; anything else goes the generic way.
-        pack_request, unpack_answer = codec.pack_request, codec.unpack_answer
+        pack_request = codec.pack_request
 
-        def stub(*args: Any) -> Any:
+        def exchange(*args: Any) -> Any:
+            whole = args
+            if into:
+                buffer, args = args[0], args[1:]
             if begin is not None:
                 begin()  # the enclave's own counter brackets the host's answer
             seq = next(seqs) & 0xFFFFFFFF
@@ -100,7 +114,7 @@ class OcallClient:
                 raise OverflowError(f"{name}: {exc}") from None
             answer = transport.roundtrip(frame, seq)
             try:
-                results = unpack_answer(answer, seq)
+                results = unpack(answer, seq)
                 if results is None:
                     err, results = decode_answer(answer, codec, seq)
                 else:
@@ -111,64 +125,22 @@ class OcallClient:
                 if err not in allowed:
                     raise refuse(name, checks.check_errno(err) or "", args)
                 if err == _EINTR and retry:
-                    return stub(*args)  # signal handlers ran between the bytecodes that got us here
+                    return exchange(*whole)  # signal handlers ran between the bytecodes that got us here
                 raise OSError(err, _strerror(err) if err > 0 else f"error {err}")
             for check in answer_checks:
                 problem = check(args, results)
                 if problem:
                     raise refuse(name, problem, args)
-            if single:
-                return results[0]
-            return None if none else results
-
-        if codec.unpack_view is not None:
-            unpack_view = codec.unpack_view
-
-            # The same exchange and the same checks as `stub` (kept as a copy: one more Python frame on every
-            # small ocall would cost more than the duplication), for a call answering one byte string: the data
-            # is copied once, from the answer frame into the caller's buffer, instead of into a bytes object
-            # first.  FileIO.readinto uses it for bulk reads.
-            def into(buffer: Any, *args: Any) -> int:
-                """Like stub(*args), but the answer's bytes land in `buffer`; returns how many.  `buffer` must
-                hold as many bytes as the call's bound allows (the checks hold the host to that bound)."""
-                seq = next(seqs) & 0xFFFFFFFF
-                try:
-                    frame = pack_request(seq, args)
-                    if len(frame) > MAX_FRAME:
-                        frame = encode_request(codec, seq, args)
-                except WireError as exc:
-                    raise OverflowError(f"{name}: {exc}") from None
-                answer = transport.roundtrip(frame, seq)
-                try:
-                    results = unpack_view(answer, seq)
-                    if results is None:
-                        err, results = decode_answer(answer, codec, seq)
-                    else:
-                        err = 0
-                except WireError as exc:
-                    raise refuse(name, f"malformed answer: {exc}", args) from None
-                if err:
-                    if err not in allowed:
-                        raise refuse(name, checks.check_errno(err) or "", args)
-                    if err == _EINTR and retry:
-                        return into(buffer, *args)
-                    raise OSError(err, _strerror(err) if err > 0 else f"error {err}")
-                for check in answer_checks:
-                    problem = check(args, results)
-                    if problem:
-                        raise refuse(name, problem, args)
+            if into:
                 data = results[0]
                 n = len(data)
                 buffer[:n] = data
                 return n
+            if single:
+                return results[0]
+            return None if none else results
 
-            into.__name__ = f"{name}_into"
-            into.__qualname__ = f"ocall.{name}.into"
-            stub.into = into  # type: ignore[attr-defined]
-
-        stub.__name__ = name
-        stub.__qualname__ = f"ocall.{name}"
-        return stub
+        return exchange
 
     def _refuse(self, call: str, problem: str, args: tuple = ()) -> HostViolation:
         exc = HostViolation(call, problem)

@@ -38,7 +38,7 @@ import types
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from enclave_libc import closed, dirs, files
+from enclave_libc import closed, dirs
 from ocall_bridge import originals
 
 from .interpose_index import Index, Plan, current, scan_default_holders, tag_reader
@@ -335,14 +335,10 @@ class Interposer:
         def add(capability: set, replacement: Any) -> None:
             members.setdefault(id(capability), (capability, set()))[1].add(replacement)
 
-        for set_name, functions in files.SUPPORTS.items():
-            capability = getattr(os, set_name)
-            for name in functions:
-                add(capability, getattr(files, name))
         # DirEntry, listdir and scandir travel together in os.supports_fd too.
         add(os.supports_fd, dirs.scandir)
-        # And in general a replacement answers `os.X in os.supports_*` as the original does: the replacements take
-        # the same dir_fd / fd / follow_symlinks / effective_ids arguments (or refuse the call whatever they get).
+        # A replacement answers `os.X in os.supports_*` as the original does: the replacements take the same
+        # dir_fd / fd / follow_symlinks / effective_ids arguments (or refuse the call whatever they get).
         for capability in sets:
             if not isinstance(capability, set):
                 continue

@@ -70,11 +70,16 @@ def world(tmp_path: Path) -> Iterator[dict[str, Any]]:
     udp.close()
 
 
+XATTR = b"user.posix_shim"  # an extended attribute name the xattr rows use
+
+
 def _target(c: Call, param: str, where: Path) -> bytes:
     """A path under `where` that makes this parameter of this call succeed when nothing refuses it."""
     name = c.name
     where.mkdir(parents=True, exist_ok=True)
     (where / "f").write_bytes(b"data")
+    if name.endswith("xattr"):  # get/remove need the attribute to be there
+        os.setxattr(where / "f", XATTR, b"v")
     if not (where / "d").exists():
         (where / "d").mkdir()
     if not (where / "l").is_symlink():
@@ -113,11 +118,13 @@ def _request(host: Host, c: Call, attacked: str, world: dict[str, Any]) -> list[
             assert err == 0
             args.append(fd)
         elif isinstance(t, T.Bytes):
-            args.append(b"x")
+            args.append(XATTR if f.name == "name" else b"x")
         elif isinstance(t, T.Bool):
             args.append(f.name == "follow")
         elif f.name in ("uid", "gid"):
             args.append(-1)
+        elif f.name == "size":  # getxattr: room for the value
+            args.append(128)
         elif f.name == "mode":
             args.append(0o600 if c.name not in ("access",) else os.F_OK)
         else:

@@ -12,10 +12,12 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import REPO, run_shim
 
+from ocall_bridge.calls import BY_NAME
 from ocall_bridge.host import confine
 from ocall_bridge.host import files as hf
 from ocall_bridge.host.runtime import Host
@@ -236,6 +238,18 @@ def tree(tmp_path: Path) -> dict[str, Path]:
     return {"root": root, "out": out, "secret": out / "secret"}
 
 
+class _Dispatched:
+    """The host's files functions as the dispatcher calls them: each path resolved beneath its root first
+    (confine.run_resolved, as the row's `paths` say), which is the defence these tests prove."""
+
+    def __getattr__(self, name: str) -> Any:
+        fn, specs = getattr(hf, name), confine.path_specs(BY_NAME[name])
+        return lambda host, *args: confine.run_resolved(host.access, specs, fn, host, args)
+
+
+hp = _Dispatched()
+
+
 def host_for(root: Path, *flags: str) -> Host:
     return Host(build([f"--allow-read={root}", f"--allow-write={root}", *flags], cwd=root))
 
@@ -265,18 +279,18 @@ def test_symlinks_out_of_a_root_are_refused(tree: dict[str, Path]) -> None:
         with pytest.raises(PermissionError):
             hf.open(host, os.fsencode(p), os.O_WRONLY | os.O_TRUNC, 0)
         with pytest.raises(PermissionError):
-            hf.stat(host, os.fsencode(p))
+            hp.stat(host, os.fsencode(p))
     with pytest.raises(PermissionError):
         hf.open(host, os.fsencode(root / "dirlink" / "new"), os.O_WRONLY | os.O_CREAT, 0o644)
     with pytest.raises(PermissionError):
-        hf.chmod(host, os.fsencode(root / "abs"), 0o777, True)
+        hp.chmod(host, os.fsencode(root / "abs"), 0o777, True)
     with pytest.raises(PermissionError):
-        hf.truncate(host, os.fsencode(root / "rel"), 0)
+        hp.truncate(host, os.fsencode(root / "rel"), 0)
     assert not (tree["out"] / "new").exists()
     assert tree["secret"].read_bytes() == b"SECRET" and oct(tree["secret"].stat().st_mode & 0o777) != "0o777"
     # The symlink itself is inside: lstat and readlink of it are fine.
-    assert hf.readlink(host, os.fsencode(root / "abs")) == os.fsencode(tree["secret"])
-    assert hf.lstat(host, os.fsencode(root / "abs"))[0] & 0o170000 == 0o120000
+    assert hp.readlink(host, os.fsencode(root / "abs")) == os.fsencode(tree["secret"])
+    assert hp.lstat(host, os.fsencode(root / "abs"))[0] & 0o170000 == 0o120000
 
 
 def test_a_symlink_to_another_granted_root_is_followed(tree: dict[str, Path]) -> None:
@@ -303,22 +317,22 @@ def test_rename_and_link_cannot_move_a_file_out_of_bounds(tree: dict[str, Path])
     os.symlink(tree["secret"], root / "abs")
     host = host_for(root)
     with pytest.raises(PermissionError):
-        hf.rename(host, os.fsencode(root / "f"), os.fsencode(root / "dirlink" / "f"))
+        hp.rename(host, os.fsencode(root / "f"), os.fsencode(root / "dirlink" / "f"))
     with pytest.raises(PermissionError):
-        hf.rename(host, os.fsencode(root / "dirlink" / "secret"), os.fsencode(root / "stolen"))
+        hp.rename(host, os.fsencode(root / "dirlink" / "secret"), os.fsencode(root / "stolen"))
     with pytest.raises(PermissionError):
-        hf.link(host, os.fsencode(root / "abs"), os.fsencode(root / "hard"), True)  # follow the symlink out
+        hp.link(host, os.fsencode(root / "abs"), os.fsencode(root / "hard"), True)  # follow the symlink out
     with pytest.raises(PermissionError):
-        hf.link(host, os.fsencode(root / "dirlink" / "secret"), os.fsencode(root / "hard"), False)
+        hp.link(host, os.fsencode(root / "dirlink" / "secret"), os.fsencode(root / "hard"), False)
     with pytest.raises(PermissionError):
-        hf.unlink(host, os.fsencode(root / "dirlink" / "secret"))
+        hp.unlink(host, os.fsencode(root / "dirlink" / "secret"))
     with pytest.raises(PermissionError):
-        hf.mkdir(host, os.fsencode(root / "dirlink" / "d"), 0o755)
+        hp.mkdir(host, os.fsencode(root / "dirlink" / "d"), 0o755)
     assert (root / "f").exists() and not (out / "f").exists() and not (root / "hard").exists()
     assert not (root / "stolen").exists() and tree["secret"].exists() and not (out / "d").exists()
     # Inside the root the same calls work.
-    hf.rename(host, os.fsencode(root / "f"), os.fsencode(root / "sub" / "g"))
-    hf.link(host, os.fsencode(root / "sub" / "g"), os.fsencode(root / "h"), True)
+    hp.rename(host, os.fsencode(root / "f"), os.fsencode(root / "sub" / "g"))
+    hp.link(host, os.fsencode(root / "sub" / "g"), os.fsencode(root / "h"), True)
     assert (root / "h").read_bytes() == b"inside" and os.stat(root / "h").st_nlink == 2
 
 

@@ -468,7 +468,77 @@ def confiner_for(access: Any) -> Confiner | None:
     return c
 
 
+
+
+class Target:
+    """A path parameter as a host function receives it: already resolved beneath the root that grants it.
+
+    Use it as `os.X(t.name, dir_fd=t.dir_fd, follow_symlinks=t.follow)`: for an *entry* (the call acts on the
+    last name of the path: unlink, mkdir, lchmod) `dir_fd` is its parent directory's descriptor and `name` the last
+    name, `follow` False; for an *object* (the call acts on what the path names) `fd` is a descriptor of it,
+    `name` its magic link /proc/self/fd/N (which the kernel resolves to that very object, never by the path
+    again), `dir_fd` None and `follow` True.  Under a policy that confines nothing, an entry is the plain path.
+    """
+
+    __slots__ = ("fd", "dir_fd", "name", "follow")
+
+    def __init__(self, name: bytes, dir_fd: int | None = None, fd: int = -1) -> None:
+        self.name, self.dir_fd, self.fd, self.follow = name, dir_fd, fd, fd >= 0
+
+    def __repr__(self) -> str:
+        return f"Target({self.name!r}, dir_fd={self.dir_fd}, fd={self.fd})"
+
+
+# The descriptor each object form is opened with (calls.Resolve: "object" may add flags of its own).
+_OBJECT_FLAGS = {"object": O_PATH, "link": O_PATH | O_NOFOLLOW}
+
+# One compiled path spec of a row: (parameter index, kinds, Resolve, index of its follow flag or -1).
+PathSpec = tuple[int, tuple[str, ...], Any, int]
+
+
+def path_specs(call: Any) -> tuple[PathSpec, ...]:
+    """The row's `paths` facts in the form `run_resolved` takes ("self": the host function resolves it)."""
+    index = {f.name: i for i, f in enumerate(call.params)}
+    kinds = dict(call.resources)
+    return tuple((index[name], (kinds[name],), how, index[how.follow] if how.follow else -1)
+                 for name, how in call.paths if how.at != "self")
+
+
+def run_resolved(access: Any, specs: tuple[PathSpec, ...], fn: Any, host: Any, args: tuple) -> Any:
+    """Call `fn(host, *args)` with each path of `specs` replaced by its Target, resolved beneath the root that
+    grants its kind (Confiner.open_fd / Confiner.parent), and release every descriptor opened for it after.
+
+    This is the one place a host function's paths are confined: the table says how (calls.Resolve), the
+    dispatcher (host/runtime.py) calls this for every row with paths, and no host function sees a raw path."""
+    conf = confiner_for(access)
+    resolved = list(args)
+    owned: list[int] = []
+    try:
+        for i, kinds, how, follow in specs:
+            at = how.at if follow < 0 or args[follow] else how.unfollowed
+            path = args[i]
+            if at == "entry":
+                if conf is None:
+                    resolved[i] = Target(path)
+                    continue
+                d, name, own = conf.parent(path, kinds, how.dot)
+                if own:
+                    owned.append(d)
+                resolved[i] = Target(name, None if d == AT_FDCWD else d)
+                continue
+            flags = how.flags or _OBJECT_FLAGS[at]
+            if at == "link":
+                flags |= O_NOFOLLOW
+            fd = os.open(path, flags | O_CLOEXEC) if conf is None else conf.open_fd(path, kinds, flags)
+            owned.append(fd)
+            resolved[i] = Target(b"/proc/self/fd/%d" % fd, None, fd)
+        return fn(host, *resolved)
+    finally:
+        for fd in owned:
+            os.close(fd)
+
+
 _load()  # now, while no enclave runs: the tripwires refuse library loading once one does
 
-__all__ = ["Confiner", "Escape", "confiner_for", "unix_path", "openat2", "RESOLVE_BENEATH", "RESOLVE_NO_MAGICLINKS",
-           "RESOLVE_NO_SYMLINKS"]
+__all__ = ["Confiner", "Escape", "Target", "confiner_for", "path_specs", "run_resolved", "unix_path", "openat2",
+           "RESOLVE_BENEATH", "RESOLVE_NO_MAGICLINKS", "RESOLVE_NO_SYMLINKS"]

@@ -1,7 +1,9 @@
 """Host side of the `files` family: each function performs the call of the same name in calls.py.
 
 Arguments arrive decoded and checked; handle parameters arrive as `Handle` objects from the handle table, paths
-as absolute bytes already cleared by the policy.  A function returns the results in table order (one value, a
+as `Target`s already resolved beneath the policy's roots (the row's `paths` say how, calls.Resolve; the dispatcher
+resolves them, confine.run_resolved), so no function here confines anything itself - except open, whose flags
+decide how its path is resolved.  A function returns the results in table order (one value, a
 tuple, or None) or raises OSError, which becomes an errno answer.
 """
 
@@ -17,47 +19,15 @@ from typing import TYPE_CHECKING
 
 from ..access import open_kinds
 from ..originals import fcntl, os
-from .confine import O_PATH, confiner_for
+from .confine import Target, confiner_for
 from .handles import Handle
 from .runtime import Host
 
 if TYPE_CHECKING:  # `os` above is real.py's namespace of posix functions; the result types come from os itself
     from os import stat_result, statvfs_result
 
-# Every path operation goes through the policy's Confiner (confine.py): resolved by the kernel beneath the root
-# that grants it.  Under allow-all there is nothing to confine and the plain calls are used.
-_WRITE, _STAT = ("write",), ("stat",)
 log = logging.getLogger("posix_shim.host")
 
-
-def _fd_path(fd: int) -> bytes:
-    # The magic link of a descriptor: the way to chmod/utime/chown/link the very object the kernel resolved.
-    return b"/proc/self/fd/%d" % fd
-
-
-class _At:
-    """`with _At(conf, path, kinds) as (dir_fd, name)`: the parent directory resolved beneath its root."""
-
-    __slots__ = ("conf", "path", "kinds", "dot", "fd", "own")
-
-    def __init__(self, conf, path: bytes, kinds: tuple[str, ...], dot: int = errno.EINVAL) -> None:
-        self.conf, self.path, self.kinds, self.dot = conf, path, kinds, dot
-
-    def __enter__(self) -> tuple[int, bytes]:
-        self.fd, name, self.own = self.conf.parent(self.path, self.kinds, self.dot)
-        return self.fd, name
-
-    def __exit__(self, *exc: object) -> None:
-        if self.own:
-            os.close(self.fd)
-
-
-def _with_fd(conf, path: bytes, kinds: tuple[str, ...], flags: int, fn):
-    fd = conf.open_fd(path, kinds, flags)
-    try:
-        return fn(fd)
-    finally:
-        os.close(fd)
 
 _DT_DIR, _DT_REG, _DT_LNK, _DT_UNKNOWN = 4, 8, 10, 0
 
@@ -186,84 +156,40 @@ def fstat(host: Host, h: Handle) -> tuple:
     return _stat_record(os.fstat(h.fd))
 
 
-def stat(host: Host, path: bytes) -> tuple:
-    conf = confiner_for(host.access)
-    if conf is None:
-        return _stat_record(os.stat(path))
-    fd = conf.open_fd(path, _STAT, O_PATH)
-    try:
-        return _stat_record(os.fstat(fd))
-    finally:
-        os.close(fd)
+def stat(host: Host, t: Target) -> tuple:
+    return _stat_record(os.fstat(t.fd))
 
 
-def lstat(host: Host, path: bytes) -> tuple:
-    conf = confiner_for(host.access)
-    if conf is None:
-        return _stat_record(os.lstat(path))
-    fd = conf.open_fd(path, _STAT, O_PATH | os.O_NOFOLLOW)  # an O_PATH descriptor of a symlink is the link
-    try:
-        return _stat_record(os.fstat(fd))
-    finally:
-        os.close(fd)
+def lstat(host: Host, t: Target) -> tuple:
+    return _stat_record(os.fstat(t.fd))  # a "link" Target: the descriptor of a symlink is the link
 
 
-def access(host: Host, path: bytes, mode: int, follow: bool) -> None:
-    conf = confiner_for(host.access)
-    if conf is not None:
-        fd = conf.open_fd(path, _STAT, O_PATH | (0 if follow else os.O_NOFOLLOW))
-        try:
-            if not os.access(_fd_path(fd), mode):
-                raise OSError(errno.EACCES, "Permission denied")
-        finally:
-            os.close(fd)
-        return
-    if not os.access(path, mode, follow_symlinks=follow):
-        # os.access hides the errno; ask again the way access(2) answers, so ENOENT stays ENOENT.
-        os.stat(path) if follow else os.lstat(path)
+def access(host: Host, t: Target, mode: int, follow: bool) -> None:
+    # The magic link of the object's descriptor: access(2) judges the very object resolved beneath its root.
+    if not os.access(t.name, mode):
         raise OSError(errno.EACCES, "Permission denied")
 
 
-def unlink(host: Host, path: bytes) -> None:
-    conf = confiner_for(host.access)
-    if conf is None:
-        return os.unlink(path)
-    with _At(conf, path, _WRITE, errno.EISDIR) as (d, name):
-        os.unlink(name, dir_fd=d)
+def unlink(host: Host, t: Target) -> None:
+    os.unlink(t.name, dir_fd=t.dir_fd)
 
 
-def _move(host: Host, src: bytes, dst: bytes, fn) -> None:
-    conf = confiner_for(host.access)
-    if conf is None:
-        return fn(src, dst)
-    # Both names are resolved as directories beneath write roots: a rename can only move between them.
-    with _At(conf, src, _WRITE) as (sd, sname), _At(conf, dst, _WRITE) as (dd, dname):
-        fn(sname, dname, src_dir_fd=sd, dst_dir_fd=dd)
+def rename(host: Host, src: Target, dst: Target) -> None:
+    # Both names are entries of directories resolved beneath write roots: a rename only moves between them.
+    os.rename(src.name, dst.name, src_dir_fd=src.dir_fd, dst_dir_fd=dst.dir_fd)
 
 
-def rename(host: Host, src: bytes, dst: bytes) -> None:
-    _move(host, src, dst, os.rename)
+def replace(host: Host, src: Target, dst: Target) -> None:
+    os.replace(src.name, dst.name, src_dir_fd=src.dir_fd, dst_dir_fd=dst.dir_fd)
 
 
-def replace(host: Host, src: bytes, dst: bytes) -> None:
-    _move(host, src, dst, os.replace)
+def mkdir(host: Host, t: Target, mode: int) -> None:
+    with _exact_mode():
+        os.mkdir(t.name, mode, dir_fd=t.dir_fd)
 
 
-def mkdir(host: Host, path: bytes, mode: int) -> None:
-    conf = confiner_for(host.access)
-    if conf is None:
-        with _exact_mode():
-            return os.mkdir(path, mode)
-    with _At(conf, path, _WRITE, errno.EEXIST) as (d, name), _exact_mode():
-        os.mkdir(name, mode, dir_fd=d)
-
-
-def rmdir(host: Host, path: bytes) -> None:
-    conf = confiner_for(host.access)
-    if conf is None:
-        return os.rmdir(path)
-    with _At(conf, path, _WRITE) as (d, name):
-        os.rmdir(name, dir_fd=d)
+def rmdir(host: Host, t: Target) -> None:
+    os.rmdir(t.name, dir_fd=t.dir_fd)
 
 
 def getdents(host: Host, h: Handle, max: int, restart: bool) -> list[tuple]:
@@ -289,51 +215,25 @@ def getdents(host: Host, h: Handle, max: int, restart: bool) -> list[tuple]:
     return out
 
 
-def readlink(host: Host, path: bytes) -> bytes:
-    conf = confiner_for(host.access)
-    if conf is None:
-        return os.readlink(path)
+def readlink(host: Host, t: Target) -> bytes:
     # readlinkat(fd, "") reads the link an O_PATH|O_NOFOLLOW descriptor holds.
-    return _with_fd(conf, path, _STAT, O_PATH | os.O_NOFOLLOW, _readlink_fd)
-
-
-def _readlink_fd(fd: int) -> bytes:
-    if not _stat.S_ISLNK(os.fstat(fd).st_mode):
+    if not _stat.S_ISLNK(os.fstat(t.fd).st_mode):
         raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))  # what readlink(2) says of a non-link
-    return os.readlink(b"", dir_fd=fd)
+    return os.readlink(b"", dir_fd=t.fd)
 
 
-def symlink(host: Host, target: bytes, linkpath: bytes) -> None:
-    conf = confiner_for(host.access)
-    if conf is None:
-        return os.symlink(target, linkpath)
-    with _At(conf, linkpath, _WRITE, errno.EEXIST) as (d, name):
-        os.symlink(target, name, dir_fd=d)  # the target is text; following it later is confined
+def symlink(host: Host, target: bytes, t: Target) -> None:
+    os.symlink(target, t.name, dir_fd=t.dir_fd)  # the target is text; following it later is confined
 
 
-def link(host: Host, src: bytes, dst: bytes, follow: bool) -> None:
-    conf = confiner_for(host.access)
-    if conf is None:
-        return os.link(src, dst, follow_symlinks=follow)
-    with _At(conf, dst, _WRITE) as (dd, dname):
-        if follow:
-            # The source's final symlink is followed beneath its root, then linked by descriptor: a link to a
-            # file outside cannot be made by pointing a symlink at it.
-            _with_fd(conf, src, _WRITE, O_PATH,
-                     lambda fd: os.link(_fd_path(fd), dname, dst_dir_fd=dd, follow_symlinks=True))
-        else:
-            with _At(conf, src, _WRITE) as (sd, sname):
-                os.link(sname, dname, src_dir_fd=sd, dst_dir_fd=dd, follow_symlinks=False)
+def link(host: Host, src: Target, dst: Target, follow: bool) -> None:
+    # Followed, the source is the object itself (its descriptor's magic link, linked with AT_SYMLINK_FOLLOW): a
+    # link to a file outside cannot be made by pointing a symlink at it.
+    os.link(src.name, dst.name, src_dir_fd=src.dir_fd, dst_dir_fd=dst.dir_fd, follow_symlinks=src.follow)
 
 
-def chmod(host: Host, path: bytes, mode: int, follow: bool) -> None:
-    conf = confiner_for(host.access)
-    if conf is None:
-        return os.chmod(path, mode, follow_symlinks=follow)
-    if follow:
-        return _with_fd(conf, path, _WRITE, O_PATH, lambda fd: os.chmod(_fd_path(fd), mode))
-    with _At(conf, path, _WRITE) as (d, name):
-        os.chmod(name, mode, dir_fd=d, follow_symlinks=False)
+def chmod(host: Host, t: Target, mode: int, follow: bool) -> None:
+    os.chmod(t.name, mode, dir_fd=t.dir_fd, follow_symlinks=t.follow)
 
 
 def _may_change(host: Host, h: Handle, call: str) -> None:
@@ -356,14 +256,8 @@ def fchmod(host: Host, h: Handle, mode: int) -> None:
     os.fchmod(h.fd, mode)
 
 
-def chown(host: Host, path: bytes, uid: int, gid: int, follow: bool) -> None:
-    conf = confiner_for(host.access)
-    if conf is None:
-        return os.chown(path, uid, gid, follow_symlinks=follow)
-    if follow:
-        return _with_fd(conf, path, _WRITE, O_PATH, lambda fd: os.chown(_fd_path(fd), uid, gid))
-    with _At(conf, path, _WRITE) as (d, name):
-        os.chown(name, uid, gid, dir_fd=d, follow_symlinks=False)
+def chown(host: Host, t: Target, uid: int, gid: int, follow: bool) -> None:
+    os.chown(t.name, uid, gid, dir_fd=t.dir_fd, follow_symlinks=t.follow)
 
 
 def fchown(host: Host, h: Handle, uid: int, gid: int) -> None:
@@ -371,15 +265,9 @@ def fchown(host: Host, h: Handle, uid: int, gid: int) -> None:
     os.fchown(h.fd, uid, gid)
 
 
-def utime(host: Host, path: bytes, atime_ns: int, mtime_ns: int, now: bool, follow: bool) -> None:
+def utime(host: Host, t: Target, atime_ns: int, mtime_ns: int, now: bool, follow: bool) -> None:
     kw = {} if now else {"ns": (atime_ns, mtime_ns)}
-    conf = confiner_for(host.access)
-    if conf is None:
-        return os.utime(path, follow_symlinks=follow, **kw)
-    if follow:
-        return _with_fd(conf, path, _WRITE, O_PATH, lambda fd: os.utime(_fd_path(fd), **kw))
-    with _At(conf, path, _WRITE) as (d, name):
-        os.utime(name, dir_fd=d, follow_symlinks=False, **kw)
+    os.utime(t.name, dir_fd=t.dir_fd, follow_symlinks=t.follow, **kw)
 
 
 def futime(host: Host, h: Handle, atime_ns: int, mtime_ns: int, now: bool) -> None:
@@ -390,11 +278,8 @@ def futime(host: Host, h: Handle, atime_ns: int, mtime_ns: int, now: bool) -> No
         os.utime(h.fd, ns=(atime_ns, mtime_ns))
 
 
-def truncate(host: Host, path: bytes, length: int) -> None:
-    conf = confiner_for(host.access)
-    if conf is None:
-        return os.truncate(path, length)
-    _with_fd(conf, path, _WRITE, os.O_WRONLY | os.O_NONBLOCK, lambda fd: os.ftruncate(fd, length))
+def truncate(host: Host, t: Target, length: int) -> None:
+    os.ftruncate(t.fd, length)  # a descriptor opened for writing: truncate(2) needs that access
 
 
 def ftruncate(host: Host, h: Handle, length: int) -> None:
@@ -414,11 +299,8 @@ def _statvfs_record(st: statvfs_result) -> tuple:
             st.f_flag, st.f_namemax, st.f_fsid)
 
 
-def statvfs(host: Host, path: bytes) -> tuple:
-    conf = confiner_for(host.access)
-    if conf is None:
-        return _statvfs_record(os.statvfs(path))
-    return _with_fd(conf, path, _STAT, O_PATH, lambda fd: _statvfs_record(os.fstatvfs(fd)))
+def statvfs(host: Host, t: Target) -> tuple:
+    return _statvfs_record(os.fstatvfs(t.fd))
 
 
 def fstatvfs(host: Host, h: Handle) -> tuple:
@@ -458,10 +340,48 @@ def flock(host: Host, h: Handle, operation: int) -> None:
     fcntl.flock(h.fd, operation)
 
 
-def mkfifo(host: Host, path: bytes, mode: int) -> None:
-    conf = confiner_for(host.access)
-    if conf is None:
-        with _exact_mode():
-            return os.mkfifo(path, mode)
-    with _At(conf, path, _WRITE, errno.EEXIST) as (d, name), _exact_mode():
-        os.mkfifo(name, mode, dir_fd=d)
+def mkfifo(host: Host, t: Target, mode: int) -> None:
+    with _exact_mode():
+        os.mkfifo(t.name, mode, dir_fd=t.dir_fd)
+
+
+# -- extended attributes: a Target's magic link reaches the object (or, unfollowed, the link) itself ---------------
+
+def _fits(value: bytes, size: int) -> bytes:
+    if len(value) > size:  # what getxattr(2) answers for a buffer too small
+        raise OSError(errno.ERANGE, os.strerror(errno.ERANGE))
+    return value
+
+
+def getxattr(host: Host, t: Target, name: bytes, size: int, follow: bool) -> bytes:
+    return _fits(os.getxattr(t.name, name, follow_symlinks=t.follow), size)
+
+
+def fgetxattr(host: Host, h: Handle, name: bytes, size: int) -> bytes:
+    return _fits(os.getxattr(h.fd, name), size)
+
+
+def setxattr(host: Host, t: Target, name: bytes, value: bytes, flags: int, follow: bool) -> None:
+    os.setxattr(t.name, name, value, flags, follow_symlinks=t.follow)
+
+
+def fsetxattr(host: Host, h: Handle, name: bytes, value: bytes, flags: int) -> None:
+    _may_change(host, h, "fsetxattr")
+    os.setxattr(h.fd, name, value, flags)
+
+
+def listxattr(host: Host, t: Target, follow: bool) -> list[tuple]:
+    return [(os.fsencode(n),) for n in os.listxattr(t.name, follow_symlinks=t.follow)]
+
+
+def flistxattr(host: Host, h: Handle) -> list[tuple]:
+    return [(os.fsencode(n),) for n in os.listxattr(h.fd)]
+
+
+def removexattr(host: Host, t: Target, name: bytes, follow: bool) -> None:
+    os.removexattr(t.name, name, follow_symlinks=t.follow)
+
+
+def fremovexattr(host: Host, h: Handle, name: bytes) -> None:
+    _may_change(host, h, "fremovexattr")
+    os.removexattr(h.fd, name)

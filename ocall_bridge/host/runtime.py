@@ -24,7 +24,7 @@ from typing import Any
 
 from .. import types as T
 from ..access import ALLOW_ALL, Access, open_kinds
-from ..calls import CALLS, Call
+from ..calls import Call
 from ..originals import os as real_os
 from ..validate import CallChecks
 from ..wire import (
@@ -36,6 +36,7 @@ from ..wire import (
     decode_request,
     encode_error,
 )
+from .confine import path_specs, run_resolved
 from .handles import Handle, HandleTable
 
 log = logging.getLogger("posix_shim.host")
@@ -43,21 +44,14 @@ log = logging.getLogger("posix_shim.host")
 HostFunction = Callable[..., Any]
 
 
-def _family_functions(c: Call) -> HostFunction | None:
+def _family_functions(c: Call, suffix: str = "") -> HostFunction | None:
+    """The host function of row `c` in its family's module; with suffix "_into", `<name>_into(host, *args, buffer)
+    -> count`, one that reads straight into the answer frame."""
     try:
         module = importlib.import_module(f"{__package__}.{c.family}")
     except ModuleNotFoundError:
         return None
-    return getattr(module, c.name, None)
-
-
-def _into_function(c: Call) -> HostFunction | None:
-    """`<name>_into(host, *args, buffer) -> count`: a host function that reads straight into the answer frame."""
-    try:
-        module = importlib.import_module(f"{__package__}.{c.family}")
-    except ModuleNotFoundError:
-        return None
-    return getattr(module, f"{c.name}_into", None)
+    return getattr(module, c.name + suffix, None)
 
 
 # Below this many bytes a plain bytes answer is cheaper than filling a frame in place.
@@ -78,7 +72,7 @@ class Entry:
     """Everything the dispatcher needs for one call, computed once."""
 
     __slots__ = ("codec", "checks", "fn", "resources", "handle_idx", "single", "blocking", "name",
-                 "request_checks", "handle_first", "fn_into", "into_count", "direct")
+                 "request_checks", "handle_first", "fn_into", "into_count", "direct", "paths")
 
     def __init__(self, codec: CallCodec, fn: HostFunction | None) -> None:
         c = codec.call
@@ -87,6 +81,8 @@ class Entry:
         self.fn = fn
         index = {f.name: i for i, f in enumerate(c.params)}
         self.resources = tuple((index[name], kind, c.params[index[name]].type) for name, kind in c.resources)
+        # The paths the host function receives resolved beneath their roots (calls.Resolve): confined here, once.
+        self.paths = path_specs(c)
         self.handle_idx = self.checks.handles
         self.single = codec.nresults == 1
         self.blocking = c.blocking
@@ -103,7 +99,7 @@ class Entry:
         if fn is not None and isinstance(answer_type, T.Bytes):  # bytes_answer: one result, of type Bytes
             bound = answer_type.bound
             if bound is not None and bound.kind == "arg":
-                self.fn_into = _into_function(c)
+                self.fn_into = _family_functions(c, "_into")
                 self.into_count = index[bound.name]
 
 
@@ -228,6 +224,7 @@ class Host:
         access = self.access
         check_resource = self._check_resource
         resolve = self._resolve_handles
+        paths = entry.paths
 
         def direct(frame: Any) -> Any:
             request = unpack(frame)
@@ -251,7 +248,7 @@ class Host:
                     args = resolve(entry, args)
                 for i, kind, t in resources:
                     check_resource(c, kind, args, i, t)
-                result = fn(self, *args)
+                result = run_resolved(access, paths, fn, self, args) if paths else fn(self, *args)
             except OSError as exc:
                 return encode_error(number, seq, _errno_of(exc))
             except Exception as exc:  # a bug in a host function must not take the host down with it
@@ -362,6 +359,8 @@ class Host:
                 data.release()
                 whole.release()
             return frame, n
+        if entry.paths:
+            return run_resolved(self.access, entry.paths, entry.fn, self, args)
         return entry.fn(self, *args)
 
     def _resolve_handles(self, entry: Entry, args: tuple) -> tuple:
@@ -430,9 +429,4 @@ def _errno_of(exc: OSError) -> int:
     return exc.errno if isinstance(exc.errno, int) and exc.errno else errno.EIO
 
 
-def implemented_calls() -> dict[str, bool]:
-    """Which ocalls of the table have a host function (the support table and a completeness test use it)."""
-    return {c.name: _family_functions(c) is not None for c in CALLS if c.number is not None}
-
-
-__all__ = ["Host", "Handle", "Entry", "implemented_calls"]
+__all__ = ["Host", "Handle", "Entry"]
