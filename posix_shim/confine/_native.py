@@ -83,8 +83,9 @@ def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 
 
 
 _SCALARS: dict[str, Any] = {"char": ctypes.c_char, "uint16_t": ctypes.c_uint16, "uint32_t": ctypes.c_uint32,
-            "uint64_t": ctypes.c_uint64}
-_STRUCTS: dict[str, type[ctypes.Structure]] = {"struct sock_fprog": SockFprog, "struct landlock_ruleset_attr": LandlockRulesetAttr}
+                            "uint64_t": ctypes.c_uint64}
+_STRUCTS: dict[str, type[ctypes.Structure]] = {"struct sock_fprog": SockFprog,
+                                               "struct landlock_ruleset_attr": LandlockRulesetAttr}
 
 
 def new(ctype: str, init: Any = None) -> Any:
