@@ -196,7 +196,7 @@ class ProcessBackend:
         self.confined = bool(options.pop("confine", True))
         self.supervisor: Any = None
         self.access = access
-        self.host = make_host(access, options)
+        self.host = make_host(access, options, in_process=False)  # a process of its own: cryptography at first use
         self.forwarded: set[int] = set()
         self.status: int | None = None  # the child's exit status once it is gone (negative: signal)
         self._reaped = threading.Event()

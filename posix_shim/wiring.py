@@ -42,14 +42,23 @@ if TYPE_CHECKING:  # the host's modules load only where a host is made (not in t
     from . import trace as _trace
 
 
-def make_host(access: Access, options: dict[str, Any]) -> Host:
-    from ocall_bridge import inject
+def make_host(access: Access, options: dict[str, Any], *, in_process: bool = True) -> Host:
+    """The host of one enclave.  `in_process`: the enclave shares this interpreter (sim), so whatever the host may
+    import while serving (the platform's signing and key derivation) is imported now, before program code runs;
+    a host in a process of its own (the process backend's runner) imports it at first use, so a run that never
+    attests or seals does not import cryptography at all."""
     from ocall_bridge.host import attest as _attest
-    from ocall_bridge.host.children import Launcher
     from ocall_bridge.host.runtime import Host
 
     from . import trace as _trace
 
+    if in_process:
+        if access.call_allowed("report"):
+            _attest.preload()
+        if access.call_allowed("seal_key"):
+            from ocall_bridge.host import sealing as _sealing
+
+            _sealing.preload()
     host = Host(_attest.HidePlatformKey(access, options.get("platform_key") or _attest.default_key_path(),
                                         confine_all="measurement" in (options.get("identity") or {})))
     # The platform (attest.report) signs for the enclave this host launched: the identity comes from the manifest
@@ -60,6 +69,8 @@ def make_host(access: Access, options: dict[str, Any]) -> Host:
     # (ocall_bridge/host/children.py); the policy they get is this host's copy.
     backend = (options.get("identity") or {}).get("backend")
     if backend:
+        from ocall_bridge.host.children import Launcher
+
         host.child_launcher = Launcher(sys.executable, backend)  # type: ignore[attr-defined]
     # A child enclave's runner (--spawned): the descriptors its parent passed and the enclave fd number each is
     # to have; they become handles when the enclave asks (ocall_bridge/host/children.py `inherited`).
