@@ -246,8 +246,12 @@ class ProcessBackend:
 
     def _supervise(self, sock: socket.socket, timeout: float) -> None:
         """Take the confined child's seccomp listener and serve its forwarded native calls."""
+        from ocall_bridge.host import supervisor as _supervisor
         from ocall_bridge.host.supervisor import Supervisor
 
+        # The supervisor's cffi declarations are parsed (pycparser, ~15 ms) now, while the child boots and
+        # confines itself on the other CPU, rather than after its listener arrived, when the child waits for us.
+        _supervisor._bind()
         try:
             listener = receive_listener(sock, timeout)
         except (ChannelClosed, ProtocolError) as exc:

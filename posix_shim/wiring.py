@@ -30,13 +30,13 @@ import sys
 import threading
 from typing import TYPE_CHECKING, Any
 
-from enclave_libc import trusted as trusted_files
 from ocall_bridge.access import Access
 from ocall_bridge.calls import BY_NAME
-from ocall_bridge.client import OcallClient, Transport
 from ocall_bridge.host.real import time as real_time
 
-if TYPE_CHECKING:  # the host's modules load only where a host is made (not in the enclave process)
+if TYPE_CHECKING:  # the host's modules load only where a host is made (not in the enclave process), the
+    # client's only where a client is made (not in the process backend's runner)
+    from ocall_bridge.client import OcallClient, Transport
     from ocall_bridge.host.runtime import Entry, Host
 
     from . import trace as _trace
@@ -159,6 +159,10 @@ def _traced_perform(perform: Any, tracer: _trace.Tracer, marks: threading.local)
 
 
 def make_client(transport: Transport, access: Access, options: dict[str, Any]) -> OcallClient:
+    # Imported here, before the enclave is entered (both backends make the client first): the process
+    # backend's runner never makes a client and does not import the codecs and checks for one.
+    from ocall_bridge.client import OcallClient
+
     # The command line (--on-violation) wins over the policy's `violation` key.
     client = OcallClient(transport, violation=options.get("violation") or access.violation)
     # The process backend serves REALTIME/MONOTONIC from a cached clock (enclave_libc/time.py) unless the run asks
@@ -166,6 +170,8 @@ def make_client(transport: Transport, access: Access, options: dict[str, Any]) -
     client.cached_clock = (transport.name == "process" and not options.get("strict_time")  # type: ignore[attr-defined]
                            and not options.get("inject"))
     if options.get("trusted") is not None:  # a signed manifest's run: its trusted files are checked inside
+        from enclave_libc import trusted as trusted_files
+
         client.stubs = trusted_files.guard(client, options["trusted"])
     if not options.get("trace") and not options.get("summary"):
         return client
