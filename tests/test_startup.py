@@ -103,3 +103,15 @@ def test_negative_control_without_the_preload_the_program_sees_the_hosts_import(
     off = "import ocall_bridge.host.attest as a; a.preload = lambda: False"
     seen = _run(SIM_QUOTE.format(switch_off=off), tmp_path)["seen"]
     assert any(m.endswith("asymmetric.ed25519") for m in seen), seen
+
+
+def test_process_enclave_loads_no_native_library_after_confining_itself(tmp_path: Path) -> None:
+    # What the runtime needs is loaded before the filter: a library opened later is a native open forwarded to
+    # the host (slower, and counted by --inject open:when=N as if the program had made it).
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    done = subprocess.run([sys.executable, "-m", "posix_shim", "--backend", "process", "--trace", "-c", "pass"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    native_opens = [line for line in done.stderr.splitlines() if "(native openat)" in line]
+    assert not [line for line in native_opens if ".so" in line], native_opens
