@@ -196,7 +196,6 @@ class ProcessBackend:
         self.confined = bool(options.pop("confine", True))
         self.supervisor: Any = None
         self.access = access
-        self.host = make_host(access, options, in_process=False)  # a process of its own: cryptography at first use
         self.forwarded: set[int] = set()
         self.status: int | None = None  # the child's exit status once it is gone (negative: signal)
         self._reaped = threading.Event()
@@ -220,13 +219,24 @@ class ProcessBackend:
                                          env=child_environment(access))
         except BaseException:
             parent.close()
-            self.host.close()
             if ring is not None:
                 ring.close()
             raise
         finally:
             child.close()
         self.pid = self.proc.pid
+        try:
+            # Made while the child boots on the other CPU (the host's families, the policy wrapper; nothing the
+            # child's start needs): start-up is the two processes' work one after the other, less what overlaps.
+            # A process of its own: cryptography is imported at the first quote, not here (make_host).
+            self.host = make_host(access, options, in_process=False)
+        except BaseException:
+            self.proc.kill()
+            self.proc.wait()
+            parent.close()
+            if ring is not None:
+                ring.close()
+            raise
         if self.confined:
             try:
                 self._supervise(parent, start_timeout)

@@ -115,3 +115,21 @@ def test_process_enclave_loads_no_native_library_after_confining_itself(tmp_path
     assert done.returncode == 0, done.stderr
     native_opens = [line for line in done.stderr.splitlines() if "(native openat)" in line]
     assert not [line for line in native_opens if ".so" in line], native_opens
+
+
+def test_a_host_that_cannot_be_made_leaves_no_enclave_process_behind(tmp_path: Path) -> None:
+    # The process backend makes its host while the child boots: when that fails, the child is killed and reaped.
+    got = _run("""
+        import glob, json
+        from posix_shim import Enclave
+        from ocall_bridge.access import ALLOW_ALL
+        try:
+            Enclave(policy=ALLOW_ALL, backend="process", inject=["open:bogus"]).start()
+            error = None
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"
+        children = [c for f in glob.glob("/proc/self/task/*/children") for c in open(f).read().split()]
+        print(json.dumps({"error": error, "children": children}))
+    """, tmp_path)
+    assert got["error"] and "bogus" in got["error"], got
+    assert got["children"] == [], got
