@@ -1,4 +1,4 @@
-"""`python -m benchmarks [--backend sim,process] [--json FILE] [--quick] [--only NAMES]`
+"""`python -m benchmarks [--backend sim,process] [--json FILE] [--plot FILE.svg] [--quick] [--only NAMES]`
 
 What the boundary costs, as ratios against native Python measured in the same run, on the same machine, round
 by round (native and enclave rounds alternate, so a noisy neighbour hits both), reported as medians.
@@ -40,7 +40,7 @@ REPO = Path(__file__).resolve().parents[1]
 if __package__ in (None, ""):  # run as `python benchmarks/run.py`
     sys.path.insert(0, str(REPO))
 
-from benchmarks import inner, raw  # noqa: E402
+from benchmarks import inner, plot, raw  # noqa: E402
 from ocall_bridge.access import ALLOW_ALL  # noqa: E402
 from posix_shim.enclave import Enclave, EnclaveCallError  # noqa: E402
 
@@ -358,6 +358,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--quick", action="store_true", help="a smoke run in well under a minute (noisy figures)")
     parser.add_argument("--only", metavar="NAMES", help=f"comma-separated figures (default all: {', '.join(ALL)})")
     parser.add_argument("--markdown", action="store_true", help="print the final table as Markdown")
+    parser.add_argument("--plot", metavar="FILE", help="also draw each figure's cost against native per backend as an "
+                        "SVG (needs matplotlib: pip install 'posix_shim[plot]')")
     return parser
 
 
@@ -374,6 +376,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"unknown figure {n!r}; choose from {', '.join(ALL)}", file=sys.stderr)
             return 2
     plan = QUICK if args.quick else FULL
+    if args.plot:
+        try:
+            plot.require()  # before anything is measured: a missing extra must not cost a run
+        except plot.PlotUnavailable as exc:
+            print(f"python -m benchmarks: {exc}", file=sys.stderr)
+            return 2
 
     def out(text: str) -> None:
         print(text, flush=True)
@@ -419,6 +427,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump([fig.as_json() for fig in figures], f, indent=1)
             f.write("\n")
+    if args.plot:
+        if figures:
+            plot.render(figures, args.plot, plot.title_for({"mode": "quick" if args.quick else "full",
+                                                            "rounds": plan.rounds,
+                                                            "python": sys.version.split()[0],
+                                                            "cpus": os.cpu_count()}))
+            out(f"plot written to {args.plot}")
+        else:
+            out("no figures measured: no plot written")
     return 1 if failed else 0
 
 

@@ -24,6 +24,11 @@ import threading
 import traceback
 from typing import Any, NoReturn
 
+try:  # the session's tripwire wraps cffi's library loader (posix_shim/tripwires.py); the confinement no longer
+    import _cffi_backend  # noqa: F401  # loads it, and loading it later would be a native open through the host
+except ImportError:  # pragma: no cover - cffi is a dependency; the tripwire then has nothing to wrap
+    pass
+
 from enclave_libc import runtime
 from enclave_libc.runtime import EnclaveRuntime
 from ocall_bridge.access import ALLOW_ALL, Access

@@ -196,7 +196,6 @@ class ProcessBackend:
         self.confined = bool(options.pop("confine", True))
         self.supervisor: Any = None
         self.access = access
-        self.host = make_host(access, options)
         self.forwarded: set[int] = set()
         self.status: int | None = None  # the child's exit status once it is gone (negative: signal)
         self._reaped = threading.Event()
@@ -220,13 +219,24 @@ class ProcessBackend:
                                          env=child_environment(access))
         except BaseException:
             parent.close()
-            self.host.close()
             if ring is not None:
                 ring.close()
             raise
         finally:
             child.close()
         self.pid = self.proc.pid
+        try:
+            # Made while the child boots on the other CPU (the host's families, the policy wrapper; nothing the
+            # child's start needs): start-up is the two processes' work one after the other, less what overlaps.
+            # A process of its own: cryptography is imported at the first quote, not here (make_host).
+            self.host = make_host(access, options, in_process=False)
+        except BaseException:
+            self.proc.kill()
+            self.proc.wait()
+            parent.close()
+            if ring is not None:
+                ring.close()
+            raise
         if self.confined:
             try:
                 self._supervise(parent, start_timeout)
@@ -246,8 +256,12 @@ class ProcessBackend:
 
     def _supervise(self, sock: socket.socket, timeout: float) -> None:
         """Take the confined child's seccomp listener and serve its forwarded native calls."""
+        from ocall_bridge.host import child_memory
         from ocall_bridge.host.supervisor import Supervisor
 
+        # The supervisor's cffi declarations are parsed (pycparser, ~15 ms) now, while the child boots and
+        # confines itself on the other CPU, rather than after its listener arrived, when the child waits for us.
+        child_memory._bind()
         try:
             listener = receive_listener(sock, timeout)
         except (ChannelClosed, ProtocolError) as exc:

@@ -30,26 +30,35 @@ import sys
 import threading
 from typing import TYPE_CHECKING, Any
 
-from enclave_libc import trusted as trusted_files
 from ocall_bridge.access import Access
 from ocall_bridge.calls import BY_NAME
-from ocall_bridge.client import OcallClient, Transport
 from ocall_bridge.originals import time as real_time
 
-if TYPE_CHECKING:  # the host's modules load only where a host is made (not in the enclave process)
+if TYPE_CHECKING:  # the host's modules load only where a host is made (not in the enclave process), the
+    # client's only where a client is made (not in the process backend's runner)
+    from ocall_bridge.client import OcallClient, Transport
     from ocall_bridge.host.runtime import Entry, Host
 
     from . import trace as _trace
 
 
-def make_host(access: Access, options: dict[str, Any]) -> Host:
-    from ocall_bridge import inject
+def make_host(access: Access, options: dict[str, Any], *, in_process: bool = True) -> Host:
+    """The host of one enclave.  `in_process`: the enclave shares this interpreter (sim), so whatever the host may
+    import while serving (the platform's signing and key derivation) is imported now, before program code runs;
+    a host in a process of its own (the process backend's runner) imports it at first use, so a run that never
+    attests or seals does not import cryptography at all."""
     from ocall_bridge.host import attest as _attest
-    from ocall_bridge.host.children import Launcher
     from ocall_bridge.host.runtime import Host
 
     from . import trace as _trace
 
+    if in_process:
+        if access.call_allowed("report"):
+            _attest.preload()
+        if access.call_allowed("seal_key"):
+            from ocall_bridge.host import sealing as _sealing
+
+            _sealing.preload()
     host = Host(_attest.HidePlatformKey(access, options.get("platform_key") or _attest.default_key_path(),
                                         confine_all="measurement" in (options.get("identity") or {})))
     # The platform (attest.report) signs for the enclave this host launched: the identity comes from the manifest
@@ -60,6 +69,8 @@ def make_host(access: Access, options: dict[str, Any]) -> Host:
     # (ocall_bridge/host/children.py); the policy they get is this host's copy.
     backend = (options.get("identity") or {}).get("backend")
     if backend:
+        from ocall_bridge.host.children import Launcher
+
         host.child_launcher = Launcher(sys.executable, backend)  # type: ignore[attr-defined]
     # A child enclave's runner (--spawned): the descriptors its parent passed and the enclave fd number each is
     # to have; they become handles when the enclave asks (ocall_bridge/host/children.py `inherited`).
@@ -148,6 +159,10 @@ def _traced_perform(perform: Any, tracer: _trace.Tracer, marks: threading.local)
 
 
 def make_client(transport: Transport, access: Access, options: dict[str, Any]) -> OcallClient:
+    # Imported here, before the enclave is entered (both backends make the client first): the process
+    # backend's runner never makes a client and does not import the codecs and checks for one.
+    from ocall_bridge.client import OcallClient
+
     # The command line (--on-violation) wins over the policy's `violation` key.
     client = OcallClient(transport, violation=options.get("violation") or access.violation)
     # The process backend serves REALTIME/MONOTONIC from a cached clock (enclave_libc/time.py) unless the run asks
@@ -155,6 +170,8 @@ def make_client(transport: Transport, access: Access, options: dict[str, Any]) -
     client.cached_clock = (transport.name == "process" and not options.get("strict_time")  # type: ignore[attr-defined]
                            and not options.get("inject"))
     if options.get("trusted") is not None:  # a signed manifest's run: its trusted files are checked inside
+        from enclave_libc import trusted as trusted_files
+
         client.stubs = trusted_files.guard(client, options["trusted"])
     if not options.get("trace") and not options.get("summary"):
         return client

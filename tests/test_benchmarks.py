@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 KEYS = {"name", "backend", "native", "enclave", "ratio", "unit"}
 
@@ -42,3 +44,61 @@ def test_quick_run_writes_every_promised_key(tmp_path: Path) -> None:
             if (name, backend) not in names:
                 assert any(line.split()[:2] == [name, backend] and "skipped:" in line
                            for line in done.stdout.splitlines()), (name, backend, done.stdout)
+
+
+# -- --plot ------------------------------------------------------------------------------------------------
+
+
+def _fake_figures() -> list:
+    from benchmarks.run import Figure
+
+    return [Figure("pread_16B", "sim", 0.3, 3.0, "us"), Figure("pread_16B", "process", 0.3, 15.0, "us"),
+            Figure("read_1MiB", "sim", 8000.0, 4000.0, "MiB/s"), Figure("startup", "process", 20.0, 60.0, "ms"),
+            Figure("time", "sim", 0.05, 0.5, "us")]
+
+
+def test_plot_draws_every_figure_of_the_run(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    from benchmarks import plot
+
+    out = tmp_path / "out.svg"
+    figures = _fake_figures()
+    plot.render(figures, out, plot.title_for({"mode": "quick", "rounds": 3, "python": "3.11", "cpus": 2}))
+    svg = out.read_text()
+    assert svg.lstrip().startswith("<?xml") and "<svg" in svg
+    for name in {f.name for f in figures}:
+        assert name in svg, name
+    for backend in ("sim", "process"):
+        assert backend in svg
+    # The bars are drawn from the figures given, not from constants: a throughput is inverted (8000/4000 = 2.00)
+    # and the bar labels carry each value; the ratios span 2 to 50, so the axis is logarithmic.
+    assert ">2.00<" in svg and ">50<" in svg and ">10<" in svg
+    assert "log scale" in svg
+
+
+def test_slowdown_is_the_same_way_up_for_every_unit() -> None:
+    from benchmarks import plot
+    from benchmarks.run import Figure
+
+    assert plot.slowdown(Figure("stat", "sim", 1.0, 4.0, "us")) == 4.0
+    assert plot.slowdown(Figure("read_1MiB", "sim", 1000.0, 250.0, "MiB/s")) == 4.0
+    assert plot.slowdown(Figure("http_100", "sim", 100.0, 400.0, "req/s")) == 0.25
+
+
+def test_plot_without_matplotlib_fails_clearly_before_measuring(monkeypatch: pytest.MonkeyPatch,
+                                                                capsys: pytest.CaptureFixture[str],
+                                                                tmp_path: Path) -> None:
+    from benchmarks import run
+
+    # A None entry in sys.modules makes `import matplotlib` raise ImportError: matplotlib is absent.
+    for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    measured: list[str] = []
+    monkeypatch.setattr(run.Bench, "prepare", lambda self: measured.append("prepare"))
+    monkeypatch.setattr(run.Bench, "figure", lambda self, *a: measured.append("figure"))
+    out = tmp_path / "out.svg"
+    assert run.main(["--plot", str(out), "--backend", "sim", "--only", "stat"]) == 2
+    captured = capsys.readouterr()
+    assert "pip install 'posix_shim[plot]'" in captured.err and "matplotlib" in captured.err
+    assert measured == [] and captured.out == "" and not out.exists()

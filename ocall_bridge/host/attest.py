@@ -21,28 +21,64 @@ import logging
 import posixpath
 import threading
 from dataclasses import dataclass
-from typing import Any
-
-try:  # imported now, while no enclave runs (sim backend); without it the platform cannot sign (report: EIO)
-    from cryptography.exceptions import InvalidSignature
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-except ImportError:  # pragma: no cover - cryptography is a dependency; an interpreter without it still runs
-    InvalidSignature = serialization = Ed25519PrivateKey = Ed25519PublicKey = None  # type: ignore[assignment,misc]
+from typing import TYPE_CHECKING, Any
 
 from .. import quote as Q
 from ..access import Access
 from ..originals import os
 from .runtime import Host
 
+if TYPE_CHECKING:  # loaded at first use (`crypto()`), or up front by `preload()` for an in-process host
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
 log = logging.getLogger("posix_shim.host")
 
 ENV_KEY = "POSIX_SHIM_PLATFORM_KEY"
 ZERO = b"\0" * 32
 
-_RAW = (serialization.Encoding.Raw, serialization.PublicFormat.Raw) if serialization is not None else ()
-# Referenced here so that every class the signing path needs is loaded before any enclave runs (sim backend).
-_PRELOADED = (InvalidSignature, Ed25519PublicKey)
+
+
+class _Crypto:
+    """The parts of `cryptography` the platform uses, imported together."""
+
+    def __init__(self) -> None:
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+        self.serialization = serialization
+        self.Ed25519PrivateKey = Ed25519PrivateKey
+        # Unused here, but part of what the signing and verifying paths load: loaded now with the rest.
+        self.preloaded = (InvalidSignature, Ed25519PublicKey)
+        self.raw = (serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+_crypto: _Crypto | None = None
+_crypto_lock = threading.Lock()
+
+
+def crypto() -> _Crypto:
+    """`cryptography`'s signing parts, imported at first use: a run that never asks for a quote (most of them)
+    does not pay for importing cryptography at start-up (~10-25 ms).  Raises ImportError without it.
+
+    An in-process (sim) host must not import it lazily, though: the first quote is asked for while the program
+    runs in the same interpreter, and an import then would resolve through whatever the program did to the
+    import system (its sys.path[0] first, its finders): `preload()` imports it before any program code runs.
+    """
+    global _crypto
+    with _crypto_lock:
+        if _crypto is None:
+            _crypto = _Crypto()
+        return _crypto
+
+
+def preload() -> bool:
+    """Import the signing parts now (for a host sharing its interpreter with the enclave); False without them."""
+    try:
+        crypto()
+    except ImportError:  # cryptography is a dependency; an interpreter without it still runs (report: EIO)
+        return False
+    return True
 
 
 def default_key_path() -> str:
@@ -57,7 +93,7 @@ def default_key_path() -> str:
 
 def key_id(public: Ed25519PublicKey) -> bytes:
     """SHA-256 of the raw 32-byte public key: how a quote names the key that signed it."""
-    return hashlib.sha256(public.public_bytes(*_RAW)).digest()
+    return hashlib.sha256(public.public_bytes(*crypto().raw)).digest()
 
 
 def _read_all(fd: int) -> bytes:
@@ -118,11 +154,12 @@ class PlatformKey:
                     pem = _read_all(fd)
                 finally:
                     os.close(fd)
+                c = crypto()
                 try:
-                    private = serialization.load_pem_private_key(pem, password=None)
+                    private = c.serialization.load_pem_private_key(pem, password=None)
                 except ValueError as exc:
                     raise PlatformKeyError(errno.EINVAL, f"platform key {path} is not a PEM key: {exc}") from None
-                if not isinstance(private, Ed25519PrivateKey):
+                if not isinstance(private, c.Ed25519PrivateKey):
                     raise PlatformKeyError(errno.EINVAL, f"platform key {path} is not an Ed25519 key")
                 key = cls(path, private)
             cls._cache[path] = key
@@ -137,7 +174,8 @@ class PlatformKey:
                 os.mkdir("/".join(parts[:i]) or "/", 0o700)
             except FileExistsError:
                 pass
-        private = Ed25519PrivateKey.generate()
+        serialization = crypto().serialization
+        private = crypto().Ed25519PrivateKey.generate()
         pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                     serialization.NoEncryption())
         try:
@@ -167,6 +205,7 @@ class PlatformKey:
 
 
 def public_pem(public: Ed25519PublicKey) -> bytes:
+    serialization = crypto().serialization
     return public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
@@ -240,9 +279,11 @@ def report(host: Host, user_data: bytes) -> bytes:
     identity: Identity = getattr(host, "identity", None) or Identity()
     generator = getattr(host, "quote_generator", None)
     if generator is None:
-        if serialization is None:
+        try:
+            crypto()
+        except ImportError:
             log.error("cannot sign a quote: the cryptography package is not installed on the host")
-            raise OSError(errno.EIO, "the platform cannot sign: cryptography is not installed")
+            raise OSError(errno.EIO, "the platform cannot sign: cryptography is not installed") from None
         try:
             key = PlatformKey.load(getattr(host, "platform_key_path", None))
         except OSError as exc:

@@ -135,6 +135,18 @@ def measure(host: Host, kind: str, target: str) -> None:
         host.seal_identity = None  # type: ignore[attr-defined]  # seal_key then answers EPERM
 
 
+def preload() -> bool:
+    """Import the key derivation now, for a host that shares its interpreter with the enclave (sim): `derive`
+    imports it at first use, which in a sim run is while the program runs, through whatever the program did to
+    the import system.  False without cryptography (seal_key then fails when asked)."""
+    try:
+        from cryptography.hazmat.primitives import hashes  # noqa: F401
+        from cryptography.hazmat.primitives.kdf.hkdf import HKDF  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def derive(secret: bytes, kind: str, identity: bytes) -> bytes:
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.kdf.hkdf import HKDF

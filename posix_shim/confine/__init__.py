@@ -24,8 +24,8 @@ from .syscalls import NR, UnsupportedArchitecture, check_architecture
 
 try:
     from . import _native, landlock
-except ImportError as _exc:  # cffi missing: probe() says so and confine_process() refuses, nothing runs unconfined
-    _NATIVE_MISSING = f"cffi, for raw syscalls ({_exc})"
+except (ImportError, OSError) as _exc:  # no ctypes/libc: probe() says so and confine_process() refuses
+    _NATIVE_MISSING = f"ctypes and libc, for raw syscalls ({_exc})"
 else:
     _NATIVE_MISSING = ""
 

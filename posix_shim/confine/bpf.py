@@ -2,7 +2,7 @@
 
 Why raw classic BPF built here instead of libseccomp:
 
-* no C build step: the program is plain bytes handed to ``seccomp(2)`` through cffi's ABI mode;
+* no C build step: the program is plain bytes handed to ``seccomp(2)`` through ctypes (``_native.py``);
 * libseccomp (and its headers) may be absent on the machine that runs the enclave, and a confinement that
   depends on an optional library is a confinement that silently is not there;
 * the program is small (a few hundred instructions) and every instruction comes from this file, so it can be

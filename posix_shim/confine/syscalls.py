@@ -13,7 +13,7 @@ an aarch64 kernel.
 
 from __future__ import annotations
 
-import platform
+import os
 
 __all__ = ["AUDIT_ARCH_X86_64", "NAME", "NR", "X32_SYSCALL_BIT", "UnsupportedArchitecture", "check_architecture", "nr"]
 
@@ -102,7 +102,7 @@ NAME: dict[int, str] = {number: name for name, number in NR.items()}
 
 def check_architecture() -> None:
     """Refuse (raise :class:`UnsupportedArchitecture`) unless the kernel runs x86_64 natively."""
-    machine = platform.machine()
+    machine = os.uname().machine  # what platform.machine() answers on Linux, without importing platform (~5 ms)
     if machine not in ("x86_64", "AMD64", "amd64"):
         raise UnsupportedArchitecture(
             f"posix_shim.confine knows x86_64 syscall numbers only; this machine is {machine!r}: "
