@@ -15,7 +15,7 @@ import stat as _stat
 from collections.abc import Iterable
 from typing import Any
 
-from ocall_bridge.calls import ANCILLARY_SEND
+from ocall_bridge.records import ANCILLARY_SEND
 
 from . import runtime
 from .errors import Unsupported, oserror

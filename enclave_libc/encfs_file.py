@@ -16,6 +16,7 @@ from typing import Any
 from . import files, runtime
 from .encfs_format import CHUNK, _lock, _State, _states
 from .errors import oserror, with_filename
+from .rawfile import RawFile
 
 _O_CLOEXEC = getattr(_os, "O_CLOEXEC", 0)
 
@@ -88,7 +89,7 @@ def _release(state: _State) -> None:
 # -- the raw file ---------------------------------------------------------------------------------------------
 
 
-class EncryptedFile(_io.RawIOBase):
+class EncryptedFile(RawFile):
     """A raw binary file over an encrypted host file (compare FileIO)."""
 
     _blksize = 2 * CHUNK
@@ -100,7 +101,7 @@ class EncryptedFile(_io.RawIOBase):
         self._readable = "r" in mode or "+" in mode
         self._writable = "r" not in mode or "+" in mode
         self._appending = "a" in mode
-        self._mode = mode
+        self._created = "x" in mode
         self.name = name
         with _lock:
             try:
@@ -113,14 +114,6 @@ class EncryptedFile(_io.RawIOBase):
         if self._state is None or self.closed:
             raise ValueError("I/O operation on closed file")
         return self._state
-
-    def readable(self) -> bool:
-        self._live()
-        return self._readable
-
-    def writable(self) -> bool:
-        self._live()
-        return self._writable
 
     def seekable(self) -> bool:
         self._live()
@@ -198,26 +191,11 @@ class EncryptedFile(_io.RawIOBase):
             state.truncate(size)
         return size
 
-    def close(self) -> None:
-        if not self.closed:
-            try:
-                super().close()
-            finally:
-                state, self._state = self._state, None
-                if state is not None:
-                    with _lock:
-                        _release(state)
-
-    @property
-    def mode(self) -> str:
-        m = self._mode.replace("b", "")
-        if "x" in m:
-            return "xb+" if "+" in m else "xb"
-        if "a" in m:
-            return "ab+" if "+" in m else "ab"
-        if "w" in m:
-            return "rb+" if "+" in m else "wb"
-        return "rb+" if "+" in m else "rb"
+    def _release(self) -> None:
+        state, self._state = self._state, None
+        if state is not None:
+            with _lock:
+                _release(state)
 
     @property
     def closefd(self) -> bool:

@@ -21,6 +21,7 @@ from ocall_bridge.types import MAX_DATA
 from . import encfs, files, runtime
 from .errors import oserror
 from .patches import interposed, patches_of
+from .rawfile import RawFile
 
 if TYPE_CHECKING:
     # typeshed's spelling (as for _io.FileIO) of "bytes, or None from a non-blocking fd": callers are not made
@@ -35,7 +36,7 @@ _O_CLOEXEC = getattr(_os, "O_CLOEXEC", 0)
 
 @interposed("open", "close", "read", "write", "lseek", "fstat", "ftruncate", "isatty", original="_io.FileIO",
             partial="FileIO of a path in an encrypted folder (descriptor access would see its ciphertext)")
-class FileIO(_io.RawIOBase):
+class FileIO(RawFile):
     """A raw binary file over an enclave fd (compare _pyio.FileIO)."""
 
     _fd = -1
@@ -246,14 +247,10 @@ class FileIO(_io.RawIOBase):
         files.ftruncate(self._fd, size)
         return size
 
-    def close(self) -> None:
-        if not self.closed:
-            try:
-                super().close()
-            finally:
-                fd, self._fd = self._fd, -1
-                if self._closefd and fd >= 0:
-                    files.close(fd)
+    def _release(self) -> None:
+        fd, self._fd = self._fd, -1
+        if self._closefd and fd >= 0:
+            files.close(fd)
 
     def seekable(self) -> bool:
         self._checkClosed()
@@ -265,14 +262,6 @@ class FileIO(_io.RawIOBase):
             else:
                 self._seekable = True
         return self._seekable
-
-    def readable(self) -> bool:
-        self._checkClosed()
-        return self._readable
-
-    def writable(self) -> bool:
-        self._checkClosed()
-        return self._writable
 
     def fileno(self) -> int:
         self._checkClosed()
@@ -289,16 +278,6 @@ class FileIO(_io.RawIOBase):
     @property
     def closefd(self) -> bool:
         return self._closefd
-
-    @property
-    def mode(self) -> str:
-        if self._created:
-            return "xb+" if self._readable else "xb"
-        if self._appending:
-            return "ab+" if self._readable else "ab"
-        if self._readable:
-            return "rb+" if self._writable else "rb"
-        return "wb"
 
     def __repr__(self) -> str:
         # Word for word the C FileIO's repr: programs and doctests print it.

@@ -46,6 +46,7 @@ import os as _os
 import posix
 import sys
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from ocall_bridge import originals
@@ -144,24 +145,19 @@ def getppid() -> int:
     return ids[1] if ids == VIRTUAL_IDS else ids[0]  # the host is the enclave's parent
 
 
-@uses("getids", partial=_NO_ENCLAVE)
-def getuid() -> int:
-    return _id(2, "getuid")
+def _id_reader(index: int, name: str) -> Callable[[], int]:
+    """One of the ids the host answers once per enclave (`getids`): the same for four functions of os."""
+
+    @uses("getids", partial=_NO_ENCLAVE)
+    def read() -> int:
+        return _id(index, name)
+
+    read.__name__ = read.__qualname__ = name
+    return read
 
 
-@uses("getids", partial=_NO_ENCLAVE)
-def geteuid() -> int:
-    return _id(3, "geteuid")
-
-
-@uses("getids", partial=_NO_ENCLAVE)
-def getgid() -> int:
-    return _id(4, "getgid")
-
-
-@uses("getids", partial=_NO_ENCLAVE)
-def getegid() -> int:
-    return _id(5, "getegid")
+getuid, geteuid, getgid, getegid = (_id_reader(i, n) for i, n in enumerate(("getuid", "geteuid", "getgid",
+                                                                            "getegid"), start=2))
 
 
 @uses("getids", partial=_NO_ENCLAVE)

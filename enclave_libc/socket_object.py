@@ -28,7 +28,8 @@ import weakref
 from collections.abc import Iterable
 from typing import Any, overload
 
-from ocall_bridge.calls import MAX_ANCILLARY, SOCKET_FAMILIES, SOCKOPTS, uses
+from ocall_bridge.calls import uses
+from ocall_bridge.records import MAX_ANCILLARY, SOCKET_FAMILIES, SOCKOPTS
 from ocall_bridge.types import MAX_DATA
 
 from . import runtime

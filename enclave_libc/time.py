@@ -214,35 +214,23 @@ def _gettime_clock_id(clk_id: Any) -> int:
 # -- the clocks --------------------------------------------------------------------------------------------
 
 
-@uses("clock_gettime")
-def time() -> float:
-    return _as_seconds(_clock_ns(CLOCK_REALTIME))
-
-
-@uses("clock_gettime")
-def time_ns() -> int:
-    return _clock_ns(CLOCK_REALTIME)
-
-
-@uses("clock_gettime")
-def monotonic() -> float:
-    return _as_seconds(_clock_ns(CLOCK_MONOTONIC))
-
-
-@uses("clock_gettime")
-def monotonic_ns() -> int:
-    return _clock_ns(CLOCK_MONOTONIC)
+def _reader(clock: int, name: str, ns: bool) -> Callable[[], Any]:
+    """time.time/monotonic/perf_counter and their _ns forms: one host clock each, as seconds or nanoseconds."""
+    if ns:
+        def read() -> Any:
+            return _clock_ns(clock)
+    else:
+        def read() -> Any:
+            return _as_seconds(_clock_ns(clock))
+    read.__name__ = read.__qualname__ = name
+    return uses("clock_gettime")(read)
 
 
 # On Linux, CPython's perf_counter *is* CLOCK_MONOTONIC (time.get_clock_info says so), and so it is here.
-@uses("clock_gettime")
-def perf_counter() -> float:
-    return _as_seconds(_clock_ns(CLOCK_MONOTONIC))
-
-
-@uses("clock_gettime")
-def perf_counter_ns() -> int:
-    return _clock_ns(CLOCK_MONOTONIC)
+time, time_ns = _reader(CLOCK_REALTIME, "time", False), _reader(CLOCK_REALTIME, "time_ns", True)
+monotonic, monotonic_ns = _reader(CLOCK_MONOTONIC, "monotonic", False), _reader(CLOCK_MONOTONIC, "monotonic_ns", True)
+perf_counter = _reader(CLOCK_MONOTONIC, "perf_counter", False)
+perf_counter_ns = _reader(CLOCK_MONOTONIC, "perf_counter_ns", True)
 
 
 @uses("clock_gettime")

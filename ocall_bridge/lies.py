@@ -53,7 +53,8 @@ from socket import AF_INET, AF_INET6, SOCK_STREAM
 from typing import Any
 
 from . import types as T
-from .calls import BY_NUMBER, MAX_RESOLVED, MAX_TERMINAL, RULES, STAT, Call
+from .calls import BY_NUMBER, MAX_RESOLVED, MAX_TERMINAL, RULES, Call
+from .records import STAT
 from .wire import HEADER, HEADER_SIZE, CallCodec, WireError, decode_answer, encode_error
 
 KINDS: tuple[str, ...] = ("oversize", "negative", "badfd", "seq", "call", "errno", "truncated", "garbage",

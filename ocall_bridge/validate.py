@@ -490,6 +490,9 @@ class Plausibility:
 
     # -- time --------------------------------------------------------------------------------------------------
     def _clock(self, a: Sequence[Any], v: Sequence[Any]) -> str | None:
+        """REALTIME/TAI within REALTIME_MIN..MAX and within CLOCK_DRIFT (+ CLOCK_SLACK_NS) of the enclave's own
+        counter since the last answer, both ways; MONOTONIC/RAW/COARSE never ahead of it by more, BOOTTIME both
+        ways; a first monotonic answer below UPTIME_MAX_NS."""
         t_ans = self.counter()
         t_req = getattr(self._local, "t", t_ans)
         clock, ns = a[0], v[0]

@@ -25,8 +25,10 @@ from posix_shim import Enclave
 from posix_shim.interpose import FAMILY_PATCHES, IMP_PATCHES, Interposer
 
 # Modules the registry does not capture (importing them has side effects, or they are rarely there): closed.py
-# handles them by name when they are first imported, so no family keys an original of theirs.
-UNCAPTURED = frozenset({"termios", "readline", "_posixshmem"})
+# handles them by name when they are first imported, so no family keys an original of theirs; and the C
+# `zoneinfo.ZoneInfo` class, which the time family swaps for the Python one only when the host had already
+# loaded it (enclave_libc/time.py), and which the registry does not import to capture.
+UNCAPTURED = frozenset({"termios", "readline", "_posixshmem", "zoneinfo"})
 
 
 def _live(module: str) -> dict[str, Any]:

@@ -243,6 +243,8 @@ class _Dispatched:
     (confine.run_resolved, as the row's `paths` say), which is the defence these tests prove."""
 
     def __getattr__(self, name: str) -> Any:
+        if name not in BY_NAME:  # not a row (`__name__`, `__wrapped__` ...): an AttributeError, as for any object
+            raise AttributeError(name)
         fn, specs = getattr(hf, name), confine.path_specs(BY_NAME[name])
         return lambda host, *args: confine.run_resolved(host.access, specs, fn, host, args)
 

@@ -12,7 +12,7 @@ import errno
 import os as _os
 from typing import Any
 
-from ocall_bridge.calls import XATTR_SIZE_MAX
+from ocall_bridge.records import XATTR_SIZE_MAX
 
 from .. import runtime
 from ..errors import with_filename

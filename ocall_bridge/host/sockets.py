@@ -18,9 +18,10 @@ import array
 import errno
 from typing import TYPE_CHECKING, Any
 
-from ..calls import ANCILLARY_SEND, MAX_CMSGS, MAX_RESOLVED, SOCKET_FAMILIES, SOCKET_TYPE_FLAGS, SOCKET_TYPES, SOCKOPTS
+from ..calls import MAX_RESOLVED
 from ..originals import fcntl, os
 from ..originals import socket as sk
+from ..records import ANCILLARY_SEND, MAX_CMSGS, SOCKET_FAMILIES, SOCKET_TYPE_FLAGS, SOCKET_TYPES, SOCKOPTS
 from .confine import unix_path
 from .files import _kind_of
 from .handles import Handle
