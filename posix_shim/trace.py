@@ -298,6 +298,9 @@ def _inside_wrapper(c: Call, fn: Callable[..., Any], runtime: Any, perf: Callabl
     traced.__name__ = fn.__name__
     traced.__qualname__ = fn.__qualname__
     traced.__doc__ = fn.__doc__
+    # What the function declares (its rows, what it replaces, a refusal) stays true of the wrapper that stands in
+    # for it in PATCHES: compat's support table and tests/test_uses.py read it there.
+    traced.__dict__.update(fn.__dict__)
     traced.__wrapped__ = fn  # type: ignore[attr-defined]
     traced.__posix_shim_traced__ = True  # type: ignore[attr-defined]
     return traced

@@ -74,6 +74,8 @@ def reach(root: Any) -> Reach:
             out.refuses = out.refuses or _raised_here(instructions, i)
         elif _ours(value):
             stack.append(value)
+        elif callable(value) and not isinstance(value, type) and _ours(inspect.unwrap(value)):
+            stack.append(value)  # our function behind a wrapper (the inside tracer's): read what it wraps
     while stack:
         obj = stack.pop()
         if not isinstance(obj, type):

@@ -156,3 +156,26 @@ def test_patches_are_derived_from_the_registration_next_to_each_function() -> No
 
     assert patches_of(module) == {posix.fsync: fsync, posix.lockf: lockf, fcntl.lockf: lockf}
     assert originals_of(fsync) == ("posix.fsync",) and originals_of(helper) == ()
+
+
+def test_declarations_survive_the_inside_tracer() -> None:
+    """Tracing an enclave's inside calls (`--trace`, `Enclave(trace=...)`) swaps traced wrappers into PATCHES for
+    the rest of the process: what they stand in for must still say what it declares, or compat and the check
+    above read "declares nothing" after any traced run (found when the suite ran a traced TLS test first)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.path.insert(0, 'tests')\n"
+            "from posix_shim.trace import install_inside_tracing; install_inside_tracing()\n"
+            "import test_uses\n"
+            "from enclave_libc import files, process\n"
+            "wrapped = [fn for fn in files.PATCHES.values() if getattr(fn, '__posix_shim_traced__', False)]\n"
+            "assert wrapped, 'the tracer wrapped no inside call'\n"
+            "bad = [p for m in test_uses.FAMILIES for fn in m.PATCHES.values() for p in test_uses.problems(fn)]\n"
+            "print(len(wrapped), bad)\n")
+    from conftest import REPO
+
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    count, _, bad = out.stdout.strip().partition(" ")
+    assert int(count) > 5 and bad == "[]", out.stdout
