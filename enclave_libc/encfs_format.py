@@ -36,6 +36,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+from ocall_bridge import originals
 from ocall_bridge.types import MAX_DATA
 
 from . import files, runtime
@@ -53,7 +54,7 @@ REC = CHUNK + OVER
 RAW_CACHE = 16 << 20
 SCRATCH_MAX = 4 << 20
 KINDS = {"enclave": 0, "signer": 1}
-_urandom = _os.urandom
+_urandom = originals.get("posix", "urandom")
 _lock = threading.RLock()  # one lock for every encrypted file: the shared states and the scratch buffers
 
 

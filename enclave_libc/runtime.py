@@ -17,6 +17,7 @@ from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any, cast
 
+from ocall_bridge import originals
 from ocall_bridge import types as T
 from ocall_bridge.access import ALLOW_ALL, Access, open_kinds
 from ocall_bridge.calls import CALLS, Call
@@ -25,7 +26,7 @@ from ocall_bridge.client import OcallClient
 from .errors import PolicyDenied, Unsupported
 from .fdtable import FdTable, NativeFds, OpenFile
 
-_umask = _os.umask
+_umask = originals.get("posix", "umask")
 
 
 def _host_umask() -> int:

@@ -15,10 +15,12 @@ import errno
 import os as _os
 from typing import Any
 
+from ocall_bridge import originals
+
 from . import runtime
 from .errors import HostViolation
 
-_inet_pton, _inet_ntop = _socket.inet_pton, _socket.inet_ntop
+_inet_pton, _inet_ntop = originals.get("_socket", "inet_pton"), originals.get("_socket", "inet_ntop")
 _fsencode, _fsdecode = _os.fsencode, _os.fsdecode
 gaierror = _socket.gaierror
 

@@ -24,6 +24,7 @@ enclave_libc/fdtable.py), and the rules of RULES below (the names a listing may 
 from __future__ import annotations
 
 import errno as E
+import functools
 import os
 import socket
 from collections.abc import Callable, Iterable, Sequence
@@ -54,6 +55,7 @@ from .records import (
     XATTR_SIZE_MAX,
 )
 from .types import (
+    HANDLE,
     MAX_DATA,
     MAX_NAME,
     MAX_PATH,
@@ -137,17 +139,28 @@ class Call:
     @property
     def fd_params(self) -> tuple[int, ...]:
         """The parameters that are enclave fds in the program's API and host handles on the wire."""
-        return tuple(i for i, f in enumerate(self.params) if isinstance(f.type, Int) and f.type.role == "handle")
+        return tuple(i for i, f in enumerate(self.params) if f.is_handle)
 
 
+@functools.singledispatch
 def _holds_handle(t: object) -> bool:
-    if isinstance(t, Int):
-        return t.role == "handle"
-    if isinstance(t, Record):
-        return any(_holds_handle(f.type) for f in t.fields)
-    if isinstance(t, List):
-        return _holds_handle(t.item)
+    """Whether a value of this wire type carries a host handle anywhere inside it."""
     return False
+
+
+@_holds_handle.register
+def _(t: Int) -> bool:
+    return t.role == HANDLE
+
+
+@_holds_handle.register
+def _(t: Record) -> bool:
+    return any(_holds_handle(f.type) for f in t.fields)
+
+
+@_holds_handle.register
+def _(t: List) -> bool:
+    return _holds_handle(t.item)
 
 
 # ---------------------------------------------------------------------------------------------------------

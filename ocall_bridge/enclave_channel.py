@@ -33,7 +33,6 @@ from __future__ import annotations
 import _socket
 import _thread
 import logging
-import posix
 import select as _select
 import signal as _signal
 import struct
@@ -60,6 +59,7 @@ from .framing import (
     move_high,
     parse_fds_frame,
 )
+from .originals import os as _real
 from .ring import ISSUES_HANDLES as _ISSUES_HANDLES
 from .wire import ANSWER, ECALL, ECALL_RETURN
 
@@ -72,12 +72,12 @@ _get_ident = _thread.get_ident
 _start_new_thread = _thread.start_new_thread
 _poll = _select.poll
 _POLLIN, _POLLHUP, _POLLERR = _select.POLLIN, _select.POLLHUP, _select.POLLERR
-_read, _close, _getppid, _pipe = posix.read, posix.close, posix.getppid, posix.pipe
-_set_blocking = posix.set_blocking
+_read, _close, _getppid, _pipe = _real.read, _real.close, _real.getppid, _real.pipe
+_set_blocking = _real.set_blocking
 _SocketType = _socket.socket
 _default_int_handler = _signal.default_int_handler
 _BLOCKING = frozenset(n for n, c in BY_NUMBER.items() if c.blocking)
-_fstat = posix.fstat
+_fstat = _real.fstat
 
 
 # -- the enclave side --------------------------------------------------------------------------------------

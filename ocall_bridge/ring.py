@@ -34,7 +34,6 @@ Like `process.py`, the enclave half uses only references captured at import (the
 from __future__ import annotations
 
 import mmap as _mmap
-import posix
 import select as _select
 import threading
 from collections.abc import Callable
@@ -42,6 +41,7 @@ from typing import Any
 
 from .calls import BY_NUMBER
 from .errors import HostGone
+from .originals import os as _real
 from .types import MAX_FRAME
 from .wire import CODECS
 
@@ -67,8 +67,8 @@ _SLOT_WORDS = 16
 _SLOT_BASE = 8  # first word of slot 0's header
 _BIG = 64 << 10  # answers above this are copied into a reused private buffer instead of a fresh bytes object
 
-_eventfd_write, _eventfd_read, _eventfd = posix.eventfd_write, posix.eventfd_read, posix.eventfd
-_close, _set_blocking = posix.close, posix.set_blocking
+_eventfd_write, _eventfd_read, _eventfd = _real.eventfd_write, _real.eventfd_read, _real.eventfd
+_close, _set_blocking = _real.close, _real.set_blocking
 _poll, _POLLIN = _select.poll, _select.POLLIN
 _getrefcount = __import__("sys").getrefcount
 _BLOCKING = frozenset(n for n, c in BY_NUMBER.items() if c.blocking)
@@ -92,14 +92,14 @@ class RingFds:
 
     @classmethod
     def create(cls, slots: int = SLOTS) -> RingFds:
-        memfd = posix.memfd_create("posix_shim-ring", posix.MFD_CLOEXEC)
-        posix.ftruncate(memfd, mapping_size(slots))
+        memfd = _real.memfd_create("posix_shim-ring", _real.MFD_CLOEXEC)
+        _real.ftruncate(memfd, mapping_size(slots))
         # The header is written before the child can map it (it checks these words first).
         mm = _mmap.mmap(memfd, PAGE, _mmap.MAP_SHARED, _mmap.PROT_READ | _mmap.PROT_WRITE)
         with memoryview(mm) as view, view.cast("I") as w:
             w[_W_SLOTS], w[_W_SIZE], w[_W_MAGIC] = slots, SLOT_SIZE, MAGIC
         mm.close()
-        flags = posix.EFD_CLOEXEC
+        flags = _real.EFD_CLOEXEC
         return cls(memfd, _eventfd(0, flags), [_eventfd(0, flags) for _ in range(slots)])
 
     def all(self) -> list[int]:
@@ -132,7 +132,7 @@ class RingFds:
 
 
 def _map(memfd: int) -> tuple[_mmap.mmap, memoryview, memoryview]:
-    size = posix.fstat(memfd).st_size
+    size = _real.fstat(memfd).st_size
     mm = _mmap.mmap(memfd, size, _mmap.MAP_SHARED, _mmap.PROT_READ | _mmap.PROT_WRITE)
     view = memoryview(mm)
     return mm, view, view[:PAGE].cast("I")
@@ -146,7 +146,7 @@ def _map_no_fd(memfd: int) -> tuple[Any, memoryview, memoryview]:
     """
     import ctypes
 
-    size = posix.fstat(memfd).st_size
+    size = _real.fstat(memfd).st_size
     libc = ctypes.CDLL(None, use_errno=True)
     mmap_ = libc.mmap
     mmap_.restype = ctypes.c_void_p
@@ -154,7 +154,7 @@ def _map_no_fd(memfd: int) -> tuple[Any, memoryview, memoryview]:
     addr = mmap_(None, size, _mmap.PROT_READ | _mmap.PROT_WRITE, _mmap.MAP_SHARED, memfd, 0)
     if addr is None or addr == ctypes.c_void_p(-1).value:
         err = ctypes.get_errno()
-        raise OSError(err, f"cannot map the ring: {posix.strerror(err)}")
+        raise OSError(err, f"cannot map the ring: {_real.strerror(err)}")
     area = (ctypes.c_char * size).from_address(addr)  # lives as long as the process: never unmapped
     view = memoryview(area).cast("B")
     return area, view, view[:PAGE].cast("I")

@@ -45,7 +45,7 @@ from .trace_format import TraceEvent, format_json, format_text, quote
 CLASSES: dict[str, Callable[[Call], bool]] = {
     # strace-like classes, derived from the table
     "%path": lambda c: any(isinstance(f.type, T.Path) for f in c.params),
-    "%fd": lambda c: any(isinstance(f.type, T.Int) and f.type.role == "handle" for f in c.params),
+    "%fd": lambda c: bool(c.fd_params),
     "%inside": lambda c: c.inside,
     "%blocking": lambda c: c.blocking,
 }

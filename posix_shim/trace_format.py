@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno as E
 import fcntl as _fcntl
+import functools
 import os as _pyos
 import select as _select
 import socket as _socket
@@ -194,25 +195,44 @@ def quote(data: bytes | bytearray | memoryview | str, limit: int = STRING_LIMIT)
     return '"' + "".join(out) + '"' + ("..." if len(raw) > limit or len(data) > limit else "")
 
 
-def _value(t: T.WireType, v: Any, c: Call, name: str) -> str:
-    if isinstance(t, T.Int):
-        dec = decoder_for(c, name) if t.role != "handle" else None
-        return dec(v) if dec is not None and isinstance(v, int) else str(v)
-    if isinstance(t, T.Bool):
-        return "true" if v else "false"
-    if isinstance(t, T.Float):
-        return repr(v)
-    if isinstance(t, T.Path):
-        return quote(v, T.MAX_PATH)  # strace abbreviates buffers, never paths
-    if isinstance(t, T.Bytes | T.Text):
-        return quote(v)
-    if isinstance(t, T.Record):
-        return _record(t, v, c)
-    if isinstance(t, T.List):
-        items = [_record(t.item, item, c) for item in v[:LIST_LIMIT]]
-        more = f", ... /* {len(v)} entries */" if len(v) > LIST_LIMIT else ""
-        return "[" + ", ".join(items) + more + "]"
+@functools.singledispatch
+def _value(t: Any, v: Any, c: Call, name: str) -> str:
+    """A value as strace shows it, by its wire type (each type registers its form below)."""
     return repr(v)
+
+
+@_value.register
+def _(t: T.Int, v: Any, c: Call, name: str) -> str:
+    dec = decoder_for(c, name) if t.role != T.HANDLE else None
+    return dec(v) if dec is not None and isinstance(v, int) else str(v)
+
+
+@_value.register
+def _(t: T.Bool, v: Any, c: Call, name: str) -> str:
+    return "true" if v else "false"
+
+
+@_value.register
+def _(t: T.Path, v: Any, c: Call, name: str) -> str:
+    return quote(v, T.MAX_PATH)  # strace abbreviates buffers, never paths
+
+
+@_value.register(T.Bytes)
+@_value.register(T.Text)
+def _(t: Any, v: Any, c: Call, name: str) -> str:
+    return quote(v)
+
+
+@_value.register
+def _(t: T.Record, v: Any, c: Call, name: str) -> str:
+    return _record(t, v, c)
+
+
+@_value.register
+def _(t: T.List, v: Any, c: Call, name: str) -> str:
+    items = [_record(t.item, item, c) for item in v[:LIST_LIMIT]]
+    more = f", ... /* {len(v)} entries */" if len(v) > LIST_LIMIT else ""
+    return "[" + ", ".join(items) + more + "]"
 
 
 def _record(rec: T.Record, v: Any, c: Call) -> str:
@@ -238,7 +258,7 @@ def format_result(c: Call, result: Any) -> str:
         return "0"
     if len(fields) == 1:
         f = fields[0]
-        if isinstance(f.type, T.Bytes | T.Text | T.Path):
+        if isinstance(result, bytes | bytearray | memoryview | str):  # a buffer or a name: its length, then it
             return f"{len(result)} {quote(result)}"
         return _value(f.type, result, c, f.name)
     values = result if isinstance(result, tuple | list) else (result,)
@@ -286,24 +306,42 @@ def format_text(ev: TraceEvent) -> str:
     return f"[{ev.thread}] {ev.call}({args}) = {res}{marks} {format_duration(ev.duration_ns)}"
 
 
-def _json_value(t: T.WireType | None, v: Any, c: Call | None, name: str) -> Any:
-    if isinstance(t, T.Int) and c is not None and t.role != "handle" and isinstance(v, int):
-        dec = decoder_for(c, name)
-        return dec(v) if dec is not None and name not in ("mode",) else v
+@functools.singledispatch
+def _json_value(t: Any, v: Any, c: Call | None, name: str) -> Any:
+    """A value for the JSON trace, by its wire type (None: a value with no declared type, shown as it is)."""
     if isinstance(v, bytes | bytearray | memoryview):
         b = bytes(v)
-        if isinstance(t, T.Path):
-            return _pyos.fsdecode(b)
         return {"len": len(b), "head": b[:STRING_LIMIT].decode("utf-8", "backslashreplace")}
-    if isinstance(t, T.Record) and isinstance(v, tuple | list) and len(v) == len(t.fields):
-        return {f.name: _json_value(f.type, x, c, f.name) for f, x in zip(t.fields, v, strict=True)}
-    if isinstance(t, T.List):
-        return [_json_value(t.item, x, c, name) for x in v]
     if isinstance(v, tuple | list):
         return [_json_value(None, x, c, name) for x in v]
     if v is None or isinstance(v, bool | int | float | str):
         return v
     return repr(v)
+
+
+@_json_value.register
+def _(t: T.Int, v: Any, c: Call | None, name: str) -> Any:
+    if c is not None and t.role != T.HANDLE and isinstance(v, int):
+        dec = decoder_for(c, name)
+        return dec(v) if dec is not None and name not in ("mode",) else v
+    return _json_value(None, v, c, name)
+
+
+@_json_value.register
+def _(t: T.Path, v: Any, c: Call | None, name: str) -> Any:
+    return _pyos.fsdecode(bytes(v)) if isinstance(v, bytes | bytearray | memoryview) else _json_value(None, v, c, name)
+
+
+@_json_value.register
+def _(t: T.Record, v: Any, c: Call | None, name: str) -> Any:
+    if isinstance(v, tuple | list) and len(v) == len(t.fields):
+        return {f.name: _json_value(f.type, x, c, f.name) for f, x in zip(t.fields, v, strict=True)}
+    return _json_value(None, v, c, name)
+
+
+@_json_value.register
+def _(t: T.List, v: Any, c: Call | None, name: str) -> Any:
+    return [_json_value(t.item, x, c, name) for x in v]
 
 
 def format_json(ev: TraceEvent) -> dict[str, Any]:

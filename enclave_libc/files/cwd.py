@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import errno
 import os as _os
-import posix
 import posixpath
 import stat as _stat
 from typing import Any
+
+from ocall_bridge import originals
 
 from .. import runtime
 from ..errors import oserror, with_filename
@@ -111,7 +112,7 @@ def _canonical(path: bytes) -> bytes:
     return posixpath.normpath(b"/" + b"/".join(parts))
 
 
-_real_umask = posix.umask
+_real_umask = originals.get("posix", "umask")
 
 
 @interposed("umask")
