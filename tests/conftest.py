@@ -38,6 +38,19 @@ def program(name: str) -> str:
     return (REPO / "tests" / "programs" / name).read_text()
 
 
+def printed_in_sim(access: object, code: str, capfd: pytest.CaptureFixture[str]) -> str:
+    """Run `code` in a sim enclave under the policy `access`; it must exit 0.  Returns what it printed (only what
+    the run printed: captured output from before it is dropped)."""
+    from posix_shim import Enclave
+
+    with Enclave(policy=access, backend="sim") as enclave:
+        capfd.readouterr()
+        status = enclave.run_code(code)
+        out, err = capfd.readouterr()
+    assert status == 0, err
+    return out
+
+
 def run_native(args: list[str], cwd: os.PathLike | str | None = None, input: bytes | None = None,
                env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
     full_env = dict(os.environ)

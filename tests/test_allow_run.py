@@ -15,10 +15,10 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import run_shim
+from conftest import printed_in_sim, run_shim
 
 from ocall_bridge.host import children as host_children
-from posix_shim import Enclave, policy
+from posix_shim import policy
 
 GIT = shutil.which("git")
 needs_git = pytest.mark.skipif(GIT is None, reason="git is not installed here")
@@ -114,12 +114,7 @@ def _ask_host_for(program: str, capfd: pytest.CaptureFixture[str], tmp_path: Pat
             print("ran, status", rt.ocall.waitchild(pid, False)[1])
         """)
     access = policy.parse(["--allow-run=true"], "code", None, cwd=str(tmp_path))
-    with Enclave(policy=access, backend="sim") as enclave:
-        capfd.readouterr()
-        status = enclave.run_code(code)
-        out, err = capfd.readouterr()
-    assert status == 0, err
-    return out
+    return printed_in_sim(access, code, capfd)
 
 
 def test_the_host_runs_only_what_its_policy_names(capfd: pytest.CaptureFixture[str], tmp_path: Path) -> None:

@@ -17,10 +17,10 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import REPO, run_shim
+from conftest import REPO, printed_in_sim, run_shim
 
 from ocall_bridge.host import children as host_children
-from posix_shim import Enclave, policy
+from posix_shim import policy
 
 
 def _run(backend: str, tmp_path: Path, code: str, *options: str) -> subprocess.CompletedProcess:
@@ -148,12 +148,7 @@ def _wide_child(secret: Path, capfd: pytest.CaptureFixture[str], monkeypatch: py
         """)
     access = policy.parse([], "code", None, cwd=str(secret.parent / "elsewhere"))
     (secret.parent / "elsewhere").mkdir(exist_ok=True)
-    with Enclave(policy=access, backend="sim") as enclave:
-        capfd.readouterr()
-        status = enclave.run_code(code)
-        out, err = capfd.readouterr()
-    assert status == 0, err
-    return out
+    return printed_in_sim(access, code, capfd)
 
 
 def test_the_host_refuses_a_child_command_line_that_would_widen_its_policy(
@@ -189,12 +184,7 @@ def _signal_other(pid: int, capfd: pytest.CaptureFixture[str]) -> str:
         else:
             print("signalled")
         """)
-    with Enclave(policy=policy.parse([], "code", None), backend="sim") as enclave:
-        capfd.readouterr()
-        status = enclave.run_code(code)
-        out, err = capfd.readouterr()
-    assert status == 0, err
-    return out.strip()
+    return printed_in_sim(policy.parse([], "code", None), code, capfd).strip()
 
 
 def test_the_host_signals_only_its_own_children(capfd: pytest.CaptureFixture[str]) -> None:
@@ -289,12 +279,7 @@ def _open_foreign(name: str, capfd: pytest.CaptureFixture[str]) -> str:
         else:
             print("opened")
         """)
-    with Enclave(policy=policy.parse([], "code", None), backend="sim") as enclave:
-        capfd.readouterr()
-        status = enclave.run_code(code)
-        out, err = capfd.readouterr()
-    assert status == 0, err
-    return out.strip()
+    return printed_in_sim(policy.parse([], "code", None), code, capfd).strip()
 
 
 @pytest.fixture

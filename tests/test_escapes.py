@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO, program, run_shim
+from conftest import REPO, printed_in_sim, program, run_shim
 
 from enclave_libc import closed, env
 from enclave_libc import process as eprocess
@@ -62,12 +62,7 @@ def attempt(secret: Path, code: str, capfd: pytest.CaptureFixture[str]) -> str:
     program = "import os, sys\nSECRET = " + repr(str(secret)) + "\ntry:\n" + textwrap.indent(
         textwrap.dedent(code), "    ") + "\nexcept OSError as exc:\n    print('refused', exc.errno, exc)\n" \
         "else:\n    print('ok', RESULT)\n"
-    with Enclave(policy=Guarded(secret), backend="sim") as enclave:
-        capfd.readouterr()
-        status = enclave.run_code(program)
-        out, err = capfd.readouterr()
-    assert status == 0, err
-    return out.strip().splitlines()[-1]
+    return printed_in_sim(Guarded(secret), program, capfd).strip().splitlines()[-1]
 
 
 # -- freshly built C modules ---------------------------------------------------------------------------------
