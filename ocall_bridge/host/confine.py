@@ -186,11 +186,43 @@ class _Root:
                                                                                    is_dir, strict)
 
 
+def where_now(path: bytes) -> bytes:
+    """`path` with every symlink in its existing part resolved, as the kernel sees it now (the part that does not
+    exist yet is appended as written)."""
+    missing: list[bytes] = []
+    head = path
+    while True:
+        try:
+            fd = os.open(head or b"/", O_PATH | O_CLOEXEC)
+        except OSError:
+            if head in (b"", b"/"):
+                return path
+            head, _, name = head.rpartition(b"/")
+            missing.append(name)
+            continue
+        try:
+            real = os.readlink(b"/proc/self/fd/%d" % fd)
+        finally:
+            os.close(fd)
+        if not real.startswith(b"/"):
+            return path
+        return posixpath.join(real, *reversed(missing)) if missing else real
+
+
 class Confiner:
     """Path operations for one policy, each confined beneath the root that grants it."""
 
     def __init__(self, access: Any) -> None:
         self.access = access
+        # Where each root really is, fixed now: a Confiner is made at the host's first path call, before it
+        # performs anything the enclave asked.  A root is later opened along exactly this path with no symlink
+        # allowed, so a granted folder that did not exist yet cannot be created by the program as a symlink
+        # (`os.symlink("/etc", granted)`) and then lead anywhere; nor can an existing one be swapped for one.
+        self._fixed: dict[bytes, bytes] = {}
+        for kind in ("read", "write"):
+            for root in access.roots(kind) or ():
+                if root not in self._fixed:
+                    self._fixed[root] = where_now(root)
         self._roots: dict[bytes, _Root] = {}
         self._parents: dict[bytes, int] = {}
         self._kind_roots: dict[str, Any] = {}
@@ -203,8 +235,17 @@ class Confiner:
     def _parent_fd(self, parent: bytes) -> int:
         fd = self._parents.get(parent)
         if fd is None:
-            fd = self._parents[parent] = os.open(parent, O_PATH | O_DIRECTORY | O_CLOEXEC)
+            fd = self._parents[parent] = self._open_fixed(parent)
         return fd
+
+    def _open_fixed(self, real: bytes) -> int:
+        """An O_PATH descriptor of the directory at `real` (a path fixed when the policy was), with no symlink
+        anywhere on the way: one there now was put there since, and is refused (ELOOP, or ENOTDIR for the last
+        name where the kernel lacks openat2)."""
+        flags = O_PATH | O_DIRECTORY | O_CLOEXEC
+        if self._kernel:
+            return _openat2_raw(AT_FDCWD, real, flags, 0, RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS)
+        return os.open(real, flags | O_NOFOLLOW)
 
     def _root(self, path: bytes) -> _Root:
         r = self._roots.get(path)
@@ -214,21 +255,27 @@ class Confiner:
             r = self._roots.get(path)
             if r is not None:
                 return r
-            if path == b"/":
-                parent_fd, name = self._parent_fd(b"/"), b"."
-            else:
-                parent, _, name = path.rpartition(b"/")
-                parent_fd = self._parent_fd(parent or b"/")
-            strict = bool(getattr(self.access, "denials_within", lambda _: False)(path))
+            real = self._fixed.get(path) or where_now(path)
             try:
-                fd = os.open(path, O_PATH | O_DIRECTORY | O_CLOEXEC)
+                if real == b"/":
+                    parent_fd, name = self._parent_fd(b"/"), b"."
+                else:
+                    parent, _, name = real.rpartition(b"/")
+                    parent_fd = self._parent_fd(parent or b"/")
+                strict = bool(getattr(self.access, "denials_within", lambda _: False)(path))
+                try:
+                    fd = self._open_fixed(real)
+                except OSError as exc:
+                    if exc.errno == errno.ENOENT:
+                        # Not there yet (a file or folder the program will create): asked again next time.
+                        return _Root(path, -1, parent_fd, name, False, strict)
+                    if exc.errno != errno.ENOTDIR:
+                        raise
+                    fd = -1
             except OSError as exc:
-                if exc.errno == errno.ENOENT:
-                    # Not there yet (a file or folder the program will create): asked again next time.
-                    return _Root(path, -1, parent_fd, name, False, strict)
-                if exc.errno != errno.ENOTDIR:
-                    raise
-                fd = -1
+                if exc.errno == errno.ELOOP:
+                    raise Escape(f"{os.fsdecode(path)} has become a symlink since the policy was fixed") from None
+                raise
             r = _Root(path, fd, parent_fd, name, fd >= 0, strict)
             self._roots[path] = r
             return r
@@ -403,7 +450,23 @@ class Confiner:
         parent_norm = _norm(parent_path)
         if parent_norm == root_path:
             return root.fd, name, False
-        return self.open_fd(parent_path, kinds, O_PATH | O_DIRECTORY), name, True
+        d = self.open_fd(parent_path, kinds, O_PATH | O_DIRECTORY)
+        if root.strict:
+            try:
+                self._judge_entry(path, d, name, kinds)
+            except BaseException:
+                os.close(d)
+                raise
+        return d, name, True
+
+    def _judge_entry(self, path: bytes, d: int, name: bytes, kinds: tuple[str, ...]) -> None:
+        """Something is denied within this root, and the directory `d` may have been reached through a symlink
+        (`here -> .`): the entry is judged at its real place, or `here/secret` would unlink a --deny-write file
+        that `secret` cannot."""
+        real_dir = os.readlink(b"/proc/self/fd/%d" % d).rstrip(b"/") or b"/"
+        if real_dir == _norm(path.rstrip(b"/").rpartition(b"/")[0] or b"/"):
+            return  # no symlink on the way: the path as written is where it acts, and was judged as such
+        self._refuse_unless_allowed(path, posixpath.join(real_dir, name), kinds)
 
 
 @contextmanager

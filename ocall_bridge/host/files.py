@@ -245,10 +245,27 @@ def _may_change(host: Host, h: Handle, call: str) -> None:
         if h.kind in ("pipe", "socket") or host.access.roots("write") is None:
             return
         raise OSError(errno.EACCES, f"{call}: the host's standard streams are not the enclave's to change")
-    denial = host.access.check(call, "write", h.path)
-    if denial:
-        log.warning("host refused %s: %s", call, denial)
-        raise OSError(errno.EACCES, denial)
+    _may(host, h, call, "write")
+
+
+def _may(host: Host, h: Handle, call: str, kind: str) -> None:
+    """The grant of `kind` for the file behind a handle, judged on the path it was opened by *and* on where the
+    descriptor really leads: a read-only handle opened through a symlink in a writable folder
+    (`out/x -> ../secret.txt`) must not fchmod or fsetxattr the read-only file behind it."""
+    for where in (h.path, real_path_of(h)):
+        denial = host.access.check(call, kind, where) if where else None
+        if denial:
+            log.warning("host refused %s: %s", call, denial)
+            raise OSError(errno.EACCES, denial)
+
+
+def real_path_of(h: Handle) -> bytes | None:
+    """The path the kernel has for a handle's descriptor, or None (a pipe, a socket, a deleted file)."""
+    try:
+        real = os.readlink(b"/proc/self/fd/%d" % h.fd)
+    except OSError:
+        return None
+    return real if real.startswith(b"/") and not real.endswith(b" (deleted)") else None
 
 
 def fchmod(host: Host, h: Handle, mode: int) -> None:
@@ -358,6 +375,8 @@ def getxattr(host: Host, t: Target, name: bytes, size: int, follow: bool) -> byt
 
 
 def fgetxattr(host: Host, h: Handle, name: bytes, size: int) -> bytes:
+    if h.path is not None:
+        _may(host, h, "fgetxattr", "read")
     return _fits(os.getxattr(h.fd, name), size)
 
 
@@ -375,6 +394,8 @@ def listxattr(host: Host, t: Target, follow: bool) -> list[tuple]:
 
 
 def flistxattr(host: Host, h: Handle) -> list[tuple]:
+    if h.path is not None:
+        _may(host, h, "flistxattr", "read")
     return [(os.fsencode(n),) for n in os.listxattr(h.fd)]
 
 
