@@ -165,3 +165,16 @@ def test_a_bad_fd_fails_in_the_native_order(backend: str, tmp_path: Path) -> Non
     inside, native = _both(tmp_path, backend, code)
     _same(inside, native, backend)
     assert inside.stdout.count(b"EBADF") == 9 and b"pwrite EINVAL" in inside.stdout
+
+
+def test_a_row_with_paths_cannot_have_an_in_place_host_function(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The in-place bulk route skips the dispatcher's path resolution: a `<name>_into` for a path row (getxattr
+    answers a count-bounded byte string, as read does) would be served unconfined, so the host refuses to start."""
+    from ocall_bridge.errors import TableError
+    from ocall_bridge.host import files as host_files
+    from ocall_bridge.host.runtime import Host
+
+    Host().close()  # read_into and pread_into, on handle rows: accepted
+    monkeypatch.setattr(host_files, "getxattr_into", lambda *args: 0, raising=False)
+    with pytest.raises(TableError, match="getxattr: a row with path parameters"):
+        Host()

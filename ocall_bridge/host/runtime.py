@@ -25,6 +25,7 @@ from typing import Any
 from .. import types as T
 from ..access import ALLOW_ALL, Access, open_kinds
 from ..calls import Call
+from ..errors import require
 from ..originals import os as real_os
 from ..validate import CallChecks
 from ..wire import (
@@ -101,6 +102,11 @@ class Entry:
             if bound is not None and bound.kind == "arg":
                 self.fn_into = _family_functions(c, "_into")
                 self.into_count = index[bound.name]
+                # The in-place route hands its arguments to `<name>_into` as they came: it has no step that
+                # resolves paths, so a row with path parameters may not have one (getxattr_into would be served
+                # unconfined).  Handle rows only (read, pread, recv).
+                require(self.fn_into is None or not c.paths,
+                        f"{c.name}: a row with path parameters cannot have a `{c.name}_into` host function")
 
 
 _getsignal = _signal.getsignal
