@@ -22,10 +22,10 @@ from ..calls import MAX_RESOLVED
 from ..originals import fcntl, os
 from ..originals import socket as sk
 from ..records import ANCILLARY_SEND, MAX_CMSGS, SOCKET_FAMILIES, SOCKET_TYPE_FLAGS, SOCKET_TYPES, SOCKOPTS
-from .confine import unix_path
 from .files import _kind_of
 from .handles import Handle
 from .runtime import Host
+from .socket_paths import unix_path
 
 if TYPE_CHECKING:  # `sk` is real.py's capture of _socket; its class is _socket.socket
     from _socket import socket as _SocketBase
