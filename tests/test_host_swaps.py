@@ -110,7 +110,7 @@ def test_a_denied_file_cannot_be_reached_through_a_symlink_to_its_folder(tmp_pat
 
 
 def test_control_entries_judged_by_the_name_as_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(confine.Confiner, "_judge_entry", lambda self, path, d, name, kinds: None)
+    monkeypatch.setattr(confine.Confiner, "_judge_entry", lambda self, path, parent_norm, d, name, kinds: None)
     assert _through_dir_link(tmp_path) == {
         "direct unlink": "EACCES", "link": None, "unlink": None, "rename": None, "chmod": None,
         "left": ["here", "moved", "secret3"], "mode": "0o600"}

@@ -183,6 +183,11 @@ class _Root:
                                                                                    is_dir, strict)
 
 
+def fd_path(fd: int) -> bytes:
+    """Where the kernel says a descriptor leads (its /proc/self/fd link): the real path the policy is checked on."""
+    return os.readlink(b"/proc/self/fd/%d" % fd)
+
+
 def where_now(path: bytes) -> bytes:
     """`path` with every symlink in its existing part resolved, as the kernel sees it now (the part that does not
     exist yet is appended as written)."""
@@ -198,7 +203,7 @@ def where_now(path: bytes) -> bytes:
             missing.append(name)
             continue
         try:
-            real = os.readlink(b"/proc/self/fd/%d" % fd)
+            real = fd_path(fd)
         finally:
             os.close(fd)
         if not real.startswith(b"/"):
@@ -252,7 +257,7 @@ class Confiner:
             r = self._roots.get(path)
             if r is not None:
                 return r
-            real = self._fixed.get(path) or where_now(path)
+            real = self._fixed.get(path, path)  # every root was fixed at init; as written, with no symlink, if not
             try:
                 if real == b"/":
                     parent_fd, name = self._parent_fd(b"/"), b"."
@@ -378,12 +383,12 @@ class Confiner:
             parent, _, name = path.rpartition(b"/")
             probe = os.open(parent or b"/", O_PATH | O_CLOEXEC | O_DIRECTORY)
             try:
-                real = os.readlink(b"/proc/self/fd/%d" % probe) + b"/" + name
+                real = fd_path(probe) + b"/" + name
             finally:
                 os.close(probe)
             return self._open_real(path, real, kinds, flags, mode)
         try:
-            real = os.readlink(b"/proc/self/fd/%d" % probe)
+            real = fd_path(probe)
             if not self._kernel:
                 self._refuse_unless_allowed(path, real, kinds)
                 if flags & O_PATH:
@@ -450,18 +455,18 @@ class Confiner:
         d = self.open_fd(parent_path, kinds, O_PATH | O_DIRECTORY)
         if root.strict:
             try:
-                self._judge_entry(path, d, name, kinds)
+                self._judge_entry(path, parent_norm, d, name, kinds)
             except BaseException:
                 os.close(d)
                 raise
         return d, name, True
 
-    def _judge_entry(self, path: bytes, d: int, name: bytes, kinds: tuple[str, ...]) -> None:
+    def _judge_entry(self, path: bytes, parent_norm: bytes, d: int, name: bytes, kinds: tuple[str, ...]) -> None:
         """Something is denied within this root, and the directory `d` may have been reached through a symlink
         (`here -> .`): the entry is judged at its real place, or `here/secret` would unlink a --deny-write file
         that `secret` cannot."""
-        real_dir = os.readlink(b"/proc/self/fd/%d" % d).rstrip(b"/") or b"/"
-        if real_dir == _norm(path.rstrip(b"/").rpartition(b"/")[0] or b"/"):
+        real_dir = fd_path(d).rstrip(b"/") or b"/"
+        if real_dir == parent_norm:
             return  # no symlink on the way: the path as written is where it acts, and was judged as such
         self._refuse_unless_allowed(path, posixpath.join(real_dir, name), kinds)
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from ..access import open_kinds
 from ..originals import fcntl, os
-from .confine import Target, confiner_for
+from .confine import Target, confiner_for, fd_path
 from .handles import Handle
 from .runtime import Host
 
@@ -262,7 +262,7 @@ def _may(host: Host, h: Handle, call: str, kind: str) -> None:
 def real_path_of(h: Handle) -> bytes | None:
     """The path the kernel has for a handle's descriptor, or None (a pipe, a socket, a deleted file)."""
     try:
-        real = os.readlink(b"/proc/self/fd/%d" % h.fd)
+        real = fd_path(h.fd)
     except OSError:
         return None
     return real if real.startswith(b"/") and not real.endswith(b" (deleted)") else None

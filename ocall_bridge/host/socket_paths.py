@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from ..originals import os
-from .confine import _WRITE, AT_FDCWD, O_PATH, Escape, confiner_for
+from .confine import _WRITE, AT_FDCWD, O_PATH, Escape, confiner_for, fd_path
 
 log = logging.getLogger("posix_shim.host")
 
@@ -46,7 +46,7 @@ def unix_path(access: Any, address: Any, kind: str) -> Iterator[Any]:
         if d == AT_FDCWD:
             yield address
             return
-        target = os.readlink(b"/proc/self/fd/%d" % d).rstrip(b"/") + b"/" + name
+        target = fd_path(d).rstrip(b"/") + b"/" + name
         if not target.startswith(b"/") or len(target) > 107:
             raise OSError(errno.ENAMETOOLONG, os.strerror(errno.ENAMETOOLONG))
         yield target
