@@ -29,6 +29,7 @@ from typing import Any, NamedTuple
 
 from . import types as T
 from .calls import BY_NUMBER, CALLS, Call
+from .conform import conformer
 from .errors import require
 
 WIRE_VERSION = 1
@@ -469,7 +470,8 @@ class CallCodec:
     """Request and answer layouts of one call, and their compiled fast paths (see `_fast_codecs`)."""
 
     __slots__ = ("call", "number", "request", "answer", "nresults", "pack_request", "unpack_request",
-                 "pack_answer", "pack_result", "unpack_answer", "bytes_answer", "finish_in_place", "unpack_view")
+                 "pack_answer", "pack_result", "unpack_answer", "bytes_answer", "finish_in_place", "unpack_view",
+                 "conform_request", "conform_answer")
 
     def __init__(self, c: Call) -> None:
         assert c.number is not None
@@ -495,6 +497,10 @@ class CallCodec:
         self.unpack_view: UnpackView | None = None
         if self.bytes_answer:
             self.finish_in_place, self.unpack_view = _in_place_codecs(self)
+        # Without frames (the sim backend's lean route, conform.py): the values as the other side would decode
+        # them, or None where only the frames can say (then they are used).
+        self.conform_request = conformer(c.params)
+        self.conform_answer = conformer(c.results)
 
 
 CODECS: dict[int, CallCodec] = {c.number: CallCodec(c) for c in CALLS if c.number is not None}

@@ -503,8 +503,9 @@ class Target:
 
     __slots__ = ("fd", "dir_fd", "name", "follow")
 
-    def __init__(self, name: bytes, dir_fd: int | None = None, fd: int = -1) -> None:
-        self.name, self.dir_fd, self.fd, self.follow = name, dir_fd, fd, fd >= 0
+    def __init__(self, name: bytes, dir_fd: int | None = None, fd: int = -1, follow: bool | None = None) -> None:
+        self.name, self.dir_fd, self.fd = name, dir_fd, fd
+        self.follow = fd >= 0 if follow is None else follow
 
     def __repr__(self) -> str:
         return f"Target({self.name!r}, dir_fd={self.dir_fd}, fd={self.fd})"
@@ -546,6 +547,12 @@ def run_resolved(access: Any, specs: tuple[PathSpec, ...], fn: Any, host: Any, a
                 if own:
                     owned.append(d)
                 resolved[i] = Target(name, None if d == AT_FDCWD else d)
+                continue
+            if conf is None and not how.flags and getattr(fn, "by_path", False):
+                # Nothing confined (allow-all) and a host function that takes the plain path (`by_path`): the
+                # kernel resolves the path once, in its own call, exactly as it would have for the O_PATH open
+                # (same walk, same follow rule: "link" does not follow the last name), without the descriptor.
+                resolved[i] = Target(path, None, -1, at == "object")
                 continue
             flags = how.flags or _OBJECT_FLAGS[at]
             if at == "link":

@@ -73,7 +73,7 @@ class Entry:
     """Everything the dispatcher needs for one call, computed once."""
 
     __slots__ = ("codec", "checks", "fn", "resources", "handle_idx", "single", "blocking", "name",
-                 "request_checks", "handle_first", "fn_into", "into_count", "direct", "paths")
+                 "request_checks", "handle_first", "fn_into", "into_count", "direct", "paths", "lean")
 
     def __init__(self, codec: CallCodec, fn: HostFunction | None) -> None:
         c = codec.call
@@ -96,6 +96,7 @@ class Entry:
         self.fn_into: HostFunction | None = None
         self.into_count = -1
         self.direct: Callable[[Any], Any] | None = None  # set by the Host (Host._direct)
+        self.lean: Callable[[tuple, int], Any] | None = None  # likewise: `direct` without the frames
         answer_type = c.results[0].type if codec.bytes_answer else None
         if fn is not None and isinstance(answer_type, T.Bytes):  # bytes_answer: one result, of type Bytes
             bound = answer_type.bound
@@ -161,11 +162,11 @@ class Host:
         self.entries: dict[int, Entry] = {
             n: Entry(codec, _family_functions(codec.call)) for n, codec in CODECS.items()
         }
-        for entry in self.entries.values():
-            entry.direct = self._direct(entry)
         # Hooks for tracing and fault injection: called as hook(entry, args) before the real call and may
         # return an errno to answer instead.  Empty by default, so the fast path is one truth test.
         self.before: list[Callable[[Entry, tuple], int | None]] = []
+        for entry in self.entries.values():
+            entry.direct = self._direct(entry)
         self.closed = False
         # Releasing the workers blocked on this enclave's behalf when it goes (close): `gone` ends host sleeps,
         # the wake pipe ends polls, and the FIFO opens still waiting for a partner are given one.
@@ -215,30 +216,31 @@ class Host:
         call, encode), minus the lookups, the in-between frame and the rebuilt argument tuple.  Used while no
         hook watches `perform` (tracing, fault injection: then the generic path runs, which they wrap).
         Answers None for anything it does not take (a frame the fast decoder refuses, a bulk read done in
-        place): the generic path then serves it."""
+        place): the generic path then serves it.
+
+        Also sets `entry.lean`: the same service without the frames (the sim backend's lean route, see `lean`).
+        Both routes run the one `run` below, so they cannot differ in a check."""
         if entry.fn is None:
             return None
         codec = entry.codec
         unpack, pack_result = codec.unpack_request, codec.pack_result
+        conform_answer = codec.conform_answer
         number, name, c = codec.number, entry.name, codec.call
         checks = entry.request_checks
         resources = entry.resources
         handle_first = entry.handle_first
         handle_idx = () if handle_first else entry.handle_idx
         into_count = entry.into_count if entry.fn_into is not None else -1
+        single = entry.single
         get = self.handles.get
         access = self.access
         check_resource = self._check_resource
         resolve = self._resolve_handles
         paths = entry.paths
+        attrs = self.__dict__
 
-        def direct(frame: Any) -> Any:
-            request = unpack(frame)
-            if request is None:
-                return None
-            seq, args = request
-            if into_count >= 0 and args[into_count] >= IN_PLACE_MIN:
-                return None
+        def run(args: tuple) -> tuple[int, Any]:
+            """(0, what the host function returned) or (errno, None): every check, then the call."""
             try:
                 fn = entry.fn  # read each time: a test may swap an entry's function
                 if fn is None or not access.call_allowed(name):
@@ -254,18 +256,50 @@ class Host:
                     args = resolve(entry, args)
                 for i, kind, t in resources:
                     check_resource(c, kind, args, i, t)
-                result = run_resolved(access, paths, fn, self, args) if paths else fn(self, *args)
+                return 0, run_resolved(access, paths, fn, self, args) if paths else fn(self, *args)
             except OSError as exc:
-                return encode_error(number, seq, _errno_of(exc))
+                return _errno_of(exc), None
             except Exception as exc:  # a bug in a host function must not take the host down with it
                 _host_function_failed(name, exc)
-                return encode_error(number, seq, errno.EIO)
+                return errno.EIO, None
+
+        def direct(frame: Any) -> Any:
+            request = unpack(frame)
+            if request is None:
+                return None
+            seq, args = request
+            if into_count >= 0 and args[into_count] >= IN_PLACE_MIN:
+                return None
+            err, result = run(args)
+            if err:
+                return encode_error(number, seq, err)
             try:
                 return pack_result(seq, result)
             except WireError:
                 log.exception("host answer for %s does not fit the table", name)
                 return encode_error(number, seq, errno.EIO)
 
+        def lean(args: tuple, seq: int) -> Any:
+            """`direct` for a request already in its decoded form (conform.py): the results as the enclave would
+            decode them (a tuple), an errno (an int), or an answer frame where only a frame can say (a result the
+            conformer does not vouch for: the encoder then judges it, as on the frame route).  None while a hook
+            watches `perform` or `serve`, or for a bulk read done in place: the caller then sends frames."""
+            if (self.before or "perform" in attrs or "serve" in attrs
+                    or (into_count >= 0 and args[into_count] >= IN_PLACE_MIN)):
+                return None
+            err, result = run(args)
+            if err:
+                return err if -0x80000000 <= err <= 0x7FFFFFFF else encode_error(number, seq, err)
+            results = conform_answer((result,) if single else result or ())
+            if results is not None:
+                return results
+            try:
+                return pack_result(seq, result)
+            except WireError:
+                log.exception("host answer for %s does not fit the table", name)
+                return encode_error(number, seq, errno.EIO)
+
+        entry.lean = lean
         return direct
 
     def serve(self, frame: bytes | memoryview) -> bytes | memoryview | None:
