@@ -117,7 +117,7 @@ def _compile(fields: Sequence[T.Field]) -> Conform:
     lines += ["    except (TypeError, ValueError, AttributeError):", "        return None"]
     scope: dict[str, Any] = dict(helpers)
     # Source generated here from the table's own field types (never from data that crossed the boundary).
-    exec(compile("\n".join(lines), "<conform>", "exec"), scope)  # noqa: S102
+    exec(compile("\n".join(lines), "<conform>", "exec"), scope)
     return scope["conform"]  # type: ignore[no-any-return]
 
 
