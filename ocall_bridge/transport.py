@@ -22,8 +22,10 @@ class SimTransport:
 
     name = "sim"
 
-    def __init__(self, host: Host) -> None:
+    def __init__(self, host: Host, lean: bool = True) -> None:
         self.host = host
+        # lean=False: every call as frames (tests compare the two routes; benchmarks may show the difference).
+        self.lean_route = lean
 
     def roundtrip(self, frame: bytes, seq: int) -> bytes | memoryview:
         answer = self.host.serve(frame)
@@ -36,7 +38,7 @@ class SimTransport:
         its decoded form, with every check of the frame route, minus the frames.  The client takes it for
         arguments that conform.py vouches for; it answers None whenever the frames must be used (a hook on the
         host).  None here when this transport's round trip is not the plain one (a test's, a wrapper's)."""
-        if "roundtrip" in self.__dict__ or type(self).roundtrip is not SimTransport.roundtrip:
+        if not self.lean_route or "roundtrip" in self.__dict__ or type(self).roundtrip is not SimTransport.roundtrip:
             return None
         entry = self.host.entries.get(number)
         return None if entry is None else entry.lean
