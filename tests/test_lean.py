@@ -176,13 +176,13 @@ def _answers(codec: Any, args: tuple, honest: tuple) -> list[tuple[str, Any]]:
     """(label, what the host function does) for the honest results and every well-formed lie about them."""
     out: list[tuple[str, Any]] = [("honest", honest)]
     frame = codec.pack_answer(5, honest)
+    # Lies are told about the answer to well-formed arguments (`args` may be ones the host refuses).
+    honest_args = args if codec.conform_request(args) is not None else \
+        tuple(lies.well_formed(f.type) for f in codec.call.params)
     for kind in lies.KINDS:
-        if kind in ("replay", "swap"):
-            continue
-        try:
-            told = lies.tell(kind, codec, args, frame, issued=(1, 2), memory={})
-        except Exception:  # noqa: BLE001 - a lie that needs a context this test does not give
-            continue
+        if kind in ("replay", "swap") or not lies.applies(kind, codec.call):
+            continue  # (replay and swap tell an earlier or another call's answer: test_lies.py)
+        told = lies.tell(kind, codec, honest_args, frame, issued=(1, 2), memory={})
         if told is None:
             continue
         try:
@@ -269,7 +269,7 @@ def _route_differences(sabotage: Callable[[Host], None] | None = None, examples:
                                                           else seen[0] == seen[1])):
                         differences.append(f"{name} {label} {args!r:.100}: frames {seen[0]!r:.120}, "
                                            f"lean {seen[1]!r:.120}")
-        assert taken[0] > 150 * examples, taken  # the comparison compared something: conforming calls went lean
+        assert taken[0] > 100 * examples, taken  # the comparison compared something: conforming calls went lean
         return differences
     finally:
         logging.getLogger("posix_shim.host").disabled = False
