@@ -83,6 +83,20 @@ class EnclaveRuntime:
             return stub
         index = {f.name: i for i, f in enumerate(c.params)}
         checks = [(index[name], kind) for name, kind in c.resources]
+        if len(checks) == 1 and checks[0][1] != "open":
+            # Nearly every path call (stat, lstat, access, unlink...): one resource of a fixed kind, checked
+            # without the loops below; the same question, the same denial.
+            (at, only), name, check = checks[0], c.name, access.check
+
+            def guarded_one(*args: Any) -> Any:
+                reason = check(name, only, args[at])
+                if reason:
+                    self.client.denied(name, args, reason)  # the trace marks the call with the rule
+                    raise PolicyDenied(name, _describe(args[at]), reason)
+                return stub(*args)
+
+            guarded_one.__name__ = c.name
+            return guarded_one
 
         def guarded(*args: Any) -> Any:
             for i, kind in checks:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os as _os
 from typing import Any
 
-from .platform import MESSAGE, forbidden
+from .platform import MESSAGE, clear_of, forbidden
 
 # Flags that make open() a write: asking for write access, creating, truncating or appending.
 _WRITE_FLAGS = _os.O_WRONLY | _os.O_RDWR | _os.O_CREAT | _os.O_TRUNC | _os.O_APPEND
@@ -51,7 +51,7 @@ class Access:
         SOCKADDR record (family, host, port, flowinfo, scope_id, path), or for "resolve" the host name (str)
         given to getaddrinfo.  Even "everything" excludes the platform's sealing secret.
         """
-        if isinstance(resource, bytes) and forbidden(normalized(resource), kind):
+        if isinstance(resource, bytes) and not clear_of(resource, kind) and forbidden(normalized(resource), kind):
             return MESSAGE
         return None
 

@@ -40,22 +40,37 @@ def secret_path() -> bytes:
     return os.fsencode(posixpath.normpath(posixpath.join(_getcwd(), state, "posix_shim", "platform-secret")))
 
 
-_CACHED: tuple[bytes | None, bytes] | None = None
+# (the variable's raw value, the secret's path, its last name): one tuple, replaced whole, so that a thread reads
+# a consistent set.
+_CACHED: tuple[bytes | None, bytes, bytes] | None = None
+
+
+def _current() -> tuple[bytes | None, bytes, bytes]:
+    global _CACHED
+    # Asked twice for every path ocall (the enclave's guard and the host's check): read the variable's raw bytes
+    # (a dict lookup), and work out the path again only when it changed.
+    given = _environ_data.get(_ENV_KEY)
+    cached = _CACHED
+    if cached is None or cached[0] != given:
+        path = secret_path()
+        cached = _CACHED = (given, path, path.rsplit(b"/", 1)[-1])
+    return cached
 
 
 def forbidden(path: bytes, kind: str = "read") -> bool:
     """Whether the enclave may never touch `path` (absolute, normalized) as `kind`: the secret itself for any
     kind, and for "write" also every folder above it (renaming one would move the secret to a reachable name)."""
-    global _CACHED
-    # Asked twice for every path ocall (the enclave's guard and the host's check): read the variable's raw bytes
-    # (a dict lookup), and work out the path again only when it changed.
-    given = _environ_data.get(_ENV_KEY)
-    if _CACHED is None or _CACHED[0] != given:
-        _CACHED = (given, secret_path())
-    secret = _CACHED[1]
+    secret = _current()[1]
     if path == secret:
         return True
     return kind == "write" and secret.startswith(path.rstrip(b"/") + b"/")
+
+
+def clear_of(path: bytes, kind: str) -> bool:
+    """True when `path` (absolute, normalized or not) certainly does not name the secret as `kind`: for any kind
+    but "write", a path without the secret's last name in it (normalizing only drops names, so the normal form of
+    such a path cannot end in that name).  False means "ask `forbidden` about the normal form"."""
+    return kind != "write" and _current()[2] not in path
 
 
 MESSAGE = "the platform secret is never reachable from inside the enclave (sealing keys are derived by the host)"

@@ -534,6 +534,15 @@ def run_resolved(access: Any, specs: tuple[PathSpec, ...], fn: Any, host: Any, a
     dispatcher (host/runtime.py) calls this for every row with paths, and no host function sees a raw path."""
     conf = confiner_for(access)
     resolved = list(args)
+    if conf is None and getattr(fn, "by_path", False):
+        # Nothing confined (allow-all) and a host function that takes the plain path (`by_path`, only on rows
+        # without extra open flags: see host/runtime.Entry): the kernel resolves the path once, in the host
+        # function's own call, exactly as it would have for the O_PATH open (the same walk, the same follow rule:
+        # "link" does not follow the last name), and no descriptor is opened.
+        for i, _, how, follow in specs:
+            at = how.at if follow < 0 or args[follow] else how.unfollowed
+            resolved[i] = Target(args[i], None, -1, at == "object")
+        return fn(host, *resolved)
     owned: list[int] = []
     try:
         for i, kinds, how, follow in specs:
@@ -547,12 +556,6 @@ def run_resolved(access: Any, specs: tuple[PathSpec, ...], fn: Any, host: Any, a
                 if own:
                     owned.append(d)
                 resolved[i] = Target(name, None if d == AT_FDCWD else d)
-                continue
-            if conf is None and not how.flags and getattr(fn, "by_path", False):
-                # Nothing confined (allow-all) and a host function that takes the plain path (`by_path`): the
-                # kernel resolves the path once, in its own call, exactly as it would have for the O_PATH open
-                # (same walk, same follow rule: "link" does not follow the last name), without the descriptor.
-                resolved[i] = Target(path, None, -1, at == "object")
                 continue
             flags = how.flags or _OBJECT_FLAGS[at]
             if at == "link":

@@ -84,6 +84,10 @@ class Entry:
         self.resources = tuple((index[name], kind, c.params[index[name]].type) for name, kind in c.resources)
         # The paths the host function receives resolved beneath their roots (calls.Resolve): confined here, once.
         self.paths = path_specs(c)
+        # A host function that takes plain paths when nothing is confined (confine.run_resolved) must not be one
+        # whose descriptor route opens with flags of its own (truncate's O_WRONLY): the plain path would skip them.
+        require(not getattr(fn, "by_path", False) or all(not how.flags for _, _, how, _ in self.paths),
+                f"{c.name}: a host function with `by_path` cannot serve a row whose paths open with flags")
         self.handle_idx = self.checks.handles
         self.single = codec.nresults == 1
         self.blocking = c.blocking
