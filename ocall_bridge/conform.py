@@ -118,7 +118,7 @@ def _compile(fields: Sequence[T.Field]) -> Conform:
     scope: dict[str, Any] = dict(helpers)
     # Source generated here from the table's own field types (never from data that crossed the boundary).
     exec(compile("\n".join(lines), "<conform>", "exec"), scope)
-    return scope["conform"]  # type: ignore[no-any-return]
+    return scope["conform"]
 
 
 def _never(v: Any) -> None:

@@ -70,7 +70,12 @@ def clear_of(path: bytes, kind: str) -> bool:
     """True when `path` (absolute, normalized or not) certainly does not name the secret as `kind`: for any kind
     but "write", a path without the secret's last name in it (normalizing only drops names, so the normal form of
     such a path cannot end in that name).  False means "ask `forbidden` about the normal form"."""
-    return kind != "write" and _current()[2] not in path
+    if kind == "write":
+        return False
+    cached = _CACHED  # (_current, without its call when the variable has not changed)
+    if cached is None or cached[0] != _environ_data.get(_ENV_KEY):
+        cached = _current()
+    return cached[2] not in path
 
 
 MESSAGE = "the platform secret is never reachable from inside the enclave (sealing keys are derived by the host)"

@@ -16,6 +16,8 @@ from typing import Any, Literal, overload
 from ..errors import with_filename
 
 _fsencode, _fsdecode, _fspath = _os.fsencode, _os.fsdecode, _os.fspath
+# What os.fsencode does with a str (its _fscodec: the encoding and error handler read once, at os import).
+_FS_ENCODING, _FS_ERRORS = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
 _stat_result, _statvfs_result = _os.stat_result, _os.statvfs_result
 
 
@@ -29,6 +31,12 @@ def _path(path: Any, func: str, allow_fd: bool, arg: str = "path", kinds: str = 
 
 def _path(path: Any, func: str, allow_fd: bool = False, arg: str = "path", kinds: str = "") -> bytes | int:
     """Bytes for any path argument, raising the TypeError/ValueError the native call raises, word for word."""
+    # The common cases first (a plain str or bytes without NUL): what the general code below answers for them.
+    if path.__class__ is str:
+        if "\0" not in path:
+            return path.encode(_FS_ENCODING, _FS_ERRORS)
+    elif path.__class__ is bytes and b"\0" not in path:
+        return path
     if allow_fd and isinstance(path, int):
         return path
     kinds = kinds or ("string, bytes, os.PathLike or integer" if allow_fd else "string, bytes or os.PathLike")

@@ -241,6 +241,7 @@ class Host:
         check_resource = self._check_resource
         resolve = self._resolve_handles
         paths = entry.paths
+        plain_handle_call = handle_first and not resources and not paths  # (read, pread, write, fstat, close...)
         attrs = self.__dict__
 
         def run(args: tuple) -> tuple[int, Any]:
@@ -255,6 +256,8 @@ class Host:
                         log.warning("enclave sent a bad %s request: %s", name, problem)
                         raise OSError(errno.EINVAL, problem)
                 if handle_first:
+                    if plain_handle_call:  # the handle lookup folded into the call: no argument tuple rebuilt
+                        return 0, fn(self, get(args[0]), *args[1:])
                     args = (get(args[0]), *args[1:])
                 elif handle_idx:
                     args = resolve(entry, args)
