@@ -3,7 +3,9 @@
 Every transport offers `roundtrip(frame, seq) -> answer frame`.  The trusted client does not care which one
 carries its frames; the wire format is the same on all of them.
 
-* `SimTransport`: the host lives in this process; a round trip is a function call on the calling thread.
+* `SimTransport`: the host lives in this process; a round trip is a function call on the calling thread.  It
+  also offers `lean(number)`: the same service without the frames, for arguments and answers that conform.py
+  shows a frame would carry unchanged (the checks on both sides are the same ones: tests/test_lean.py).
 * The process transport (a socketpair to a child process) lives in `process.py`.
 """
 

@@ -1,6 +1,8 @@
 """The sim backend: enclave and host in one process, as Asylo's simulated backend.
 
-An ocall is encode -> host dispatch -> decode on the calling thread.  Interposition is installed only while
+An ocall is encode -> host dispatch -> decode on the calling thread, or, where conform.py vouches that the frames
+would carry the values unchanged, the same host service and the same answer checks on the Python objects (the
+lean route, ocall_bridge/transport.py).  Interposition is installed only while
 enclave code runs (`run`, `call`), so a program that embeds an enclave keeps its own real OS calls between
 them.  Isolation is logical, not physical: use the process backend when the enclave must not share memory with
 the host.
