@@ -17,11 +17,12 @@ import errno
 import os
 import socket
 from collections.abc import Sequence
-from dataclasses import FrozenInstanceError, dataclass
-from typing import Any, Literal, dataclass_transform
+from dataclasses import dataclass
+from typing import Literal
 
 from .calls import BY_NAME
 from .errors import require
+from .frozen import Frozen
 
 AUDIT_ARCH_X86_64 = 0xC000003E
 AT_FDCWD = -100
@@ -31,64 +32,7 @@ AT_SYMLINK_FOLLOW = 0x400
 AT_EMPTY_PATH = 0x1000
 
 
-@dataclass_transform(frozen_default=True)
-class _Record:
-    """A frozen dataclass's behaviour for the small shapes below, without building one per class.
-
-    `@dataclass` writes and compiles six methods for each class (~0.5 ms each class, ~9 ms for this module, paid by
-    the host and by the enclave process before it confines itself); these generic methods read the class's field
-    list instead.  Same behaviour: fields are the annotated names of the class and its bases in definition order,
-    class attributes are their defaults, positional or keyword construction, equality between instances of the
-    same class only, a hash of the values, a dataclass-like repr, `__match_args__`, and assignment refused with
-    FrozenInstanceError.  These shapes are built once, at import: the generic __init__ is not on a hot path.
-    """
-
-    _fields: tuple[str, ...] = ()
-    __match_args__: tuple[str, ...] = ()
-
-    def __init_subclass__(cls) -> None:
-        super().__init_subclass__()
-        own = tuple(cls.__dict__.get("__annotations__", {}))
-        cls._fields = cls._fields + tuple(n for n in own if n not in cls._fields)
-        cls.__match_args__ = cls._fields  # type: ignore[misc]  # a class attribute mypy takes for final
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        fields = self._fields
-        if len(args) > len(fields):
-            raise TypeError(f"{type(self).__name__}() takes {len(fields)} arguments but {len(args)} were given")
-        values = dict(zip(fields, args, strict=False))  # fewer args than fields: defaults
-        for name, value in kwargs.items():
-            if name not in fields or name in values:
-                raise TypeError(f"{type(self).__name__}() got an unexpected or repeated argument {name!r}")
-            values[name] = value
-        for name in fields:
-            if name in values:
-                object.__setattr__(self, name, values[name])
-            elif not hasattr(type(self), name):
-                raise TypeError(f"{type(self).__name__}() missing required argument: {name!r}")
-
-    def _values(self) -> tuple:
-        return tuple(getattr(self, n) for n in self._fields)
-
-    def __eq__(self, other: object) -> bool:
-        if other.__class__ is self.__class__:
-            return self._values() == other._values()
-        return NotImplemented
-
-    def __hash__(self) -> int:
-        return hash(self._values())
-
-    def __repr__(self) -> str:
-        return f"{type(self).__qualname__}({', '.join(f'{n}={getattr(self, n)!r}' for n in self._fields)})"
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise FrozenInstanceError(f"cannot assign to field {name!r}")
-
-    def __delattr__(self, name: str) -> None:
-        raise FrozenInstanceError(f"cannot delete field {name!r}")
-
-
-class Arg(_Record):
+class Arg(Frozen):
     """What every shape below points at: the syscall argument `arg` (its index in seccomp_data.args), a value or
     the address of one in the child's memory."""
 
@@ -124,7 +68,7 @@ class Int(Arg):
     kind: str = "i32"
 
 
-class Const(_Record):
+class Const(Frozen):
     value: object
 
 
@@ -168,15 +112,15 @@ Source = Path | Int | Const | Bit | Fd | Sockaddr | Buffer | Times | Msg
 # ---------------------------------------------------------------------------------------------------------
 
 
-class Zero(_Record):
+class Zero(Frozen):
     """The call returns 0."""
 
 
-class Value(_Record):
+class Value(Frozen):
     """The call returns the row's (integer) result: bytes sent."""
 
 
-class NewFd(_Record):
+class NewFd(Frozen):
     """The row made a host handle: its descriptor is installed in the child with SECCOMP_IOCTL_NOTIF_ADDFD and
     the SEND flag (install and answer in one step); close-on-exec when argument `flags` has `cloexec`."""
 
@@ -197,7 +141,7 @@ class BytesOut(Arg):
     size: int
 
 
-class Fail(_Record):
+class Fail(Frozen):
     """No row: the call fails with this errno (a flag the rows cannot honour)."""
 
     errno: int
@@ -226,7 +170,7 @@ class IfNoName(Arg):
     """The msghdr at `arg` carries no address (msg_name NULL): a plain send."""
 
 
-class IfEmpty(_Record):
+class IfEmpty(Frozen):
     """The path at `path` is "" and AT_EMPTY_PATH is set in `flags`: the call is on the dirfd itself."""
 
     path: int
