@@ -133,3 +133,44 @@ def test_a_host_that_cannot_be_made_leaves_no_enclave_process_behind(tmp_path: P
     """, tmp_path)
     assert got["error"] and "bogus" in got["error"], got
     assert got["children"] == [], got
+
+
+def test_frozen_records_behave_as_the_frozen_dataclasses_they_replace() -> None:
+    # ocall_bridge/frozen.py stands in for @dataclass(frozen=True) where classes are built at import (start-up
+    # cost); whatever the table and the supervisor relied on must hold the same.
+    import dataclasses
+
+    import pytest
+
+    from ocall_bridge.frozen import Frozen
+
+    @dataclasses.dataclass(frozen=True)
+    class D:
+        arg: int
+        kind: str = "i32"
+        extra: tuple = ()
+
+    class F(Frozen):
+        arg: int
+        kind: str = "i32"
+        extra: tuple = ()
+
+    class G(F):
+        more: int = 0
+
+    for args, kwargs in (((1,), {}), ((1, "u32"), {}), ((1,), {"extra": (2,)}), ((), {"arg": 3, "kind": "id"})):
+        d, f = D(*args, **kwargs), F(*args, **kwargs)
+        assert repr(f).split(".")[-1].replace("F(", "D(", 1) == repr(d).split(".")[-1]  # qualname, then fields
+        assert hash(f) == hash(d) and f == F(*args, **kwargs) and vars(f) == vars(d)
+    assert F(1) != D(1) and F(1) != G(1) and G(1, "x", (), 5).more == 5 and G.__match_args__ == ("arg", "kind",
+                                                                                                 "extra", "more")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        F(1).arg = 2  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        del F(1).arg  # type: ignore[misc]
+    for bad in (lambda: F(), lambda: F(1, kind="x", arg=2), lambda: F(1, nope=2), lambda: F(1, "a", (), 4)):
+        with pytest.raises(TypeError):
+            bad()
+    match F(7, "mode"):
+        case F(n, k):
+            assert (n, k) == (7, "mode")
