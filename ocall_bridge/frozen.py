@@ -35,7 +35,7 @@ class Frozen:
         own = tuple(cls.__dict__.get("__annotations__", {}))
         cls._fields = cls._fields + tuple(n for n in own if n not in cls._fields)
         cls.__match_args__ = cls._fields  # type: ignore[misc]  # a class attribute mypy takes for final
-        setattr(cls, "__init__", _make_init(cls))  # as @dataclass sets it
+        cls.__init__ = _make_init(cls)  # type: ignore[method-assign]  # as @dataclass sets it
 
     def _values(self) -> tuple:
         return tuple(getattr(self, n) for n in self._fields)

@@ -31,16 +31,16 @@ except ImportError:  # pragma: no cover - cffi is a dependency; the tripwire the
 
 from enclave_libc import runtime
 from enclave_libc.runtime import EnclaveRuntime
-from ocall_bridge.access import ALLOW_ALL, Access
+from ocall_bridge.access import Access
 from ocall_bridge.enclave_channel import EnclaveTransport
 from ocall_bridge.errors import HostGone
 from ocall_bridge.framing import HIGH_FD, OP_CALL, OP_EXIT, OP_INIT, OP_RUN, move_high, send_listener
 from ocall_bridge.ring import RingClient, RingFds
 
-from . import policy as policy_module
 from . import program
 from .ecall import check_plain, resolve_target
 from .plain import decode_plain, encode_plain
+from .policy.model import from_data as policy_from_data
 from .session import inside
 from .wiring import make_client
 
@@ -79,13 +79,8 @@ def _arm_parent_death(host_pid: int, wake_fd: int) -> None:
 
 
 def _policy_from_data(data: Any) -> Access:
-    """The host's policy, rebuilt from plain data; a policy this build cannot rebuild refuses to start."""
-    from_data = getattr(policy_module, "from_data", None)
-    if from_data is not None:
-        return from_data(data)
-    if isinstance(data, dict) and data.get("allow_all") is True:
-        return ALLOW_ALL
-    raise ValueError("this build cannot rebuild the host's policy inside the enclave (no policy.from_data)")
+    """The host's policy, rebuilt from plain data (model.from_data refuses what it cannot rebuild)."""
+    return policy_from_data(data)
 
 
 _RUNTIME_DIRS = tuple(os.path.dirname(os.path.abspath(str(m.__file__))) + os.sep  # regular packages: __file__ set
