@@ -41,6 +41,7 @@ from . import program
 from .ecall import check_plain, resolve_target
 from .plain import decode_plain, encode_plain
 from .policy.model import from_data as policy_from_data
+from .prestart import RING_LATER, receive_ring
 from .session import inside
 from .wiring import make_client
 
@@ -307,7 +308,13 @@ def _confine(fd: int, ring: RingClient | None) -> None:
 def main(argv: list[str] | None = None) -> NoReturn:
     argv = sys.argv[1:] if argv is None else argv
     fd, host_pid = _move_high(int(argv[0])), int(argv[1])
-    fds = next((RingFds.from_arg(a) for a in argv[2:] if a.startswith("ring=")), None)
+    if RING_LATER in argv[2:]:  # started early (prestart.py): the host sends the ring once it has made it
+        received = receive_ring(fd, 256)
+        if len(received) < 3:
+            _exit(EXIT_HOST_GONE)
+        fds: RingFds | None = RingFds(received[0], received[1], received[2:])
+    else:
+        fds = next((RingFds.from_arg(a) for a in argv[2:] if a.startswith("ring=")), None)
     ring = None
     if fds is not None:  # mapped (and its memfd closed) before the filter forbids closing the bells
         ring = RingClient(RingFds(fds.memfd, move_high(fds.host_bell, fd), [move_high(n, fd) for n in fds.bells]))
