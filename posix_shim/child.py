@@ -239,7 +239,9 @@ class Child:
         # process: out of the collector's sight from here on, so neither the program's collections nor the one at
         # exit (finish) walks them again (gc.freeze, as before a fork; ~5-10 ms of every exit).  What the program
         # makes is collected as ever; the program cannot list objects either way (gc.get_objects is refused).
+        # The collector was off until now (the boot line): the start made ~40 collections of the same objects.
         gc.freeze()
+        gc.enable()  # disabled by the boot line for the start-up (prestart.child_command)
 
     def run(self, kind: str, target: str, args: list[str]) -> int:
         try:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import atexit
 import fnmatch
+import gc
 import os
 import socket
 import subprocess
@@ -62,7 +63,10 @@ def child_command(python: str, fd: int) -> list[str]:
     # -P: the child's sys.path[0] is not the current directory, so a file there named like one of our modules
     # cannot replace it.  The package's own root is appended in case it is not installed, only on the path.
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    boot = (f"import sys; r = {root!r}; r in sys.path or sys.path.append(r); "
+    # gc.disable(): the start allocates the runtime (~26,000 objects that live as long as the process) and the
+    # collector would walk them ~40 times while it does; the child freezes them and turns it back on before the
+    # program runs (child.py, Child.init).
+    boot = (f"import gc; gc.disable(); import sys; r = {root!r}; r in sys.path or sys.path.append(r); "
             f"from posix_shim.child import main; main()")
     return [python, *flags, "-P", "-c", boot, str(fd), str(os.getpid())]
 
@@ -100,6 +104,27 @@ class _Early:
 
 
 _early: _Early | None = None
+_gc_paused = False
+
+
+def pause_gc() -> None:
+    """Switch the collector off for the runner's own start (`python -m posix_shim` running a program): the modules
+    it imports and the host it builds live as long as the process, and the collector would walk them again and
+    again while they are made.  `resume_gc` turns it back on before the program runs."""
+    global _gc_paused
+    if gc.isenabled():
+        gc.disable()
+        _gc_paused = True
+
+
+def resume_gc() -> None:
+    """Undo `pause_gc` (no-op otherwise): what exists now is frozen (never walked again), then collection resumes
+    for everything made from here on - in the sim backend, the program's own objects."""
+    global _gc_paused
+    if _gc_paused:
+        _gc_paused = False
+        gc.freeze()
+        gc.enable()
 
 
 def _transport() -> str:
@@ -112,19 +137,28 @@ def _guessed_environment() -> dict[str, str]:
     return environment(lambda k: any(fnmatch.fnmatchcase(k, p) for p in SAFE_ENV), {})
 
 
-def wanted(argv: Sequence[str]) -> bool:
-    """Whether this command line runs a program on the process backend (the default), as far as the words before
-    the program say: no subcommand, no --backend sim.  A wrong guess costs an early process, never a wrong one."""
-    if not argv or not argv[0].startswith("-") or argv[0] == "-":
-        return bool(argv) and argv[0] not in ("policy", "sealed", "compat", "keygen", "sign", "measure", "quote")
+def program_run(argv: Sequence[str]) -> str | None:
+    """The backend this command line runs a program on, as far as the words before the program say (None: a
+    subcommand, --help, --version, a manifest or spawned run).  A wrong guess costs an early process or a paused
+    collector, never a wrong enclave: the backend checks what it takes (`take`)."""
+    if not argv:
+        return None
+    if not argv[0].startswith("-") or argv[0] == "-":
+        return None if argv[0] in ("policy", "sealed", "compat", "keygen", "sign", "measure", "quote") else "process"
+    backend = "process"
     for i, word in enumerate(argv):
         if word in ("-m", "-c", "--") or not word.startswith("-") or word == "-":
-            return True
+            return backend
         if word in ("-h", "--help", "--version") or word.startswith(("--spawned", "--manifest")):
-            return False
+            return None
         if word == "--backend=sim" or (word == "--backend" and argv[i + 1:i + 2] == ["sim"]):
-            return False
-    return False
+            backend = "sim"
+    return None
+
+
+def wanted(argv: Sequence[str]) -> bool:
+    """Whether this command line runs a program on the process backend (the default): start its process early."""
+    return program_run(argv) == "process"
 
 
 def start_early(argv: Sequence[str]) -> None:
@@ -182,4 +216,5 @@ def _discard() -> None:
 
 
 __all__ = ["INTERPRETER_ENV", "RING_LATER", "RUNTIME_ENV", "RUNTIME_ENV_PREFIX", "child_command", "environment",
-           "receive_ring", "send_ring", "spawn", "start_early", "take", "wanted"]
+           "pause_gc", "program_run", "receive_ring", "resume_gc", "send_ring", "spawn", "start_early", "take",
+           "wanted"]

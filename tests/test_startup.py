@@ -264,6 +264,20 @@ def test_which_command_lines_start_early() -> None:
     for argv in ([], ["policy", "check"], ["compat"], ["keygen", "-o", "k"], ["--backend", "sim", "-c", "pass"],
                  ["--backend=sim", "app.py"], ["--help"], ["--version"], ["--manifest=m.json", "app.py"]):
         assert not wanted(argv), argv
+    from posix_shim.prestart import program_run
+
+    # Both backends' program runs pause the collector for their start-up (resumed before the program runs).
+    assert program_run(["--backend", "sim", "-c", "pass"]) == "sim" and program_run(["app.py"]) == "process"
+    assert program_run(["policy", "check"]) is None and program_run(["--help"]) is None
+
+
+def test_the_program_runs_with_the_collector_on_in_both_backends(tmp_path: Path) -> None:
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    for backend in ("sim", "process"):
+        done = subprocess.run([sys.executable, "-m", "posix_shim", "--backend", backend, "-c",
+                               "import gc; print(gc.isenabled())"], cwd=tmp_path, env=env, capture_output=True,
+                              text=True, timeout=120)
+        assert (done.returncode, done.stdout) == (0, "True\n"), (backend, done.stderr)
 
 
 # -- what a plain run does not load --------------------------------------------------------------------------
