@@ -7,7 +7,7 @@ neighbour disturbs less than the wall clock).  Bytecode caching is on, as for a 
 off; then every start would measure the compiler), and one warm-up of each fills the cache.
 
 `--importtime` instead prints, for one start of each backend, the slowest imports (`python -X importtime`,
-cumulative microseconds), and for the process backend also the enclave child's own imports.
+cumulative and self milliseconds); for the process backend, the runner's and the enclave process's apart.
 """
 
 from __future__ import annotations
@@ -63,24 +63,42 @@ def measure(sides: Sequence[str], rounds: int) -> dict[str, tuple[float, float]]
     return {s: (statistics.median(w for w, _ in v), statistics.median(c for _, c in v)) for s, v in samples.items()}
 
 
+def _rows(stderr: str) -> list[tuple[int, int, str]]:
+    """(self us, cumulative us, name) of every `-X importtime` line."""
+    rows = []
+    for line in stderr.splitlines():
+        if line.startswith("import time:") and line.count("|") == 2 and "cumulative" not in line:
+            own, cumulative, name = line[len("import time:"):].split("|")
+            rows.append((int(own), int(cumulative), name.rstrip()))
+    return rows
+
+
+def _table(title: str, rows: list[tuple[int, int, str]], top: int) -> str:
+    rows = sorted(rows, key=lambda r: r[1], reverse=True)
+    total = sum(own for own, _, _ in rows) / 1000
+    return f"{title}: {len(rows)} imports, {total:.1f} ms in all\n" + "\n".join(
+        f"  {cumulative / 1000:7.1f} ms  (self {own / 1000:5.1f})  {name}" for own, cumulative, name in rows[:top])
+
+
 def importtime(side: str, top: int) -> str:
-    """The `top` slowest imports (cumulative) of one start, and of the enclave child's for the process backend."""
+    """The `top` slowest imports (cumulative) of one start; for the process backend, the runner's and the enclave
+    process's apart (the runner's alone via PYTHONPROFILEIMPORTTIME, which the enclave process's built
+    environment does not carry; the enclave's as its boot line imports posix_shim.child)."""
     env = environment()
     timed(command(side), env)  # fills the bytecode cache
-    # -X options are passed on to the enclave child (subprocess._args_from_interpreter_flags): its imports are
-    # reported as well, on the stderr it inherits until the program's streams are attached.
     cmd = command(side)
-    done = subprocess.run([cmd[0], "-X", "importtime", *cmd[1:]], env=env, capture_output=True, text=True,
+    if side != "process":
+        done = subprocess.run([cmd[0], "-X", "importtime", *cmd[1:]], env=env, capture_output=True, text=True,
+                              timeout=120)
+        return _table(side, _rows(done.stderr), top)
+    host = subprocess.run(cmd, env={**env, "PYTHONPROFILEIMPORTTIME": "1"}, capture_output=True, text=True,
                           timeout=120)
-    rows = []
-    for line in done.stderr.splitlines():
-        if line.startswith("import time:") and "|" in line and "cumulative" not in line:
-            _, cumulative, name = line.split("|")
-            rows.append((int(cumulative), name.rstrip()))
-    rows.sort(reverse=True)
-    count = len(rows)
-    return f"{side}: {count} imports (both processes for process)\n" + "\n".join(
-        f"  {us / 1000:7.1f} ms  {name}" for us, name in rows[:top])
+    enclave = subprocess.run([sys.executable, "-X", "importtime", "-P", "-c",
+                              "import gc; gc.disable(); import posix_shim.child, posix_shim.confine, "
+                              "ocall_bridge.native"], env=env, capture_output=True, text=True, timeout=120)
+    return (_table("process: the runner", _rows(host.stderr), top) + "\n"
+            + _table("process: the enclave process (its imports before it confines itself)", _rows(enclave.stderr),
+                     top))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

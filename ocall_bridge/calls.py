@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from .errors import require
+from .frozen import Frozen
 from .quote import SIZE as QUOTE_SIZE
 from .records import (
     ADDRINFO,
@@ -81,8 +82,7 @@ from .types import (
 )
 
 
-@dataclass(frozen=True)
-class Resolve:
+class Resolve(Frozen):
     """How the host reaches the file a path parameter names, beneath the policy root that grants it.
 
     `at` is the form the host function receives (host/confine.py `Target`):
@@ -186,8 +186,7 @@ REALTIME_MIN_NS, REALTIME_MAX_NS = 946_684_800 * 10**9, 7_258_118_400 * 10**9  #
 UPTIME_MAX_NS = 100 * 365 * 86_400 * 10**9  # a monotonic clock counts from boot: not a century
 
 
-@dataclass(frozen=True)
-class Rule:
+class Rule(Frozen):
     kind: str
     calls: tuple[str, ...]
     field: str  # the result (or "result.field" inside a record) the rule holds for

@@ -22,6 +22,7 @@ from typing import Literal
 
 from .calls import BY_NAME
 from .errors import require
+from .frozen import Frozen
 
 AUDIT_ARCH_X86_64 = 0xC000003E
 AT_FDCWD = -100
@@ -31,15 +32,13 @@ AT_SYMLINK_FOLLOW = 0x400
 AT_EMPTY_PATH = 0x1000
 
 
-@dataclass(frozen=True)
-class Arg:
+class Arg(Frozen):
     """What every shape below points at: the syscall argument `arg` (its index in seccomp_data.args), a value or
     the address of one in the child's memory."""
 
     arg: int
 
 
-@dataclass(frozen=True)
 class Span(Arg):
     """`length` bytes (the value of argument `length`) at the address in argument `arg`."""
 
@@ -51,7 +50,6 @@ class Span(Arg):
 # ---------------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
 class Path(Arg):
     """A NUL-terminated path in the child's memory, read once.  Relative paths are resolved against the dirfd
     argument (index `dirfd`; None or AT_FDCWD: the enclave's cwd).  resolve=False: stored text (a symlink's
@@ -61,7 +59,6 @@ class Path(Arg):
     resolve: bool = True
 
 
-@dataclass(frozen=True)
 class Int(Arg):
     """An integer argument.  kind: "i32" (int), "i64" (off_t), "u32", "id" (uid_t/gid_t: -1 stays -1),
     "mode" (permission bits), "cmode" (a creation mode: the enclave's umask applies, as the kernel would),
@@ -71,12 +68,10 @@ class Int(Arg):
     kind: str = "i32"
 
 
-@dataclass(frozen=True)
-class Const:
+class Const(Frozen):
     value: object
 
 
-@dataclass(frozen=True)
 class Bit(Arg):
     """A flag parameter from one bit of an argument; invert=True: the bit set means False (AT_SYMLINK_NOFOLLOW
     -> follow)."""
@@ -102,7 +97,6 @@ class Times(Arg):
     atime_ns, mtime_ns, now; UTIME_NOW and UTIME_OMIT are settled by the host."""
 
 
-@dataclass(frozen=True)
 class Msg(Arg):
     """One part of the `struct msghdr` at `arg` (read once per notification): "data" (the iovecs, gathered) or
     "name" (the address).  Ancillary data (fd passing) is refused."""
@@ -118,18 +112,15 @@ Source = Path | Int | Const | Bit | Fd | Sockaddr | Buffer | Times | Msg
 # ---------------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Zero:
+class Zero(Frozen):
     """The call returns 0."""
 
 
-@dataclass(frozen=True)
-class Value:
+class Value(Frozen):
     """The call returns the row's (integer) result: bytes sent."""
 
 
-@dataclass(frozen=True)
-class NewFd:
+class NewFd(Frozen):
     """The row made a host handle: its descriptor is installed in the child with SECCOMP_IOCTL_NOTIF_ADDFD and
     the SEND flag (install and answer in one step); close-on-exec when argument `flags` has `cloexec`."""
 
@@ -137,7 +128,6 @@ class NewFd:
     cloexec: int = os.O_CLOEXEC
 
 
-@dataclass(frozen=True)
 class StructOut(Arg):
     """The row's stat record written to the child's buffer at `arg` in the kernel's x86_64 `layout`: "stat"
     (struct stat, 144 bytes) or "statx" (struct statx, 256 bytes, STATX_BASIC_STATS)."""
@@ -145,21 +135,20 @@ class StructOut(Arg):
     layout: Literal["stat", "statx"]
 
 
-@dataclass(frozen=True)
 class BytesOut(Arg):
     """The row's bytes written to the buffer at `arg`, cut to the size argument (readlink); returns the count."""
 
     size: int
 
 
-@dataclass(frozen=True)
-class Fail:
+class Fail(Frozen):
     """No row: the call fails with this errno (a flag the rows cannot honour)."""
 
     errno: int
 
 
 Answer = Zero | Value | NewFd | StructOut | BytesOut | Fail
+_ZERO = Zero()
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -167,7 +156,6 @@ Answer = Zero | Value | NewFd | StructOut | BytesOut | Fail
 # ---------------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
 class IfSet(Arg):
     """Any of `bits` set in argument `arg`."""
 
@@ -182,8 +170,7 @@ class IfNoName(Arg):
     """The msghdr at `arg` carries no address (msg_name NULL): a plain send."""
 
 
-@dataclass(frozen=True)
-class IfEmpty:
+class IfEmpty(Frozen):
     """The path at `path` is "" and AT_EMPTY_PATH is set in `flags`: the call is on the dirfd itself."""
 
     path: int
@@ -197,7 +184,7 @@ Condition = IfSet | IfNull | IfEmpty | IfNoName
 class Form:
     row: str | None
     args: tuple[Source, ...]
-    answer: Answer = Zero()
+    answer: Answer = _ZERO
     when: Condition | None = None
 
 
@@ -212,7 +199,7 @@ def native(syscall: str, nr: int, *forms: Form) -> Native:
     return Native(syscall, nr, forms)
 
 
-def form(row: str | None, *args: Source, answer: Answer = Zero(), when: Condition | None = None) -> Form:
+def form(row: str | None, *args: Source, answer: Answer = _ZERO, when: Condition | None = None) -> Form:
     return Form(row, args, answer, when)
 
 

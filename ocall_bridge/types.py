@@ -8,7 +8,7 @@ first, `validate.py` derives the checks from the second; nothing is written per 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from .frozen import Frozen
 
 # Hard limits.  Every length on the wire is checked against these before anything is allocated.
 MAX_DATA = 1 << 20  # bytes in one read/write/send/recv chunk; bigger transfers are split by the enclave
@@ -18,8 +18,7 @@ MAX_NAME = 255  # NAME_MAX: one directory entry name
 MAX_TEXT = 1025  # host names (NI_MAXHOST) and other short strings
 
 
-@dataclass(frozen=True)
-class Bound:
+class Bound(Frozen):
     """A limit that depends on the request: `arg` bounds by an argument's value, `len` by its length."""
 
     kind: str  # "arg" | "len"
@@ -44,8 +43,7 @@ class _Role:
     role = ""
 
 
-@dataclass(frozen=True)
-class Int(_Role):
+class Int(_Role, Frozen):
     """A fixed-size integer.  `code` is the struct code; lo/hi/bound say which values make sense."""
 
     code: str = "q"
@@ -57,23 +55,20 @@ class Int(_Role):
     fixed = True
 
 
-@dataclass(frozen=True)
-class Float(_Role):
+class Float(_Role, Frozen):
     code: str = "d"
     lo: float | None = None
 
     fixed = True
 
 
-@dataclass(frozen=True)
-class Bool(_Role):
+class Bool(_Role, Frozen):
     code: str = "?"
 
     fixed = True
 
 
-@dataclass(frozen=True)
-class Bytes(_Role):
+class Bytes(_Role, Frozen):
     """A length-prefixed byte string: file data, socket payloads, raw names."""
 
     max: int = MAX_DATA
@@ -82,8 +77,7 @@ class Bytes(_Role):
     fixed = False
 
 
-@dataclass(frozen=True)
-class Path(_Role):
+class Path(_Role, Frozen):
     """A filesystem path as bytes (os.fsencode).  No NUL inside, at most PATH_MAX - 1 bytes."""
 
     max: int = MAX_PATH - 1
@@ -91,8 +85,7 @@ class Path(_Role):
     fixed = False
 
 
-@dataclass(frozen=True)
-class Text(_Role):
+class Text(_Role, Frozen):
     """A short UTF-8 string (host names, service names)."""
 
     max: int = MAX_TEXT
@@ -100,8 +93,7 @@ class Text(_Role):
     fixed = False
 
 
-@dataclass(frozen=True)
-class Record(_Role):
+class Record(_Role, Frozen):
     """A group of fields travelling together (a stat buffer, an address, a directory entry).
 
     It is fixed-size when all its fields are; otherwise it is carried as a blob.  Its Python value is a tuple
@@ -116,8 +108,7 @@ class Record(_Role):
         return False  # records are always carried as one blob; simpler bounds, one nested decoder
 
 
-@dataclass(frozen=True)
-class List(_Role):
+class List(_Role, Frozen):
     """A counted sequence of records, at most `max` of them (and, with `bound`, at most that argument)."""
 
     item: Record
@@ -130,10 +121,9 @@ class List(_Role):
 WireType = Int | Float | Bool | Bytes | Path | Text | Record | List
 
 
-@dataclass(frozen=True)
-class Field:
+class Field(Frozen):
     name: str
-    type: WireType = field(default_factory=Int)
+    type: WireType = Int()  # immutable: one instance serves every field that takes the default
     doc: str = ""
 
     @property

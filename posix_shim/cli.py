@@ -18,7 +18,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from . import integrity_cli, policy, trace
+from . import integrity_cli, policy, prestart, trace
 from .enclave import BACKENDS, DEFAULT_BACKEND, Enclave, EnclaveUnavailable
 
 PROG = "posix-shim"
@@ -172,6 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except EnclaveUnavailable as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 2
+    prestart.resume_gc()  # the collector, paused by __main__ for the start-up, runs again for the program
     with enclave:
         if kind == "path" and target == "-":
             status = enclave.run_stdin(sys.stdin.read(), args)

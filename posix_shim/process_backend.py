@@ -50,8 +50,16 @@ from ocall_bridge.framing import (
 from ocall_bridge.host_channel import HostChannel
 from ocall_bridge.ring import RingFds
 
+from . import prestart
 from .ecall import EnclaveCallError, EnclaveStateError, EnclaveUnavailable
 from .plain import decode_plain, encode_plain
+from .prestart import (  # noqa: F401  (the names were defined here first)
+    INTERPRETER_ENV,
+    RUNTIME_ENV,
+    RUNTIME_ENV_PREFIX,
+    child_command,
+    environment,
+)
 from .wiring import make_host
 
 # Options this backend takes for itself; every other option goes to make_host, and its plain-data ones also to
@@ -147,41 +155,10 @@ def _die_of(signum: int) -> None:
 # -- the backend -------------------------------------------------------------------------------------------
 
 
-# The enclave process's real environment (what native code's getenv and /proc/self/environ see) is built, not
-# inherited: these configure the interpreter itself (where its library is, its encoding, hash seed, warnings),
-# and the policy adds what it grants.  The program's os.environ is served by the host under the same policy.
-INTERPRETER_ENV = ("PYTHONPATH", "PYTHONHOME", "PYTHONIOENCODING", "PYTHONUTF8", "PYTHONHASHSEED",
-                   "PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED", "PYTHONWARNINGS", "PYTHONDEVMODE",
-                   "PYTHONNOUSERSITE", "PYTHONMALLOC", "PYTHONFAULTHANDLER", "PYTHONINTMAXSTRDIGITS",
-                   "LANG", "LC_ALL", "LC_CTYPE", "TZ")
-
-
-# Where the host keeps its platform files (sealing secret, quote key): the enclave side must compute the same
-# paths to refuse them with a clear message.  Paths, never the secrets themselves.
-RUNTIME_ENV_PREFIX = "POSIX_SHIM_"
-RUNTIME_ENV = ("XDG_STATE_HOME", "XDG_DATA_HOME")
-
-
 def child_environment(access: Access) -> dict[str, str]:
     """The environment the enclave process starts with: interpreter and runtime settings plus what the policy
-    grants."""
-    env = {k: v for k, v in os.environ.items()
-           if k in INTERPRETER_ENV or k in RUNTIME_ENV or k.startswith(RUNTIME_ENV_PREFIX) or access.env_allowed(k)}
-    env.update(access.env_values())
-    return env
-
-
-def _child_command(python: str, fd: int) -> list[str]:
-    # -W, -X, -O, -B ... as the runner was started (the private helper multiprocessing uses too; no stub)
-    flags = subprocess._args_from_interpreter_flags()  # type: ignore[attr-defined]
-    if getattr(sys.__stdout__, "write_through", False) and "-u" not in flags:
-        flags.append("-u")
-    # -P: the child's sys.path[0] is not the current directory, so a file there named like one of our modules
-    # cannot replace it.  The package's own root is appended in case it is not installed, only on the path.
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    boot = (f"import sys; r = {root!r}; r in sys.path or sys.path.append(r); "
-            f"from posix_shim.child import main; main()")
-    return [python, *flags, "-P", "-c", boot, str(fd), str(os.getpid())]
+    grants (the names and the rule: prestart.py)."""
+    return environment(access.env_allowed, access.env_values())
 
 
 class ProcessBackend:
@@ -204,26 +181,27 @@ class ProcessBackend:
         transport = options.pop("transport", None) or os.environ.get("POSIX_SHIM_TRANSPORT") or "ring"
         if transport not in ("ring", "socket"):
             raise ValueError(f"transport must be 'ring' or 'socket', not {transport!r}")
+        env = child_environment(access)
+        # The enclave process `python -m posix_shim` started before it loaded the policy (prestart.py), when it was
+        # started exactly as this one would be; it waits for the ring's descriptors before confining itself.
+        early = prestart.take(python, env, transport == "ring") if self.confined else None
         ring = RingFds.create() if transport == "ring" else None
-        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            command = _child_command(python, child.fileno()) + ([] if self.confined else ["unconfined"])
-            passed: tuple[int, ...] = (child.fileno(),)
-            if ring is not None:
-                command.append(ring.to_arg())
-                passed += tuple(ring.all())
-            # stdin and stdout: nothing (the program's stdio are the host's, passed as enclave fds 0-2 at attach);
-            # stderr stays the runner's until then, for a message if the child cannot start at all.
-            self.proc = subprocess.Popen(command, pass_fds=passed, stdin=subprocess.DEVNULL,
-                                         stdout=subprocess.DEVNULL, process_group=0,
-                                         env=child_environment(access))
+            if early is not None:
+                self.proc, parent = early
+                if ring is not None:
+                    prestart.send_ring(parent, ring.all())
+            else:
+                extra = ([] if self.confined else ["unconfined"]) + ([ring.to_arg()] if ring is not None else [])
+                self.proc, parent = prestart.spawn(python, env, extra, tuple(ring.all()) if ring is not None else ())
         except BaseException:
-            parent.close()
+            if early is not None:
+                early[1].close()
+                early[0].kill()
+                early[0].wait()
             if ring is not None:
                 ring.close()
             raise
-        finally:
-            child.close()
         self.pid = self.proc.pid
         try:
             # Made while the child boots on the other CPU (the host's families, the policy wrapper; nothing the

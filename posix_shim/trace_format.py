@@ -61,14 +61,24 @@ class TraceEvent:
 # ---------------------------------------------------------------------------------------------------------
 
 
+@functools.cache
+def _ints(module: Any) -> tuple[tuple[str, int], ...]:
+    """A module's integer constants, read once (the decoders below ask socket's eight times: at every start)."""
+    out = []
+    for name in dir(module):
+        value = getattr(module, name)
+        if isinstance(value, int):
+            out.append((name, int(value)))
+    return tuple(out)
+
+
 def _consts(modules: Iterable[Any], prefix: str, exclude: Iterable[str] = ()) -> dict[str, int]:
     out: dict[str, int] = {}
     skip = set(exclude)
     for module in modules:
-        for name in dir(module):
-            value = getattr(module, name)
-            if name.startswith(prefix) and name not in skip and isinstance(value, int) and name not in out:
-                out[name] = int(value)
+        for name, value in _ints(module):
+            if name.startswith(prefix) and name not in skip and name not in out:
+                out[name] = value
     return out
 
 

@@ -24,19 +24,39 @@ ssize_t process_vm_writev(int pid, const uint64_t *local, unsigned long liovcnt,
                           const uint64_t *remote, unsigned long riovcnt, unsigned long flags);
 long syscall(long number, int pidfd, int fd, unsigned int flags);
 """
+# _CDEF as cffi's out-of-line ABI mode pre-parses it (`ffi.set_source(name, None)` + `emit_python_code`): loading
+# it costs well under 1 ms, where importing cffi and parsing the cdef with pycparser cost ~30 ms of the host's
+# start.  tests/test_supervisor.py regenerates it from _CDEF and fails if the two ever differ.
+_PREPARSED = dict(
+    _version=0x2601,
+    _types=b"\x00\x00\x01\x0D\x00\x00\x09\x01\x00\x00\x07\x01\x00\x00\x07\x01\x00\x00\x08\x01\x00\x00\x00\x0F"
+           b"\x00\x00\x0E\x0D\x00\x00\x07\x01\x00\x00\x0F\x03\x00\x00\x0A\x01\x00\x00\x08\x11\x00\x00\x0A\x01"
+           b"\x00\x00\x0A\x01\x00\x00\x00\x0F\x00\x00\x1D\x01\x00\x00\x18\x01",
+    _globals=(b"\x00\x00\x06\x23process_vm_writev", 0, b"\x00\x00\x00\x23syscall", 0),
+)
 SYS_PIDFD_GETFD = 438
 _cffi: tuple[Any, Any] | None = None
 _cffi_lock = threading.Lock()
+
+
+def _make_ffi() -> Any:
+    try:
+        import _cffi_backend
+
+        return _cffi_backend.FFI("_posix_shim_child_memory", **_PREPARSED)
+    except Exception:  # another cffi version: parse the cdef instead (slower, same declarations)
+        import cffi
+
+        ffi = cffi.FFI()
+        ffi.cdef(_CDEF)
+        return ffi
 
 
 def _bind() -> tuple[Any, Any]:
     global _cffi
     with _cffi_lock:
         if _cffi is None:
-            import cffi
-
-            ffi = cffi.FFI()
-            ffi.cdef(_CDEF)
+            ffi = _make_ffi()
             _cffi = (ffi, ffi.dlopen(None))
     return _cffi
 

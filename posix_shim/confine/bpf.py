@@ -37,6 +37,8 @@ import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from ocall_bridge.frozen import Frozen
+
 from .syscalls import AUDIT_ARCH_X86_64, NAME, X32_SYSCALL_BIT
 
 # --- classic BPF opcodes (linux/filter.h, linux/bpf_common.h) -------------------------------------------------
@@ -72,8 +74,7 @@ _U64 = 0xFFFFFFFFFFFFFFFF
 # ----------------------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Action:
+class Action(Frozen):
     """A seccomp return value, with a readable name for dumps and docs."""
 
     value: int
@@ -95,8 +96,7 @@ def ERRNO(code: int) -> Action:
     return Action(SECCOMP_RET_ERRNO | code, f"ERRNO({_errno.errorcode.get(code, code)})")
 
 
-@dataclass(frozen=True)
-class Cond:
+class Cond(Frozen):
     """One test on ``args[arg]``.
 
     ``op`` is ``"eq"`` (all 64 bits equal), ``"ne"`` (some bit differs), ``"masked_eq"`` (``arg & mask ==
@@ -180,8 +180,7 @@ def lt32(arg: int, value: int) -> Cond:
     return Cond(arg, "lt32", value)
 
 
-@dataclass(frozen=True)
-class Rule:
+class Rule(Frozen):
     """*action* if every condition holds (an empty condition list always holds)."""
 
     action: Action

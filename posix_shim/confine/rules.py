@@ -27,7 +27,8 @@ condition on them holds vacuously when there are no channel descriptors).
 from __future__ import annotations
 
 import errno
-from dataclasses import dataclass
+
+from ocall_bridge.frozen import Frozen
 
 from .bpf import Cond, eq, gt32, low32, lt32, masked_eq, one_of
 
@@ -45,8 +46,7 @@ MIN_CHANNEL_FD = Sym("min_channel_fd")
 MAX_CHANNEL_FD = Sym("max_channel_fd")
 
 
-@dataclass(frozen=True)
-class CondT:
+class CondT(Frozen):
     """A condition whose value may be a :class:`Sym`."""
 
     arg: int
@@ -56,8 +56,7 @@ class CondT:
     values: tuple[int, ...] = ()
 
 
-@dataclass(frozen=True)
-class RuleT:
+class RuleT(Frozen):
     """``kind``: "allow" (when), "refuse" (fixed errno), "fallback" (go to the row's fallback)."""
 
     kind: str
@@ -65,8 +64,7 @@ class RuleT:
     errno: int = 0
 
 
-@dataclass(frozen=True)
-class Row:
+class Row(Frozen):
     rules: tuple[RuleT, ...]
     otherwise: int  # errno when no rule matched and the syscall is not forwarded
     always: bool = False  # unconditional ALLOW: forwarding it would mean nothing

@@ -11,6 +11,7 @@ import site
 import sys
 
 from .model import covers, normalize
+from .safe_env import SAFE_ENV  # noqa: F401  (re-exported: the builder and the package read it here)
 
 # Files the C library reads by itself on behalf of ordinary calls (user and group names for pwd/grp and
 # Path.owner(), the time zone for localtime, service and protocol names, the loader's cache for an extension
@@ -29,10 +30,6 @@ LIBC_CONFIGURATION = ("/etc/nsswitch.conf", "/etc/passwd", "/etc/group", "/etc/l
 # The shared libraries an extension module links against (libcrypto for hashlib, libsqlite3, libz, libffi ...):
 # the dynamic loader opens them natively when the module is imported.  Read-only, and public by nature.
 SYSTEM_LIBRARIES = ("/lib", "/lib64", "/usr/lib", "/usr/lib64", "/usr/local/lib")
-# Host variables a program sees without any grant: locale, time zone and terminal shape.  HOME, USER and PATH are
-# left out on purpose: they name the host's user and layout, and nothing inside the enclave can exec a PATH entry.
-SAFE_ENV = ("LANG", "LANGUAGE", "LC_*", "TZ", "TERM", "COLORTERM", "NO_COLOR", "FORCE_COLOR", "COLUMNS", "LINES",
-            "PYTHONIOENCODING", "PYTHONUTF8")
 
 
 def default_paths(kind: str | None, target: str | None, cwd: str) -> list[tuple[str, bytes | str, str]]:
