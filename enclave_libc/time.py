@@ -175,7 +175,13 @@ def _cached(rt: runtime.EnclaveRuntime, st: ClockState, clock: int) -> int:
     # however old it is: asking again would hear the same lie and report the nesting, not the lie, to the program.
     if sync is not None and (now - sync[1] < RESYNC_NS or getattr(_nesting, "depth", 0)):
         ns = sync[0] + (now - sync[1])
-        if clock == CLOCK_MONOTONIC and ns > st.floor[clock]:
+        if clock == CLOCK_MONOTONIC:
+            floor = st.floor[clock]
+            if ns <= floor:
+                # Below what was handed out already: another thread's extrapolation from an earlier resync can run
+                # ahead of this one (each lags the host's clock by its own round trip).  The clock stands still
+                # until this extrapolation passes it, as a coarse clock would; it never runs backwards.
+                return floor
             st.acquire()
             try:
                 if ns > st.floor[clock]:
