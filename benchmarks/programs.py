@@ -1,4 +1,4 @@
-"""`python -m benchmarks.programs [-n 7] [--backend sim,process] [--only NAMES]`: small real programs, start-up included.
+"""`python -m benchmarks.programs [-n 7] [--backend sim,process] [--only NAMES]`: small real programs, timed whole.
 
 Each program runs as a user types it, natively (`python -m json.tool data.json`) and inside an enclave
 (`python -m posix_shim --backend B [flags] -m json.tool data.json`), with only the policy flags it needs beyond the
@@ -27,7 +27,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as `python benchmarks/programs.py`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks import startup  # noqa: E402
+from benchmarks import startup
 
 BUDGET = {"sim": 2.0, "process": 3.0}
 STARTUP = "startup"  # the `python -c pass` row measured in the same rounds
