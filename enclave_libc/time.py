@@ -1,4 +1,8 @@
-"""Time inside the enclave: every clock read and every sleep is an ocall, and every answer is checked.
+"""Time inside the enclave: every clock read and every sleep comes from the host, and every answer is checked.
+
+REALTIME and MONOTONIC are served from a cached clock (the host's last answer advanced by the enclave's own
+counter, resynced by an ocall every RESYNC_NS) unless the run is strict; every other read and every sleep is an
+ocall each time.
 
 An enclave has no clock it can trust, and a seccomp filter cannot catch Python's clock reads (the vDSO answers
 them without a syscall), so time is interposed here at the Python level: `time.time`, `time_ns`, `monotonic`,
