@@ -94,16 +94,18 @@ _own = _time.CLOCK_MONOTONIC  # read here, never asked of the host (vDSO: no sys
 
 class ClockState:
     """What this enclave has been told so far: the floor of each monotonic clock (RT.extra["time"]), and, when the
-    clock is cached, the last answer of each cached clock with the enclave's own counter just after it."""
+    clock is cached, each cached clock's offset to the enclave's own counter with the counter's value at which the
+    next read resyncs."""
 
-    __slots__ = ("floor", "acquire", "release", "cached", "sync")
+    __slots__ = ("floor", "acquire", "release", "cached", "cache")
 
     def __init__(self, cached: bool = False) -> None:
         self.floor = {clock: 0 for clock in MONOTONIC_CLOCKS}  # Linux monotonic clocks start at >= 0
-        lock = threading.Lock()  # raising the floor is a read-compare-write: two threads must not interleave
+        # Raising the floor and replacing an offset are read-compare-writes: two threads must not interleave.
+        lock = threading.Lock()
         self.acquire, self.release = lock.acquire, lock.release
         self.cached = cached
-        self.sync: dict[int, tuple[int, int]] = {}  # clock -> (host's answer, own counter after it came)
+        self.cache: dict[int, tuple[int, int]] = {}  # clock -> (host's answer - own counter, own counter when due)
 
 
 def _state(rt: runtime.EnclaveRuntime) -> ClockState:
@@ -170,35 +172,52 @@ def _clock_ns(clock: int) -> int:
 
 
 def _cached(rt: runtime.EnclaveRuntime, st: ClockState, clock: int) -> int:
-    """A cached clock read: the last answer plus the enclave's own elapsed time, or a resync (an ocall, with all
-    its checks) when RESYNC_NS have passed.  For MONOTONIC every value handed out raises the floor, so a resync
-    answer below anything the program has already seen is refused exactly as an uncached lie would be."""
+    """A cached clock read: the enclave's own counter plus the offset the host's last answer gave it, or a resync
+    (an ocall, with all its checks) when RESYNC_NS have passed.  The readers of `time.time()` and friends inline
+    this; both go to `_resync` when it is due."""
     now = _real_clock_gettime_ns(_own)
-    sync = st.sync.get(clock)
-    # While a lie is being reported (the log record reads time.time()), the last checked answer is extrapolated
-    # however old it is: asking again would hear the same lie and report the nesting, not the lie, to the program.
-    if sync is not None and (now - sync[1] < RESYNC_NS or getattr(_nesting, "depth", 0)):
-        ns = sync[0] + (now - sync[1])
-        if clock == CLOCK_MONOTONIC:
-            floor = st.floor[clock]
-            if ns <= floor:
-                # Below what was handed out already: another thread's extrapolation from an earlier resync can run
-                # ahead of this one (each lags the host's clock by its own round trip).  The clock stands still
-                # until this extrapolation passes it, as a coarse clock would; it never runs backwards.
-                return floor
+    cache = st.cache.get(clock)
+    if cache is not None and now < cache[1]:
+        return now + cache[0]
+    return _resync(rt, st, clock, now, cache)
+
+
+def _resync(rt: runtime.EnclaveRuntime, st: ClockState, clock: int, now: int, cache: tuple[int, int] | None) -> int:
+    """Ask the host (checked as any read is) and derive the offset that cached reads add to the counter.
+
+    MONOTONIC: every value a cached read has handed out is at most the counter now plus the current offset (the
+    counter never goes back, the offset never goes down), so the floor is raised to that before asking, and an
+    answer below anything the program may have seen is refused, as an uncached lie is.  The offset then only
+    grows: each resync's extrapolation lags the host's clock by its own round trip (the counter is read *after*
+    the answer came), and the least lagging one is kept, so no read, in any thread, is below one handed out before
+    it, and an honest host's next answer is never below what was handed out.  REALTIME may be set backwards: its
+    offset is the last answer's.
+    """
+    if cache is not None and getattr(_nesting, "depth", 0) > 0:
+        # A lie is being reported (the log record reads time.time()): the last checked answer is extrapolated however
+        # old it is, since asking again would hear the same lie and report the nesting, not the lie, to the program.
+        return now + cache[0]
+    if clock == CLOCK_MONOTONIC:
+        if cache is not None and now + cache[0] > st.floor[clock]:
             st.acquire()
             try:
-                if ns > st.floor[clock]:
-                    st.floor[clock] = ns
-                else:
-                    ns = st.floor[clock]  # another thread handed out a later value meanwhile
+                if now + cache[0] > st.floor[clock]:
+                    st.floor[clock] = now + cache[0]
             finally:
                 st.release()
-        return ns
-    ns = _monotonic(rt, clock) if clock in MONOTONIC_CLOCKS else _ask(rt, clock)
-    # The counter after the answer came: extrapolating from it lags the host's clock by the round trip, never
-    # leads it, so an honest host's next answer is never below what was handed out meanwhile.
-    st.sync[clock] = (ns, _real_clock_gettime_ns(_own))
+        ns = _monotonic(rt, clock)
+    else:
+        ns = _ask(rt, clock)
+    after = _real_clock_gettime_ns(_own)
+    offset = ns - after
+    st.acquire()
+    try:
+        old = st.cache.get(clock)
+        if clock == CLOCK_MONOTONIC and old is not None and old[0] > offset:
+            offset = old[0]
+        st.cache[clock] = (offset, after + RESYNC_NS)
+    finally:
+        st.release()
     return ns
 
 
@@ -231,25 +250,33 @@ def _gettime_clock_id(clk_id: Any) -> int:
 def _reader(clock: int, name: str, ns: bool) -> Callable[[], Any]:
     """time.time/monotonic/perf_counter and their _ns forms: one host clock each, as seconds or nanoseconds.
 
-    These are the reads programs make in loops (asyncio's scheduler, timeouts, logging), so the cached case goes
-    straight to `_cached` instead of through `_clock_ns` and `_as_seconds`: two Python frames fewer per read,
-    the same checks (everything else, strict runs included, takes `_clock_ns`)."""
+    These are the reads programs make in loops (asyncio's scheduler, timeouts, logging), so the cached case is
+    inlined: one Python frame per read, no lock (the offset only changes at a resync), the same checks at each
+    resync; everything else, strict runs included, takes `_clock_ns`."""
     assert clock in CACHED_CLOCKS
     if ns:
         def read() -> Any:
             rt = runtime.RT
             if rt:
                 st = rt.extra.get("time") or _state(rt)
-                if st.cached:
-                    return _cached(rt, st, clock)
+                if st.cached:  # _cached, inlined
+                    now = _real_clock_gettime_ns(_own)
+                    cache = st.cache.get(clock)
+                    if cache is not None and now < cache[1]:
+                        return now + cache[0]
+                    return _resync(rt, st, clock, now, cache)
             return _clock_ns(clock)
     else:
         def read() -> Any:
             rt = runtime.RT
             if rt:
                 st = rt.extra.get("time") or _state(rt)
-                if st.cached:
-                    return _cached(rt, st, clock) / 1e9  # _as_seconds
+                if st.cached:  # _cached and _as_seconds, inlined
+                    now = _real_clock_gettime_ns(_own)
+                    cache = st.cache.get(clock)
+                    if cache is not None and now < cache[1]:
+                        return (now + cache[0]) / 1e9
+                    return _resync(rt, st, clock, now, cache) / 1e9
             return _as_seconds(_clock_ns(clock))
     read.__name__ = read.__qualname__ = name
     return uses("clock_gettime")(read)

@@ -294,15 +294,53 @@ def test_cached_monotonic_raced_by_threads_never_runs_backwards(helper: None, ba
             assert e._backend.client.violations == []
 
 
-def test_an_extrapolation_behind_what_was_handed_out_stands_still() -> None:
-    """The race above, made deterministic: another thread's extrapolation from an earlier resync handed out a
-    later value (the floor) than this thread's fresh sync extrapolates to; the read answers the floor."""
-    st = enclave_time.ClockState(cached=True)
-    now = real_time.clock_gettime_ns(time.CLOCK_MONOTONIC)
-    st.sync[time.CLOCK_MONOTONIC] = (now, now)  # fresh: no resync, so no host is needed
-    st.floor[time.CLOCK_MONOTONIC] = now + 5_000_000_000
-    rt: Any = type("RT", (), {"extra": {"time": st}})()
-    assert enclave_time._cached(rt, st, time.CLOCK_MONOTONIC) == now + 5_000_000_000
+class _Scripted:
+    """A runtime whose host answers MONOTONIC from a script, and the enclave counter the test sets, for the cached
+    clock's arithmetic without a real host or a real clock."""
+
+    def __init__(self, answers: list[int]) -> None:
+        self.answers = answers
+        self.client = None
+        self.extra = {"time": enclave_time.ClockState(cached=True)}
+        self.ocall = self
+
+    def clock_gettime(self, clock: int) -> int:
+        return self.answers.pop(0)
+
+
+def test_a_resync_that_lags_more_never_moves_the_clock_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The race of the test above, made deterministic.  A resync whose round trip was slow extrapolates to less
+    than the previous resync did; the clock keeps the earlier (least lagging) offset, so a read after it is never
+    below what was handed out, and an answer below what was handed out is refused."""
+    counter = [1_000]
+    monkeypatch.setattr(enclave_time, "_real_clock_gettime_ns", lambda clock: counter[0])
+    mono = time.CLOCK_MONOTONIC
+    rt: Any = _Scripted([10_000, 0, 0])
+    st = rt.extra["time"]
+    assert enclave_time._cached(rt, st, mono) == 10_000  # first resync: offset 9,000
+    counter[0] = 1_000 + enclave_time.RESYNC_NS - 1
+    handed = enclave_time._cached(rt, st, mono)
+    assert handed == counter[0] + 9_000  # from the cache, nothing asked
+    # The second resync: the host answers barely above what was handed out, but its answer took 5 ms to come
+    # (the counter moves on while it is asked): its own extrapolation would be 5 ms behind the first's.
+    counter[0] += 1
+    rt.answers[0] = handed + 2
+
+    def slow(clock: int) -> int:
+        counter[0] += 5_000_000
+        return rt.answers.pop(0)
+
+    rt.clock_gettime = slow
+    assert enclave_time._cached(rt, st, mono) == handed + 2
+    counter[0] += 1
+    assert enclave_time._cached(rt, st, mono) >= handed + 2 + 5_000_000  # the first offset, kept
+    # A third resync answering below what was handed out is refused, and changes nothing.
+    counter[0] += enclave_time.RESYNC_NS
+    before = dict(st.cache)
+    rt.answers[0] = handed
+    with pytest.raises(OSError, match="ran backwards"):
+        enclave_time._cached(rt, st, mono)
+    assert st.cache == before
 
 
 @pytest.mark.parametrize("backend_name", ["sim", "process"])
