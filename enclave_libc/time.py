@@ -185,9 +185,10 @@ def _cached(rt: runtime.EnclaveRuntime, st: ClockState, clock: int) -> int:
 def _resync(rt: runtime.EnclaveRuntime, st: ClockState, clock: int, now: int, cache: tuple[int, int] | None) -> int:
     """Ask the host (checked as any read is) and derive the offset that cached reads add to the counter.
 
-    MONOTONIC: every value a cached read has handed out is at most the counter now plus the current offset (the
-    counter never goes back, the offset never goes down), so the floor is raised to that before asking, and an
-    answer below anything the program may have seen is refused, as an uncached lie is.  The offset then only
+    MONOTONIC: every value a cached read finished before this one began is at most the counter now plus the
+    current offset (the counter never goes back, the offset never goes down), so the floor is raised to that
+    before asking, and an answer below anything the program may have seen is refused, as an uncached lie is.
+    The offset then only
     grows: each resync's extrapolation lags the host's clock by its own round trip (the counter is read *after*
     the answer came), and the least lagging one is kept, so no read, in any thread, is below one handed out before
     it, and an honest host's next answer is never below what was handed out.  REALTIME may be set backwards: its
@@ -198,13 +199,15 @@ def _resync(rt: runtime.EnclaveRuntime, st: ClockState, clock: int, now: int, ca
         # old it is, since asking again would hear the same lie and report the nesting, not the lie, to the program.
         return now + cache[0]
     if clock == CLOCK_MONOTONIC:
-        if cache is not None and now + cache[0] > st.floor[clock]:
-            st.acquire()
-            try:
-                if now + cache[0] > st.floor[clock]:
-                    st.floor[clock] = now + cache[0]
-            finally:
-                st.release()
+        st.acquire()
+        try:
+            # The offset of this moment, not the one this read found stale: another thread's resync may have
+            # raised it since, and reads with it have been handed out.
+            current = st.cache.get(clock)
+            if current is not None and now + current[0] > st.floor[clock]:
+                st.floor[clock] = now + current[0]
+        finally:
+            st.release()
         ns = _monotonic(rt, clock)
     else:
         ns = _ask(rt, clock)
