@@ -188,11 +188,10 @@ def _resync(rt: runtime.EnclaveRuntime, st: ClockState, clock: int, now: int, ca
     MONOTONIC: every value a cached read finished before this one began is at most the counter now plus the
     current offset (the counter never goes back, the offset never goes down), so the floor is raised to that
     before asking, and an answer below anything the program may have seen is refused, as an uncached lie is.
-    The offset then only
-    grows: each resync's extrapolation lags the host's clock by its own round trip (the counter is read *after*
-    the answer came), and the least lagging one is kept, so no read, in any thread, is below one handed out before
-    it, and an honest host's next answer is never below what was handed out.  REALTIME may be set backwards: its
-    offset is the last answer's.
+    The offset then only grows: each resync's extrapolation lags the host's clock by its own round trip (the
+    counter is read *after* the answer came), and the least lagging one is kept, so no read, in any thread, is
+    below one handed out before it, and an honest host's next answer is never below what was handed out.
+    REALTIME may be set backwards: its offset is the last answer's.
     """
     if cache is not None and getattr(_nesting, "depth", 0) > 0:
         # A lie is being reported (the log record reads time.time()): the last checked answer is extrapolated however
