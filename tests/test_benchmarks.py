@@ -56,8 +56,11 @@ def test_small_programs_run_natively_and_inside(tmp_path: Path) -> None:
                            "--only", "zipfile_c,compileall", "--workdir", str(tmp_path)], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
-    rows = {line.split()[0]: line.split() for line in done.stdout.splitlines()[2:] if not line.strip().startswith("(")}
+    lines = done.stdout.splitlines()
+    wall = lines[2:lines.index(next(line for line in lines if line.strip().startswith("(! marks")))]
+    rows = {line.split()[0]: line.split() for line in wall}
     assert set(rows) == {"startup", "zipfile_c", "compileall"}, done.stdout
+    assert any("CPU ms" in line for line in lines), done.stdout
     for row in rows.values():
         assert float(row[3].rstrip("x!")) > 0, row
     import zipfile
