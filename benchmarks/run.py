@@ -11,9 +11,12 @@ Figures (name, unit):
 * enclave_call_repeat, us per call: a trivial `Enclave.call` repeated on a started enclave (entering and leaving
   the enclave: on sim, interposition installed and removed each time) against calling the same function here;
 * programs: copytree_1000 (ms), asyncio_echo_10000 (ms), http_1000 (req/s); the number in the name is the
-  workload (files, messages, requests), smaller with --quick (copytree_200, asyncio_echo_1000, http_100).
+  workload (files, messages, requests), smaller with --quick (copytree_200, asyncio_echo_1000, http_100);
+* whole programs, ms, start-up included: cli_json_tool, cli_zipfile_c, cli_compileall, cli_pytest,
+  cli_asyncio_echo: `python -m posix_shim --backend B ... -m json.tool data.json` against `python -m json.tool
+  data.json` (benchmarks/programs.py, which also runs them alone with more rounds and splits off start-up).
 
-The enclave side of every micro, bulk and program figure runs inside an enclave as an ecall
+The enclave side of every micro, bulk and program figure (not the cli_ ones) runs inside an enclave as an ecall
 (`Enclave.call("benchmarks.inner:...")`) and times itself; the native side runs the very same function here.
 `ratio` is enclave / native: above 1 is slower for times, below 1 is slower for throughputs.
 A figure whose family or backend is not in this build prints "skipped: reason" and is left out of the JSON.
@@ -40,7 +43,7 @@ REPO = Path(__file__).resolve().parents[1]
 if __package__ in (None, ""):  # run as `python benchmarks/run.py`
     sys.path.insert(0, str(REPO))
 
-from benchmarks import inner, plot, raw  # noqa: E402
+from benchmarks import inner, plot, programs, raw  # noqa: E402
 from ocall_bridge.access import ALLOW_ALL  # noqa: E402
 from posix_shim.enclave import Enclave, EnclaveCallError  # noqa: E402
 
@@ -82,6 +85,7 @@ class Plan:
     messages: int
     requests: int
     program_warmup: bool = True
+    cli_rounds: int = 5  # whole programs (CLI): each round starts two interpreters, up to seconds for pytest
 
 
 FULL = Plan(rounds=7, micro_n={"pread_16B": 20000, "stat": 10000, "write_16B": 20000, "time": 50000,
@@ -92,7 +96,7 @@ QUICK = Plan(rounds=3, micro_n={"pread_16B": 2000, "stat": 1000, "write_16B": 20
                                 "echo_16B": 500, "ocall_pread_16B": 5000, "ocall_stat": 2000,
                                 "enclave_call_repeat": 100},
              bulk_mib=8, startup_rounds=3, program_rounds=1, files=200, messages=1000, requests=100,
-             program_warmup=False)
+             program_warmup=False, cli_rounds=1)
 
 MICRO = ("pread_16B", "stat", "write_16B", "time", "monotonic", "echo_16B")
 RAW = ("ocall_pread_16B", "ocall_stat")
@@ -101,7 +105,9 @@ RAW = ("ocall_pread_16B", "ocall_stat")
 FORWARDED = ("native_stat", "native_open_close")
 BULK = ("read_1MiB", "write_1MiB")
 PROGRAMS = ("copytree", "asyncio_echo", "http")  # reported as copytree_<files>, asyncio_echo_<messages>, ...
-ALL = (*RAW, *MICRO, *FORWARDED, *BULK, "startup", "enclave_call_repeat", *PROGRAMS)
+# Small real programs run whole, as a user types them, start-up included (benchmarks/programs.py).
+CLI = tuple(f"cli_{p.name}" for p in programs.PROGRAMS)
+ALL = (*RAW, *MICRO, *FORWARDED, *BULK, "startup", "enclave_call_repeat", *PROGRAMS, *CLI)
 
 
 def program_name(name: str, plan: Plan) -> str:
@@ -133,11 +139,11 @@ def missing(name: str, backend: str) -> str | None:
         return "the process backend is not in this build (posix_shim/process_backend.py)"
     if name in ("time", "monotonic") and not _has("enclave_libc.time"):
         return "the time family is not in this build (enclave_libc/time.py): time calls would not leave the enclave"
-    if name in ("echo_16B", "asyncio_echo", "http"):
+    if name in ("echo_16B", "asyncio_echo", "http", "cli_asyncio_echo"):
         for module in ("enclave_libc.sockets", "ocall_bridge.host.sockets"):
             if not _has(module):
                 return f"the sockets family is not in this build ({module.replace('.', '/')}.py)"
-    if name in ("asyncio_echo", "http"):
+    if name in ("asyncio_echo", "http", "cli_asyncio_echo"):
         for module in ("enclave_libc.poll", "ocall_bridge.host.poll"):
             if not _has(module):
                 return f"the poll family is not in this build ({module.replace('.', '/')}.py)"
@@ -212,6 +218,8 @@ class Bench:
             return self.startup(backend)
         if name == "enclave_call_repeat":
             return self.call_repeat(backend)
+        if name in CLI:
+            return self.cli(name, backend)
         return self.program(name, backend)
 
     def raw(self, name: str) -> Figure:
@@ -294,6 +302,17 @@ class Bench:
 
         nat, inside = _alternate(self.plan.rounds, native, enclave)
         return Figure("enclave_call_repeat", backend, nat, inside, "us")
+
+    def cli(self, name: str, backend: str) -> Figure:
+        """ms of one whole program (benchmarks/programs.py) under the shim, against the same program natively."""
+        workdir = self.workdir / "programs"
+        if not workdir.exists():
+            programs.prepare(workdir)
+        program = name.removeprefix("cli_")
+        with programs.inside(workdir):
+            nat, enc = _alternate(self.plan.cli_rounds, programs.runner(program, "native"),
+                                  programs.runner(program, backend), self.plan.program_warmup)
+        return Figure(name, backend, nat, enc, "ms")
 
     def program(self, name: str, backend: str) -> Figure:
         plan = self.plan

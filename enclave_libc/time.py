@@ -1,4 +1,8 @@
-"""Time inside the enclave: every clock read and every sleep is an ocall, and every answer is checked.
+"""Time inside the enclave: every clock read and every sleep comes from the host, and every answer is checked.
+
+REALTIME and MONOTONIC are served from a cached clock (the host's last answer advanced by the enclave's own
+counter, resynced by an ocall every RESYNC_NS) unless the run is strict; every other read and every sleep is an
+ocall each time.
 
 An enclave has no clock it can trust, and a seccomp filter cannot catch Python's clock reads (the vDSO answers
 them without a syscall), so time is interposed here at the Python level: `time.time`, `time_ns`, `monotonic`,
@@ -78,9 +82,11 @@ _PYTIME_TOO_LARGE = f"timestamp too large to convert to C {'_' if sys.version_in
 _MAX_NESTING = 3  # clock reads nested in clock reads (a violation being logged reads the time): see _ask
 
 
-# The cached clock (process backend, unless strict): REALTIME and MONOTONIC are asked of the host at most once
-# per RESYNC_NS; in between, a read is the last answer advanced by the enclave's own monotonic counter (the
-# stand-in for RDTSC, as in Gramine's calibrated-TSC clock).  docs/time-env.md states the trust this takes.
+# The cached clock (every backend, unless the run is strict): REALTIME and MONOTONIC are asked of the host at most
+# once per RESYNC_NS; in between, a read is the last answer advanced by the enclave's own monotonic counter (the
+# stand-in for RDTSC, as in Gramine's calibrated-TSC clock).  The same code serves sim and process: only where the
+# counter is read differs (the sim enclave shares the host's process), and docs/time-env.md states the trust this
+# takes on each.  Whether a run is cached is the client's `cached_clock` (posix_shim/wiring.py decides it).
 RESYNC_NS = 10_000_000
 CACHED_CLOCKS = frozenset((CLOCK_REALTIME, CLOCK_MONOTONIC))
 _own = _time.CLOCK_MONOTONIC  # read here, never asked of the host (vDSO: no system call, no ocall)
@@ -88,16 +94,18 @@ _own = _time.CLOCK_MONOTONIC  # read here, never asked of the host (vDSO: no sys
 
 class ClockState:
     """What this enclave has been told so far: the floor of each monotonic clock (RT.extra["time"]), and, when the
-    clock is cached, the last answer of each cached clock with the enclave's own counter just after it."""
+    clock is cached, each cached clock's offset to the enclave's own counter with the counter's value at which the
+    next read resyncs."""
 
-    __slots__ = ("floor", "acquire", "release", "cached", "sync")
+    __slots__ = ("floor", "acquire", "release", "cached", "cache")
 
     def __init__(self, cached: bool = False) -> None:
         self.floor = {clock: 0 for clock in MONOTONIC_CLOCKS}  # Linux monotonic clocks start at >= 0
-        lock = threading.Lock()  # raising the floor is a read-compare-write: two threads must not interleave
+        # Raising the floor and replacing an offset are read-compare-writes: two threads must not interleave.
+        lock = threading.Lock()
         self.acquire, self.release = lock.acquire, lock.release
         self.cached = cached
-        self.sync: dict[int, tuple[int, int]] = {}  # clock -> (host's answer, own counter after it came)
+        self.cache: dict[int, tuple[int, int]] = {}  # clock -> (host's answer - own counter, own counter when due)
 
 
 def _state(rt: runtime.EnclaveRuntime) -> ClockState:
@@ -164,27 +172,54 @@ def _clock_ns(clock: int) -> int:
 
 
 def _cached(rt: runtime.EnclaveRuntime, st: ClockState, clock: int) -> int:
-    """A cached clock read: the last answer plus the enclave's own elapsed time, or a resync (an ocall, with all
-    its checks) when RESYNC_NS have passed.  For MONOTONIC every value handed out raises the floor, so a resync
-    answer below anything the program has already seen is refused exactly as an uncached lie would be."""
+    """A cached clock read: the enclave's own counter plus the offset the host's last answer gave it, or a resync
+    (an ocall, with all its checks) when RESYNC_NS have passed.  The readers of `time.time()` and friends inline
+    this; both go to `_resync` when it is due."""
     now = _real_clock_gettime_ns(_own)
-    sync = st.sync.get(clock)
-    if sync is not None and now - sync[1] < RESYNC_NS:
-        ns = sync[0] + (now - sync[1])
-        if clock == CLOCK_MONOTONIC and ns > st.floor[clock]:
-            st.acquire()
-            try:
-                if ns > st.floor[clock]:
-                    st.floor[clock] = ns
-                else:
-                    ns = st.floor[clock]  # another thread handed out a later value meanwhile
-            finally:
-                st.release()
-        return ns
-    ns = _monotonic(rt, clock) if clock in MONOTONIC_CLOCKS else _ask(rt, clock)
-    # The counter after the answer came: extrapolating from it lags the host's clock by the round trip, never
-    # leads it, so an honest host's next answer is never below what was handed out meanwhile.
-    st.sync[clock] = (ns, _real_clock_gettime_ns(_own))
+    cache = st.cache.get(clock)
+    if cache is not None and now < cache[1]:
+        return now + cache[0]
+    return _resync(rt, st, clock, now, cache)
+
+
+def _resync(rt: runtime.EnclaveRuntime, st: ClockState, clock: int, now: int, cache: tuple[int, int] | None) -> int:
+    """Ask the host (checked as any read is) and derive the offset that cached reads add to the counter.
+
+    MONOTONIC: every value a cached read finished before this one began is at most the counter now plus the
+    current offset (the counter never goes back, the offset never goes down), so the floor is raised to that
+    before asking, and an answer below anything the program may have seen is refused, as an uncached lie is.
+    The offset then only grows: each resync's extrapolation lags the host's clock by its own round trip (the
+    counter is read *after* the answer came), and the least lagging one is kept, so no read, in any thread, is
+    below one handed out before it, and an honest host's next answer is never below what was handed out.
+    REALTIME may be set backwards: its offset is the last answer's.
+    """
+    if cache is not None and getattr(_nesting, "depth", 0) > 0:
+        # A lie is being reported (the log record reads time.time()): the last checked answer is extrapolated however
+        # old it is, since asking again would hear the same lie and report the nesting, not the lie, to the program.
+        return now + cache[0]
+    if clock == CLOCK_MONOTONIC:
+        st.acquire()
+        try:
+            # The offset of this moment, not the one this read found stale: another thread's resync may have
+            # raised it since, and reads with it have been handed out.
+            current = st.cache.get(clock)
+            if current is not None and now + current[0] > st.floor[clock]:
+                st.floor[clock] = now + current[0]
+        finally:
+            st.release()
+        ns = _monotonic(rt, clock)
+    else:
+        ns = _ask(rt, clock)
+    after = _real_clock_gettime_ns(_own)
+    offset = ns - after
+    st.acquire()
+    try:
+        old = st.cache.get(clock)
+        if clock == CLOCK_MONOTONIC and old is not None and old[0] > offset:
+            offset = old[0]
+        st.cache[clock] = (offset, after + RESYNC_NS)
+    finally:
+        st.release()
     return ns
 
 
@@ -215,12 +250,35 @@ def _gettime_clock_id(clk_id: Any) -> int:
 
 
 def _reader(clock: int, name: str, ns: bool) -> Callable[[], Any]:
-    """time.time/monotonic/perf_counter and their _ns forms: one host clock each, as seconds or nanoseconds."""
+    """time.time/monotonic/perf_counter and their _ns forms: one host clock each, as seconds or nanoseconds.
+
+    These are the reads programs make in loops (asyncio's scheduler, timeouts, logging), so the cached case is
+    inlined: one Python frame per read, no lock (the offset only changes at a resync), the same checks at each
+    resync; everything else, strict runs included, takes `_clock_ns`."""
+    assert clock in CACHED_CLOCKS
     if ns:
         def read() -> Any:
+            rt = runtime.RT
+            if rt:
+                st = rt.extra.get("time") or _state(rt)
+                if st.cached:  # _cached, inlined
+                    now = _real_clock_gettime_ns(_own)
+                    cache = st.cache.get(clock)
+                    if cache is not None and now < cache[1]:
+                        return now + cache[0]
+                    return _resync(rt, st, clock, now, cache)
             return _clock_ns(clock)
     else:
         def read() -> Any:
+            rt = runtime.RT
+            if rt:
+                st = rt.extra.get("time") or _state(rt)
+                if st.cached:  # _cached and _as_seconds, inlined
+                    now = _real_clock_gettime_ns(_own)
+                    cache = st.cache.get(clock)
+                    if cache is not None and now < cache[1]:
+                        return (now + cache[0]) / 1e9
+                    return _resync(rt, st, clock, now, cache) / 1e9
             return _as_seconds(_clock_ns(clock))
     read.__name__ = read.__qualname__ = name
     return uses("clock_gettime")(read)

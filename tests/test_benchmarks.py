@@ -39,11 +39,35 @@ def test_quick_run_writes_every_promised_key(tmp_path: Path) -> None:
                  "startup", "copytree_200"):
         assert (name, "sim") in names, done.stdout
     # Whatever is not measured is said so, never silently dropped.
-    for name in ("time", "monotonic", "echo_16B", "asyncio_echo_1000", "http_100", "pread_16B", "startup"):
+    for name in ("time", "monotonic", "echo_16B", "asyncio_echo_1000", "http_100", "pread_16B", "startup",
+                 "cli_json_tool", "cli_zipfile_c", "cli_compileall", "cli_pytest", "cli_asyncio_echo"):
         for backend in ("sim", "process"):
             if (name, backend) not in names:
                 assert any(line.split()[:2] == [name, backend] and "skipped:" in line
                            for line in done.stdout.splitlines()), (name, backend, done.stdout)
+
+
+def test_small_programs_run_natively_and_inside(tmp_path: Path) -> None:
+    """`python -m benchmarks.programs` runs each program both ways (one failing inside would raise) and reports
+    every row with its ratio; the programs' own output is what the work directory then holds."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    done = subprocess.run([sys.executable, "-m", "benchmarks.programs", "-n", "1", "--backend", "sim",
+                           "--only", "zipfile_c,compileall", "--workdir", str(tmp_path)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    wall = lines[2:lines.index(next(line for line in lines if line.strip().startswith("(! marks")))]
+    rows = {line.split()[0]: line.split() for line in wall}
+    assert set(rows) == {"startup", "zipfile_c", "compileall"}, done.stdout
+    assert any("CPU ms" in line for line in lines), done.stdout
+    for row in rows.values():
+        assert float(row[3].rstrip("x!")) > 0, row
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "out.zip") as z:
+        assert len([n for n in z.namelist() if n.endswith(".txt")]) == 100
+    assert len(list((tmp_path / "pkg" / "__pycache__").glob("mod*.pyc"))) == 30
 
 
 # -- --plot ------------------------------------------------------------------------------------------------

@@ -56,8 +56,11 @@ class Policy(Access):
 
 def _run_inside(code: str, capfd: pytest.CaptureFixture[str], policy: Access | None = None,
                 lie: dict[str, Any] | None = None) -> tuple[int, str, str, Any]:
-    """Run `code` in a sim enclave whose host functions named in `lie` are replaced; (status, out, err, enclave)."""
-    enclave = Enclave(policy=policy or Policy(), backend="sim")
+    """Run `code` in a sim enclave whose host functions named in `lie` are replaced; (status, out, err, enclave).
+
+    The run asks the host on every clock read (`strict_time`): these tests tell each read its own lie.  The
+    cached clock's lies are told in tests/test_time_cache.py."""
+    enclave = Enclave(policy=policy or Policy(), backend="sim", strict_time=True)
     with enclave:
         host = enclave._backend.host
         for name, fn in (lie or {}).items():
