@@ -4,7 +4,7 @@
 * `--on-violation MODE` what a lie the enclave caught costs it: an OSError(EIO) in the program (`raise`, the
   default) or the enclave aborted at once with status 70 (`abort`); the command line wins over the policy's
   `violation` key (`wiring.make_client`);
-* `--strict-time`       ask the host on every clock read instead of the process backend's cached clock.
+* `--strict-time`       ask the host on every clock read instead of the cached clock (both backends).
 
 Apart from tracing (`trace.py`), which only watches: these change what the program sees.  A bad value raises
 ValueError naming the flag; the caller decides how the command line reports it.
@@ -27,7 +27,7 @@ def add_arguments(group: argparse._ArgumentGroup | argparse.ArgumentParser) -> N
                        help="when the host lies: raise OSError(EIO) in the program (default), or abort the enclave "
                             "at once with status 70")
     group.add_argument("--strict-time", action="store_true",
-                       help="ask the host on every clock read (default on the process backend: a cached clock, "
+                       help="ask the host on every clock read (default: a cached clock, "
                             "resynced with the host every 10 ms; docs/time-env.md)")
 
 

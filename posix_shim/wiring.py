@@ -165,9 +165,9 @@ def make_client(transport: Transport, access: Access, options: dict[str, Any]) -
 
     # The command line (--on-violation) wins over the policy's `violation` key.
     client = OcallClient(transport, violation=options.get("violation") or access.violation)
-    # The process backend serves REALTIME/MONOTONIC from a cached clock (enclave_libc/time.py) unless the run asks
+    # Every backend serves REALTIME/MONOTONIC from a cached clock (enclave_libc/time.py) unless the run asks
     # for strict time; injected faults are meant to reach the checks on every read, so they make time strict too.
-    client.cached_clock = (transport.name == "process" and not options.get("strict_time")  # type: ignore[attr-defined]
+    client.cached_clock = (not options.get("strict_time")  # type: ignore[attr-defined]
                            and not options.get("inject"))
     if options.get("trusted") is not None:  # a signed manifest's run: its trusted files are checked inside
         from enclave_libc import trusted as trusted_files

@@ -359,3 +359,11 @@ def test_strict_time_is_a_command_line_flag(tmp_path: Path, backend_name: str) -
     assert r.returncode == 0, r.stderr.decode()
     row = next(line.split() for line in r.stderr.decode().splitlines() if line.endswith(" clock_gettime"))
     assert int(row[3]) >= 300  # calls: every read asked the host
+
+
+@pytest.mark.parametrize("strict", [False, True])
+def test_the_sim_clock_is_cached_unless_the_run_is_strict(strict: bool) -> None:
+    """The wiring, not a test's setting: sim caches the clock by default (as process does: the ocall counts above
+    run on both), and strict_time turns it off."""
+    with Enclave(ALLOW_ALL, backend="sim", strict_time=strict) as enclave:
+        assert enclave._backend.client.cached_clock is (not strict)  # type: ignore[attr-defined]
