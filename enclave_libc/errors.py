@@ -5,11 +5,13 @@ from __future__ import annotations
 import errno
 import os
 
+from ocall_bridge.access import Absent
 from ocall_bridge.errors import HostGone, HostViolation
 
 _strerror = os.strerror
 
-__all__ = ["HostGone", "HostViolation", "PolicyDenied", "Unsupported", "oserror", "with_filename", "EBADF_ERROR"]
+__all__ = ["HostGone", "HostViolation", "PolicyDenied", "PolicyHidden", "policy_error", "Unsupported", "oserror",
+           "with_filename", "EBADF_ERROR"]
 
 
 class PolicyDenied(PermissionError):
@@ -24,6 +26,28 @@ class PolicyDenied(PermissionError):
 
     def __str__(self) -> str:
         return self.strerror or super().__str__()  # strerror is always set by __init__; typed Optional by OSError
+
+
+class PolicyHidden(FileNotFoundError):
+    """A metadata call on a path outside everything the policy grants (ocall_bridge.access.Absent): errno ENOENT,
+    so a program probing for an optional file moves on as natively; the message still says which flag would
+    allow it."""
+
+    def __init__(self, call: str, resource: object, reason: str) -> None:
+        super().__init__(errno.ENOENT, f"posix_shim: {call}({resource!r}) denied: {reason}")
+        self.call = call
+        self.resource = resource
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return self.strerror or super().__str__()
+
+
+def policy_error(call: str, resource: object, reason: str) -> PolicyDenied | PolicyHidden:
+    """The exception a denial raises: PolicyHidden (ENOENT) for an Absent reason, else PolicyDenied (EACCES)."""
+    if isinstance(reason, Absent):
+        return PolicyHidden(call, resource, reason)
+    return PolicyDenied(call, resource, reason)
 
 
 class Unsupported(OSError):
@@ -49,7 +73,7 @@ def oserror(err: int, filename: object = None, filename2: object = None) -> OSEr
 
 def with_filename(exc: OSError, filename: object, filename2: object = None) -> OSError:
     """Attach the caller's own argument to an error from an ocall, as the native call would show it."""
-    if isinstance(exc, PolicyDenied | Unsupported | HostViolation | HostGone) or exc.errno is None:
+    if isinstance(exc, PolicyDenied | PolicyHidden | Unsupported | HostViolation | HostGone) or exc.errno is None:
         return exc
     return oserror(exc.errno, filename, filename2)
 

@@ -23,7 +23,7 @@ from ocall_bridge.access import ALLOW_ALL, Access, open_kinds
 from ocall_bridge.calls import CALLS, Call
 from ocall_bridge.client import OcallClient
 
-from .errors import PolicyDenied, Unsupported
+from .errors import Unsupported, policy_error
 from .fdtable import FdTable, NativeFds, OpenFile
 
 _umask = originals.get("posix", "umask")
@@ -92,7 +92,7 @@ class EnclaveRuntime:
                 reason = check(name, only, args[at])
                 if reason:
                     self.client.denied(name, args, reason)  # the trace marks the call with the rule
-                    raise PolicyDenied(name, _describe(args[at]), reason)
+                    raise policy_error(name, _describe(args[at]), reason)
                 return stub(*args)
 
             guarded_one.__name__ = c.name
@@ -105,7 +105,7 @@ class EnclaveRuntime:
                     reason = access.check(c.name, k, args[i])
                     if reason:
                         self.client.denied(c.name, args, reason)  # the trace marks the call with the rule
-                        raise PolicyDenied(c.name, _describe(args[i]), reason)
+                        raise policy_error(c.name, _describe(args[i]), reason)
             return stub(*args)
 
         guarded.__name__ = c.name

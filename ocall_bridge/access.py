@@ -6,6 +6,7 @@ interface, so that lower layers never import upward.  `ALLOW_ALL` is what `-A` m
 
 from __future__ import annotations
 
+import errno as _errno
 import os as _os
 from typing import Any
 
@@ -22,6 +23,26 @@ def open_kinds(flags: int) -> tuple[str, ...]:
     if flags & _WRITE_FLAGS:
         return ("read", "write")
     return ("read",)
+
+
+class Absent(str):
+    """A denial whose answer is ENOENT, not EACCES: the metadata of a path outside everything the policy grants.
+
+    Why: programs probe for optional files by stat (pytest, black and git-aware tools look for a config file in
+    every folder above their own; `Path.exists()` and `Path.is_file()` before Python 3.13 raise on EACCES and
+    answer False only on ENOENT), so "permission denied" for a name the enclave was never given crashes them
+    where the native run just moves on.  Such a path is not in the enclave's view of the file system, and the
+    answer is the same whether or not the host has a file there, so it tells the enclave nothing.  A path an
+    explicit deny rule covers keeps EACCES: there the policy's author asked for a refusal.  The text is still the
+    denial message (which flag would allow it), and the trace and --learn see the call as denied."""
+
+    __slots__ = ()
+    errno = _errno.ENOENT
+
+
+def denial_errno(reason: str) -> int:
+    """The errno a denial is answered with: ENOENT for an Absent one, else EACCES."""
+    return reason.errno if isinstance(reason, Absent) else _errno.EACCES
 
 
 def normalized(path: bytes) -> bytes:

@@ -35,6 +35,7 @@ import posixpath
 import threading
 from typing import Any
 
+from ..access import denial_errno
 from ..originals import os
 
 log = logging.getLogger("posix_shim.host")
@@ -144,10 +145,11 @@ def openat2(dirfd: int, path: bytes, flags: int, mode: int = 0, resolve: int = R
 
 
 class Escape(PermissionError):
-    """A path that leads outside every root its kind allows: answered as EACCES."""
+    """A path that leads outside every root its kind allows: answered as EACCES (ENOENT for the metadata of a
+    path the policy leaves out of the enclave's view: access.Absent)."""
 
-    def __init__(self, message: str) -> None:
-        super().__init__(errno.EACCES, message)
+    def __init__(self, message: str, err: int = errno.EACCES) -> None:
+        super().__init__(err, message)
 
 
 def _norm(path: bytes) -> bytes:
@@ -338,7 +340,8 @@ class Confiner:
             # only, on the lexical path, never following a final symlink out.
             reason = self.access.check("resolve", "stat", norm) if kinds == _STAT else "outside every allowed folder"
             if reason or not flags & O_PATH or flags & ~(O_PATH | O_CLOEXEC | O_NOFOLLOW | O_DIRECTORY):
-                raise Escape(f"{os.fsdecode(path)}: {reason or 'metadata only'}")
+                raise Escape(f"{os.fsdecode(path)}: {reason or 'metadata only'}",
+                             denial_errno(reason) if reason else errno.EACCES)
             return os.open(norm, flags | O_CLOEXEC)
         if not flags & (O_CREAT | O_TMPFILE):
             mode = 0  # openat2 refuses a mode without O_CREAT; open(2) ignored it

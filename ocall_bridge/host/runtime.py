@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import types as T
-from ..access import ALLOW_ALL, Access, open_kinds
+from ..access import ALLOW_ALL, Access, denial_errno, open_kinds
 from ..calls import Call
 from ..errors import require
 from ..originals import os as real_os
@@ -427,7 +427,7 @@ class Host:
             denial = self.access.check(c.name, k, value)
             if denial:
                 log.warning("host refused %s: %s", c.name, denial)
-                raise OSError(errno.EACCES, denial)
+                raise OSError(denial_errno(denial), denial)
 
     def _refuse_frame(self, frame: bytes | memoryview, exc: WireError) -> bytes | None:
         log.warning("host rejected a malformed frame: %s", exc)

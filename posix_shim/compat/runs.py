@@ -130,7 +130,7 @@ _ERRNO = re.compile(r"\[Errno (-?\d+)\]")
 def _errno_of_type(type_name: str, message: str) -> int | None:
     """The errno an OSError subclass stands for when its message does not show `[Errno N]` (the enclave's
     errors print only their message)."""
-    from enclave_libc.errors import PolicyDenied, Unsupported
+    from enclave_libc.errors import PolicyDenied, PolicyHidden, Unsupported
     from ocall_bridge.errors import HostGone, HostViolation
 
     cls: Any = None
@@ -146,6 +146,7 @@ def _errno_of_type(type_name: str, message: str) -> int | None:
         cls = getattr(builtins, type_name, None)
     if isinstance(cls, type):
         for known, err in ((Unsupported, errno_mod.ENOSYS), (PolicyDenied, errno_mod.EACCES),
+                           (PolicyHidden, errno_mod.ENOENT),
                            (HostViolation, errno_mod.EIO), (HostGone, errno_mod.EIO)):
             if issubclass(cls, known):
                 return err

@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ocall_bridge.access import ALLOW_ALL, Access
+from ocall_bridge.access import ALLOW_ALL, Absent, Access
 from ocall_bridge.calls import CALLS, FAMILIES
 from ocall_bridge.platform import MESSAGE, forbidden
 
@@ -191,10 +191,11 @@ class Policy(Access):
             if posixpath.dirname(path) in self._ancestors:
                 # A name probed in a folder above a grant (.git, pyproject.toml, setup.cfg in every parent, as
                 # black and git-aware tools look): one grant per name would be a dead end, so say the one step.
-                return (f"no read access to {text} ({self._hint('--allow-read', text, 'read.allow')}; a program "
-                        f"that looks for files in the folders above its own needs one grant per name: run it once "
-                        f"with --learn=FILE to record them all, then with --policy=FILE)")
-            return f"no read access to {text} ({self._hint('--allow-read', text, 'read.allow')})"
+                return Absent(f"no read access to {text} ({self._hint('--allow-read', text, 'read.allow')}; a "
+                              f"program that looks for files in the folders above its own needs one grant per "
+                              f"name: run it once with --learn=FILE to record them all, then with --policy=FILE)")
+            # Outside every grant and not denied by a rule: not in the enclave's view (access.Absent, ENOENT).
+            return Absent(f"no read access to {text} ({self._hint('--allow-read', text, 'read.allow')})")
         rules = self.read if kind == "read" else self.write if kind == "write" else None
         if rules is None:
             return f"unknown access kind {kind!r}"

@@ -108,7 +108,7 @@ def watch(rt: Any, record: Record, trace: bool) -> Callable[[], None]:
 
 
 def _trace_ocalls(rt: Any, record: Record) -> Callable[[], None]:
-    from enclave_libc.errors import PolicyDenied
+    from enclave_libc.errors import PolicyDenied, PolicyHidden
     from ocall_bridge.calls import BY_NAME
     from ocall_bridge.originals import time as real_time
 
@@ -132,7 +132,7 @@ def _trace_ocalls(rt: Any, record: Record) -> Callable[[], None]:
             try:
                 result = fn(*args)
             except OSError as exc:
-                marks = (f"denied: {exc.reason}",) if isinstance(exc, PolicyDenied) else ()
+                marks = (f"denied: {exc.reason}",) if isinstance(exc, PolicyDenied | PolicyHidden) else ()
                 events.append(TraceEvent(tid(), name, args, None, exc.errno or 5, perf() - t0, marks, family))
                 raise
             events.append(TraceEvent(tid(), name, args, result, 0, perf() - t0, (), family))
