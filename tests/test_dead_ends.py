@@ -1,9 +1,10 @@
-"""Fewer dead ends: a program that probes the folders above its files (black, git-aware tools) is told the one
-step that gets it running (docs/policy.md, "Probing the folders above").
+"""Fewer dead ends: a program that probes the folders above its files (black, pytest, git-aware tools) runs
+under the default policy (docs/policy.md, "Probing the folders above").
 
 black looks for `.git`, `.hg` and `pyproject.toml` in every parent folder of the file it formats.  Under the
-default policy those names are not granted, and each hint would fix one path; the denial therefore names
-`--learn`, and one learning run gives a policy under which the next run works.
+default policy those names are not granted: their metadata answers ENOENT (not in the enclave's view, whether or
+not the host has them), so the walk moves on; a program that asks for such a file directly is told the one step
+(`--learn`), and one learning run gives a policy that grants what it looked at.
 """
 
 from __future__ import annotations
@@ -43,14 +44,31 @@ def project(tmp_path: Path) -> Path:
     return folder
 
 
-def test_the_first_denial_names_the_one_step(backend: str, project: Path) -> None:
+def test_the_walker_runs_at_once_and_the_probes_are_absent(backend: str, project: Path) -> None:
+    """The probes above the project answer ENOENT (access.Absent): the tool runs under the default policy."""
     r = run_shim(["walk.py", "f.py"], backend=backend, cwd=project, options=[f"--allow-write={project / 'f.py'}"])
-    assert r.returncode == 1
-    last = r.stderr.decode().strip().splitlines()[-1]
-    probe = project.parent / ".git"
-    assert f"stat('{probe}') denied: no read access to {probe} (allow with --allow-read={probe};" in last, last
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.decode() == "root /\n"
+    assert (project / "f.py").read_text() == "x = 1\n"
+
+
+def test_a_file_above_the_grants_is_not_seen_and_its_denial_names_the_one_step(backend: str, project: Path) -> None:
+    """The other side of absence: a real pyproject.toml above the project is not in the enclave's view (the tool
+    does not find it), and a program that asks for it directly is told the one step."""
+    marker = project.parent / "pyproject.toml"
+    marker.write_text("[tool.x]\n")
+    r = run_shim(["walk.py", "f.py"], backend=backend, cwd=project, options=[f"--allow-write={project / 'f.py'}"])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.decode() == "root /\n"
+    asks = run_shim(["-c", f"import os; os.stat({str(marker)!r})"], backend=backend, cwd=project)
+    assert asks.returncode == 1
+    last = asks.stderr.decode().strip().splitlines()[-1]
+    assert last.startswith("enclave_libc.errors.PolicyHidden: "), last
+    assert f"stat('{marker}') denied: no read access to {marker} (allow with --allow-read={marker};" in last, last
     assert "run it once with --learn=FILE to record them all, then with --policy=FILE" in last, last
-    assert (project / "f.py").read_text() == "x=1\n"
+    granted = run_shim(["walk.py", "f.py"], backend=backend, cwd=project,
+                       options=[f"--allow-write={project / 'f.py'}", f"--allow-read={marker}"])
+    assert granted.stdout.decode() == f"root {project.parent}\n", granted.stderr
 
 
 def test_one_learning_run_then_the_tool_works_under_the_learned_policy(backend: str, project: Path) -> None:
