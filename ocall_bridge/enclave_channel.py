@@ -155,6 +155,27 @@ class EnclaveTransport:
         finally:
             self._leave_main()
 
+    def roundtrip_into(self, frame: bytes, seq: int, buffer: memoryview, size: int) -> tuple[Any, bool]:
+        """roundtrip() for the client's into route: `(answer, placed)`, see ring.RingClient.roundtrip.
+
+        Through the ring a bulk answer's data is copied once, from the slot straight into `buffer`; over the
+        socket (no ring, a call that issues handles, no free slot) the answer comes whole and `placed` is False.
+        """
+        ring = self.ring
+        call = frame[6] | frame[7] << 8
+        if ring is None or call in _ISSUES_HANDLES:
+            return self.roundtrip(frame, seq), False
+        main = _get_ident() == self._main
+        if not main:
+            got = ring.roundtrip(frame, call, None, buffer, size)
+            return (self._roundtrip(frame, seq, False), False) if got is None else got
+        self.main_state = BUSY
+        try:
+            got = ring.roundtrip(frame, call, self._ring_wait, buffer, size)
+            return (self._roundtrip(frame, seq, True), False) if got is None else got
+        finally:
+            self._leave_main()
+
     def _ring_wait(self, waiting: bool) -> None:
         # The main thread's ring wait is where a signal handler may run at once (see run_handler).
         self.main_state = WAIT if waiting else BUSY

@@ -8,12 +8,15 @@ from __future__ import annotations
 import _socket
 import _thread
 import logging
+import os
 import queue as _queue
+import stat
 import struct
 import threading
 from collections.abc import Callable
 from typing import Any
 
+from .calls import BY_NAME
 from .framing import (
     _SCM_RIGHTS,
     _SOL_SOCKET,
@@ -27,10 +30,14 @@ from .framing import (
     fds_frame,
     frame_kind,
 )
-from .wire import ECALL, ECALL_RETURN, REQUEST
+from .wire import ECALL, ECALL_RETURN, HEADER_SIZE, REQUEST
 
 log = logging.getLogger("posix_shim.transport")
 _allocate_lock = _thread.allocate_lock
+_I64 = struct.Struct("<q")
+_fstat, _S_ISREG = os.fstat, stat.S_ISREG
+# The `blocking` calls that block only on a file that is not regular, their first parameter the handle.
+_REGULAR_QUICK = frozenset(BY_NAME[name].number for name in ("read", "write"))
 
 # -- the host side -----------------------------------------------------------------------------------------
 
@@ -87,7 +94,9 @@ class HostChannel:
         if ring is not None:
             from .ring import RingServer
 
-            self.ring = RingServer(ring, host.serve, self._submit, serve_into=getattr(host, "serve_into", None))
+            self.ring = RingServer(ring, host.serve, self._submit, serve_into=getattr(host, "serve_into", None),
+                                   quick=self._quick)
+        self._regular: dict[int, bool] = {}  # handle -> is a regular file (a handle number is never reused)
 
     def start(self) -> None:
         self._thread.start()
@@ -95,6 +104,27 @@ class HostChannel:
             self.ring.start()
 
     # -- serving -------------------------------------------------------------------------------------------
+    def _quick(self, frame: bytes) -> bool:
+        """For the ring: a `blocking` read or write whose handle is a regular file cannot wait on the outside
+        world (only pipes, sockets and terminals can), so it is served inline instead of on the pool.
+
+        The answer is cached per handle: the host's table never reuses a handle number, and a handle's file
+        never changes type.  A handle the table does not know is not quick (the pool serves its EBADF).
+        """
+        if frame[6] | frame[7] << 8 not in _REGULAR_QUICK or len(frame) < HEADER_SIZE + 8:
+            return False
+        (handle,) = _I64.unpack_from(frame, HEADER_SIZE)
+        regular = self._regular.get(handle)
+        if regular is None:
+            try:
+                regular = _S_ISREG(_fstat(self.host.handles.get(handle).fd).st_mode)
+            except (OSError, AttributeError):
+                return False
+            if len(self._regular) >= 4096:
+                self._regular.clear()
+            self._regular[handle] = regular
+        return regular
+
     def _issued(self, handle: int) -> None:
         pending = getattr(self._serving, "handles", None)
         if pending is not None:

@@ -65,13 +65,21 @@ FREE, REQ, TAKEN, ANS = 0, 1, 2, 3
 _W_MAGIC, _W_SLOTS, _W_SIZE, _W_ASLEEP, _W_BELL = 0, 1, 2, 3, 4
 _SLOT_WORDS = 16
 _SLOT_BASE = 8  # first word of slot 0's header
+_PLACE_MIN = 16 << 10  # data answers from this size on take the one-copy route (below it a copy is cheaper)
 _BIG = 64 << 10  # answers above this are copied into a reused private buffer instead of a fresh bytes object
 
 _eventfd_write, _eventfd_read, _eventfd = _real.eventfd_write, _real.eventfd_read, _real.eventfd
+
+
+def _ring_bell(fd: int) -> None:
+    _eventfd_write(fd, 1)
+
+
 _close, _set_blocking = _real.close, _real.set_blocking
 _poll, _POLLIN = _select.poll, _select.POLLIN
 _getrefcount = __import__("sys").getrefcount
 _BLOCKING = frozenset(n for n, c in BY_NUMBER.items() if c.blocking)
+_MAX_CALL = max(BY_NUMBER)
 # Calls whose answer is one byte string (read, pread, recv...): the host may fill their answer in place.
 _BYTES_ANSWER = frozenset(c.number for c in CODECS.values() if c.finish_in_place is not None)
 # Calls whose answer may issue a handle: the host passes its descriptor over the socketpair just ahead of the
@@ -181,9 +189,14 @@ class RingClient:
         self.host_bell, self.bells = fds.host_bell, list(fds.bells)
         for fd in self.bells:
             _set_blocking(fd, False)
-        self.spin = self._budget = spin
-        self._probe = 0
+        self.spin = spin
+        # Per call number: the current spin budget and the waits since it fell below MIN_SPIN (see _spin).
+        self._budgets = [spin] * (_MAX_CALL + 1)
+        self._probes = [0] * (_MAX_CALL + 1)
         self.sleeps = 0  # waits that ended in a blocking sleep (for benchmarks)
+        # Per slot: a private frame the one-copy route copies an answer's header into (see _place).  Anonymous
+        # and private: only its first page is ever touched; it holds no descriptor.
+        self._probes_mem = [memoryview(_mmap.mmap(-1, SLOT_SIZE)) for _ in range(nslots)]
         self._free = list(range(nslots - 1, -1, -1))
         self._abandoned: list[int] = []
         self._polls = []
@@ -207,8 +220,14 @@ class RingClient:
                 keep.append(i)
         self._abandoned = keep
 
-    def roundtrip(self, frame: bytes | memoryview, call: int,
-                  on_wait: Callable[[bool], None] | None = None) -> bytes | memoryview | None:
+    def roundtrip(self, frame: bytes | memoryview, call: int, on_wait: Callable[[bool], None] | None = None,
+                  buffer: memoryview | None = None, size: int = 0) -> Any:
+        """The answer to `frame` (a private copy), or None when no slot is free (the caller uses the socket).
+
+        With `buffer` (the into route, `size` the answer's fixed part): `(answer, placed)`.  When `placed`, the
+        answer's data went from the slot straight into `buffer` (one copy) and `answer` is a private probe
+        frame: its first `size` bytes are the answer's header as read, the rest is not data (see `_place`).
+        """
         if self.dead is not None:
             raise HostGone(self.dead)
         try:
@@ -232,13 +251,15 @@ class RingClient:
             w[h] = REQ
             w[_W_BELL] = (w[_W_BELL] + 1) & 0xFFFFFFFF
             if w[_W_ASLEEP]:
-                _eventfd_write(self.host_bell, 1)
+                _ring_bell(self.host_bell)
             if w[h] != ANS:
-                if call not in _BLOCKING:
-                    self._spin(h)
+                self._spin(h, call)
                 if w[h] != ANS:
                     self._sleep(i, h, on_wait)
-            answer = self._copy_out(i, off, w[h + 2])
+            if buffer is None:
+                answer = self._copy_out(i, off, w[h + 2])
+            else:
+                answer = self._place(i, off, w[h + 2], buffer, size)
             done = True
             return answer
         finally:
@@ -248,18 +269,26 @@ class RingClient:
             else:
                 self._abandoned.append(i)
 
-    def _spin(self, h: int) -> None:
-        """Wait for slot word h to say ANS for at most the current budget (see MIN_SPIN), and adapt it."""
-        budget = self._budget
+    def _spin(self, h: int, call: int) -> None:
+        """Wait for slot word h to say ANS for at most this call's budget (see MIN_SPIN), and adapt it.
+
+        Each call number has its own budget: a pread answered in microseconds and a recv that waits for a peer
+        teach the ring different things.  A call that may block (the table's `blocking`) spins too: a write to
+        a regular file is as quick as a pread, and a recv whose data is already there needs no sleep; one that
+        really waits costs one spin, then its budget halves until it stops spinning (probing again now and then).
+        """
+        budgets = self._budgets
+        budget = budgets[call]
         if budget < MIN_SPIN:
-            self._probe += 1
-            if self._probe < PROBE_EVERY:
+            probes = self._probes
+            probes[call] += 1
+            if probes[call] < PROBE_EVERY:
                 return
-            self._probe, budget = 0, self.spin
+            probes[call], budget = 0, self.spin
         w, k = self._w, budget
         while k and w[h] != ANS:
             k -= 1
-        self._budget = min(self.spin, budget * 2) if k else budget >> 1
+        budgets[call] = min(self.spin, budget * 2) if k else budget >> 1
 
     def _copy_out(self, i: int, off: int, n: int) -> bytes | memoryview:
         """The answer of slot i, `n` its length word as read once: bounded, then copied to private memory.
@@ -276,6 +305,26 @@ class RingClient:
             buf = self._private[i] = bytearray(SLOT_SIZE)
         buf[:n] = self._view[off:off + n]
         return memoryview(buf)[:n]
+
+    def _place(self, i: int, off: int, n: int, buffer: memoryview, size: int) -> tuple[Any, bool]:
+        """The one-copy route of a bulk answer: its data straight from the slot into the caller's `buffer`.
+
+        `n` is the length word as read once, and bounded.  The first `size` bytes (the header and the fixed
+        fields) are copied into a private probe frame of length `n`, the remaining `n - size` bytes into
+        `buffer`: every byte of the answer is read from the slot exactly once, into private memory, before
+        the client checks anything (the header on the probe, whose length is `n`; the data in `buffer`).  The
+        probe's body is never written (untouched pages of a private mapping) and never used.  A small answer,
+        or one whose data would not fit `buffer` (an error, a lie), is copied whole as `_copy_out` does.
+        """
+        if not 0 < n <= SLOT_SIZE:
+            return b"", False
+        d = n - size
+        if d < _PLACE_MIN or d > len(buffer):
+            return self._copy_out(i, off, n), False
+        probe = self._probes_mem[i]
+        probe[:size] = self._view[off:off + size]
+        buffer[:d] = self._view[off + size:off + n]
+        return probe[:n], True
 
     def _sleep(self, i: int, h: int, on_wait: Callable[[bool], None] | None) -> None:
         w, bell, p = self._w, self.bells[i], self._polls[i]
@@ -320,12 +369,16 @@ class RingServer:
     """
 
     def __init__(self, fds: RingFds, serve: Callable[[bytes], Any], submit: Callable[..., None],
-                 spin: int = HOST_SPIN, serve_into: Callable[[bytes, memoryview], Any] | None = None) -> None:
+                 spin: int = HOST_SPIN, serve_into: Callable[[bytes, memoryview], Any] | None = None,
+                 quick: Callable[[bytes], bool] | None = None) -> None:
         nslots = len(fds.bells)
         self._mm, self._view, self._w = _map(fds.memfd)
         fds.close_memfd()
         self.fds = fds
         self._serve, self._submit, self._serve_into = serve, submit, serve_into
+        # quick(frame): True when a call the table marks `blocking` cannot wait long this time (a read or write
+        # of a regular file): it is served inline, without a hand-off to the pool.
+        self._quick = quick
         self.spin = self._budget = spin
         self._probe = 0
         self._n = nslots
@@ -356,7 +409,7 @@ class RingServer:
         serve_into = self._serve_into
         if call in _BYTES_ANSWER and serve_into is not None:  # a read: its data may go straight in
             serve = lambda frame: serve_into(frame, self._view[PAGE + i * SLOT_SIZE:PAGE + (i + 1) * SLOT_SIZE])
-        if call in _BLOCKING:
+        if call in _BLOCKING and (self._quick is None or not self._quick(frame)):
             self._submitted += 1
             self._submit(frame, lambda answer, i=i: self._deliver(i, answer), serve)
             return
