@@ -68,11 +68,40 @@ _SLOT_BASE = 8  # first word of slot 0's header
 _PLACE_MIN = 16 << 10  # data answers from this size on take the one-copy route (below it a copy is cheaper)
 _BIG = 64 << 10  # answers above this are copied into a reused private buffer instead of a fresh bytes object
 
-_eventfd_write, _eventfd_read, _eventfd = _real.eventfd_write, _real.eventfd_read, _real.eventfd
+_eventfd, _pipe, _open = _real.eventfd, _real.pipe, _real.open
+_write, _read = _real.write, _real.read
+_ONE = (1).to_bytes(8, "little")  # one ring: an eventfd's increment, or eight bytes in a pipe
 
 
 def _ring_bell(fd: int) -> None:
-    _eventfd_write(fd, 1)
+    """Wake the side sleeping on bell `fd` (a full pipe or counter already rings: nothing to add)."""
+    try:
+        _write(fd, _ONE)
+    except BlockingIOError:
+        pass
+
+
+def _quiet_bell(fd: int) -> None:
+    """Take back what rang (non-blocking: nothing rang is fine)."""
+    try:
+        _read(fd, 4096)
+    except BlockingIOError:
+        pass
+
+
+def _bell(kind: str) -> int:
+    """One bell, a single descriptor both sides poll and write.  A pipe opened read-write (through /proc) wakes
+    its sleeper with a synchronous wake-up, which pulls it onto the waker's CPU; an eventfd does not."""
+    if kind == "eventfd":
+        return _eventfd(0, _real.EFD_CLOEXEC | _real.EFD_NONBLOCK)
+    if kind != "pipe":
+        raise ValueError(f"a ring bell is an eventfd or a pipe, not {kind!r}")
+    r, w = _pipe()
+    try:
+        return _open(f"/proc/self/fd/{r}", _real.O_RDWR | _real.O_CLOEXEC | _real.O_NONBLOCK)
+    finally:
+        _close(r)
+        _close(w)
 
 
 _close, _set_blocking = _real.close, _real.set_blocking
@@ -99,7 +128,8 @@ class RingFds:
         self.memfd, self.host_bell, self.bells = memfd, host_bell, bells
 
     @classmethod
-    def create(cls, slots: int = SLOTS) -> RingFds:
+    def create(cls, slots: int = SLOTS, bell: str = "eventfd") -> RingFds:
+        """`bell`: "eventfd" or "pipe" (see _bell; docs/performance.md has what each measured here)."""
         memfd = _real.memfd_create("posix_shim-ring", _real.MFD_CLOEXEC)
         _real.ftruncate(memfd, mapping_size(slots))
         # The header is written before the child can map it (it checks these words first).
@@ -107,8 +137,7 @@ class RingFds:
         with memoryview(mm) as view, view.cast("I") as w:
             w[_W_SLOTS], w[_W_SIZE], w[_W_MAGIC] = slots, SLOT_SIZE, MAGIC
         mm.close()
-        flags = _real.EFD_CLOEXEC
-        return cls(memfd, _eventfd(0, flags), [_eventfd(0, flags) for _ in range(slots)])
+        return cls(memfd, _bell(bell), [_bell(bell) for _ in range(slots)])
 
     def all(self) -> list[int]:
         return [self.memfd, self.host_bell, *self.bells]
@@ -194,6 +223,7 @@ class RingClient:
         self._budgets = [spin] * (_MAX_CALL + 1)
         self._probes = [0] * (_MAX_CALL + 1)
         self.sleeps = 0  # waits that ended in a blocking sleep (for benchmarks)
+        self.placed = 0  # answers whose data took the one-copy route (for tests and benchmarks)
         # Per slot: a private frame the one-copy route copies an answer's header into (see _place).  Anonymous
         # and private: only its first page is ever touched; it holds no descriptor.
         self._probes_mem = [memoryview(_mmap.mmap(-1, SLOT_SIZE)) for _ in range(nslots)]
@@ -324,6 +354,7 @@ class RingClient:
         probe = self._probes_mem[i]
         probe[:size] = self._view[off:off + size]
         buffer[:d] = self._view[off + size:off + n]
+        self.placed += 1
         return probe[:n], True
 
     def _sleep(self, i: int, h: int, on_wait: Callable[[bool], None] | None) -> None:
@@ -340,10 +371,7 @@ class RingClient:
                     on_wait(False)
                 else:
                     p.poll(WAKE_CHECK_MS)
-                try:
-                    _eventfd_read(bell)
-                except BlockingIOError:
-                    pass
+                _quiet_bell(bell)
         finally:
             w[h + 1] = 0
 
@@ -353,7 +381,7 @@ class RingClient:
             self.dead = reason
         for fd in self.bells:
             try:
-                _eventfd_write(fd, 1)
+                _ring_bell(fd)
             except OSError:
                 pass
 
@@ -439,7 +467,7 @@ class RingServer:
         w[h] = ANS
         if w[h + 1]:
             try:
-                _eventfd_write(self.fds.bells[i], 1)
+                _ring_bell(self.fds.bells[i])
             except OSError:
                 pass
 
@@ -479,17 +507,14 @@ class RingServer:
             w[_W_ASLEEP] = 1
             if not self._scan() and w[_W_BELL] == last:
                 p.poll(WAKE_CHECK_MS)
-                try:
-                    _eventfd_read(bell)
-                except BlockingIOError:
-                    pass
+                _quiet_bell(bell)
             w[_W_ASLEEP] = 0
 
     def stop(self) -> None:
         """The enclave is gone (or the host closes): end the server thread and release the descriptors."""
         self._stopped = True
         try:
-            _eventfd_write(self.fds.host_bell, 1)
+            _ring_bell(self.fds.host_bell)
         except OSError:
             pass
         if self._thread.is_alive() and self._thread is not threading.current_thread():
