@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import mmap as _mmap
 import select as _select
+import struct
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -43,7 +44,7 @@ from .calls import BY_NUMBER
 from .errors import HostGone
 from .originals import os as _real
 from .types import MAX_FRAME
-from .wire import CODECS
+from .wire import CODECS, HEADER_SIZE
 
 MAGIC = 0x52494E47  # "RING"
 SLOTS = 8  # concurrent ocalls served switchless; more threads than this fall back to the socketpair
@@ -109,8 +110,12 @@ _poll, _POLLIN = _select.poll, _select.POLLIN
 _getrefcount = __import__("sys").getrefcount
 _BLOCKING = frozenset(n for n, c in BY_NUMBER.items() if c.blocking)
 _MAX_CALL = max(BY_NUMBER)
+_I64 = struct.Struct("<q")
 # Calls whose answer is one byte string (read, pread, recv...): the host may fill their answer in place.
 _BYTES_ANSWER = frozenset(c.number for c in CODECS.values() if c.finish_in_place is not None)
+# Of those, the calls whose request starts (handle, count): their count is an i64 right after the handle.
+_COUNT_SECOND = frozenset(n for n in _BYTES_ANSWER if [(p.name, getattr(p.type, "code", "")) for p in
+                                                      BY_NUMBER[n].params[:2]] == [("fd", "q"), ("count", "q")])
 # Calls whose answer may issue a handle: the host passes its descriptor over the socketpair just ahead of the
 # answer, so these never ride the ring (see process.py, FDS frames).  The control family (attach: the standard
 # streams' handles, once per run) goes the same way.
@@ -435,7 +440,10 @@ class RingServer:
         call = frame[6] | frame[7] << 8 if n >= 8 else -1
         serve = self._serve
         serve_into = self._serve_into
-        if call in _BYTES_ANSWER and serve_into is not None:  # a read: its data may go straight in
+        if call in _BYTES_ANSWER and serve_into is not None and (
+                call not in _COUNT_SECOND
+                or (n >= HEADER_SIZE + 16 and _I64.unpack_from(frame, HEADER_SIZE + 8)[0] >= _PLACE_MIN)):
+            # A bulk read: its data may go straight in (a small one skips the thread-local lending)
             serve = lambda frame: serve_into(frame, self._view[PAGE + i * SLOT_SIZE:PAGE + (i + 1) * SLOT_SIZE])
         if call in _BLOCKING and (self._quick is None or not self._quick(frame)):
             self._submitted += 1

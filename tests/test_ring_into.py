@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from test_ring import SLEEP, RingOnly, honest, pair
 from ocall_bridge import ring as R
 from ocall_bridge.client import OcallClient
 from ocall_bridge.errors import HostViolation
-from ocall_bridge.wire import codec_for, decode_request, encode_answer
+from ocall_bridge.wire import WireError, codec_for, decode_request, encode_answer
 
 PREAD = codec_for("pread")
 BIG = 200 << 10  # above the one-copy threshold
@@ -194,3 +195,29 @@ def test_bytes_read_through_the_ring_are_the_bytes_on_disk(enclave: Any, tmp_pat
     want = hashlib.sha256(data).hexdigest()
     assert digests == [want, want] and got == len(data)
     assert placed >= 3  # each full 1 MiB chunk of readinto took the one-copy route (read() gets bytes)
+
+
+def test_a_short_read_request_is_refused_and_the_server_goes_on() -> None:
+    """The host looks at a read's count (to lend the slot for a bulk answer) only inside a frame long enough."""
+    def serve(frame: bytes) -> bytes | None:
+        try:
+            return honest(b"s" * 16)(frame)
+        except WireError:
+            return None  # as Host.serve refuses a malformed frame: no answer the enclave accepts
+
+    server, client = pair(serve)
+    try:
+        frame = PREAD.pack_request(4, (3, 16, 0))
+
+        def short_ones() -> None:
+            for cut in (8, 16, 20, 28):
+                client.roundtrip(frame[:cut], PREAD.number)  # whatever the host answers, it is still there
+
+        t = threading.Thread(target=short_ones, daemon=True)
+        t.start()
+        t.join(60)
+        assert not t.is_alive(), "the ring server died on a short frame"
+        assert OcallClient(RingOnly(client)).stubs.pread(3, 16, 0) == b"s" * 16
+        assert server._thread.is_alive()
+    finally:
+        server.stop()
