@@ -4,8 +4,9 @@ Why: over the socketpair every ocall wakes a thread in the other process (25-35 
 machine).  Here the enclave thread writes its request frame into a slot of a shared mapping and spins a
 bounded number of iterations for the answer; the host's ring server spins the same way for requests.  While
 both are busy a round trip costs two memory copies and no system call (the analogue of SGX switchless calls /
-HotCalls).  When a side has spun its budget out it blocks on an eventfd "bell" (a wake through a descriptor
-pulls the sleeper onto the waker's CPU, which a bare futex does not), so an idle enclave burns no CPU.
+HotCalls).  When a side has spun its budget out it blocks on a "bell" descriptor, an eventfd by default (a wake
+through a descriptor can pull the sleeper onto the waker's CPU, which a bare futex does not), so an idle enclave
+burns no CPU beyond the spin budget below.
 
 Layout (one memfd, created by the host, mapped by both; native byte order, u32 words):
 
@@ -19,13 +20,23 @@ host can never make two enclave threads share one.
 
 Trust (the double-fetch rule): each side reads what the other may still change exactly once, into private
 memory, and checks only that private copy.  The enclave reads an answer's length word once, bounds it, copies
-the frame out, and hands the copy to the client, whose codec and checks never see shared memory.  The host
-copies a request out before decoding it.  A host that rewrites a slot after the copy changes nothing.
+the frame out, and hands the copy to the client, whose codec and checks never see shared memory.  A bulk read
+(the client's into route, `roundtrip(..., buffer, size)`) is copied once: its header into a private probe
+frame, its data straight into the caller's buffer, both before the client checks anything (`_place`).  The
+host copies a request out before decoding it.  A host that rewrites a slot after the copy changes nothing.
 
 What stays on the socketpair (`process.py`): ecalls, the confined child's listener, and every call whose answer
 issues handles (their descriptors travel with SCM_RIGHTS ahead of the answer).  Calls that may block (their
-table row says `blocking`) ride the ring too, but the host serves them on its worker pool and the enclave
-thread does not spin for them: it blocks at once, releasing the GIL for the program's other threads.
+table row says `blocking`) ride the ring too; the host serves them on its worker pool unless it can tell that
+this one cannot wait (`quick`: a read or write of a regular file, a send or receive on an O_NONBLOCK
+descriptor), and the enclave spins for them like for any call, with a budget of their own (see `_spin`).
+
+Spin budget (the CPU an idle enclave burns): after a request the enclave thread spins at most ENCLAVE_SPIN
+iterations of a ~40-200 ns loop (about 20-100 us, depending on load) before it sleeps; the host's ring server
+spins at most HOST_SPIN iterations (about 40-200 us) after the last request it saw, then sleeps until a bell.
+A call that keeps ending in a sleep stops spinning (its budget halves down to nothing) and spends the full
+budget again only every PROBE_EVERY-th wait.  Sleepers re-check every WAKE_CHECK_MS (a poll timeout), so an
+idle enclave costs one wake-up of the host's ring thread per 50 ms, plus one per thread blocked in a long call.
 
 Like `process.py`, the enclave half uses only references captured at import (the interposer rewrites `os`,
 `select` and `time` in the child) and never logs or reads a clock.
@@ -291,6 +302,7 @@ class RingClient:
                 self._spin(h, call)
                 if w[h] != ANS:
                     self._sleep(i, h, on_wait)
+            answer: Any
             if buffer is None:
                 answer = self._copy_out(i, off, w[h + 2])
             else:
