@@ -177,7 +177,12 @@ class EnclaveTransport:
             self._leave_main()
 
     def _ring_wait(self, waiting: bool) -> None:
-        # The main thread's ring wait is where a signal handler may run at once (see run_handler).
+        # The main thread's ring wait is where a signal handler may run at once (see run_handler).  One that came
+        # during the spin before it (BUSY: deferred) runs now, or a Ctrl-C would wait for a blocked call's end.
+        if waiting and self.deferred:
+            handlers, self.deferred = self.deferred, []
+            for handler, signum in handlers:
+                handler(signum, None)  # may raise: the ring abandons the slot, as for a raise in the wait
         self.main_state = WAIT if waiting else BUSY
 
     def _roundtrip(self, frame: bytes, seq: int, main: bool) -> bytes | memoryview:

@@ -225,3 +225,33 @@ def test_a_short_read_request_is_refused_and_the_server_goes_on() -> None:
         assert server._thread.is_alive()
     finally:
         server.stop()
+
+
+def test_a_signal_during_the_spin_runs_when_the_wait_begins() -> None:
+    """Blocking calls spin first; a handler deferred during that spin (the main thread is mid-call, BUSY) runs as
+    soon as the thread goes to sleep on its bell, not when the blocked call ends (which may be never)."""
+    import socket
+
+    from ocall_bridge.enclave_channel import BUSY, WAIT, EnclaveTransport
+
+    a, b = socket.socketpair()
+    transport = EnclaveTransport(os.dup(a.fileno()))
+    try:
+        ran: list[int] = []
+        transport.main_state = BUSY
+        transport.run_handler(lambda signum, frame: ran.append(signum), 2, None)
+        assert ran == []  # deferred: mid-frame
+        transport._ring_wait(True)
+        assert ran == [2] and transport.main_state == WAIT
+
+        def interrupt(signum: int, frame: Any) -> None:
+            raise KeyboardInterrupt
+
+        transport.main_state = BUSY
+        transport.run_handler(interrupt, 2, None)
+        with pytest.raises(KeyboardInterrupt):  # raised into the wait: the ring abandons the slot
+            transport._ring_wait(True)
+    finally:
+        transport.sock.close()
+        a.close()
+        b.close()
