@@ -155,8 +155,34 @@ class EnclaveTransport:
         finally:
             self._leave_main()
 
+    def roundtrip_into(self, frame: bytes, seq: int, buffer: memoryview, size: int) -> tuple[Any, bool]:
+        """roundtrip() for the client's into route: `(answer, placed)`, see ring.RingClient.roundtrip.
+
+        Through the ring a bulk answer's data is copied once, from the slot straight into `buffer`; over the
+        socket (no ring, a call that issues handles, no free slot) the answer comes whole and `placed` is False.
+        """
+        ring = self.ring
+        call = frame[6] | frame[7] << 8
+        if ring is None or call in _ISSUES_HANDLES:
+            return self.roundtrip(frame, seq), False
+        main = _get_ident() == self._main
+        if not main:
+            got = ring.roundtrip(frame, call, None, buffer, size)
+            return (self._roundtrip(frame, seq, False), False) if got is None else got
+        self.main_state = BUSY
+        try:
+            got = ring.roundtrip(frame, call, self._ring_wait, buffer, size)
+            return (self._roundtrip(frame, seq, True), False) if got is None else got
+        finally:
+            self._leave_main()
+
     def _ring_wait(self, waiting: bool) -> None:
-        # The main thread's ring wait is where a signal handler may run at once (see run_handler).
+        # The main thread's ring wait is where a signal handler may run at once (see run_handler).  One that came
+        # during the spin before it (BUSY: deferred) runs now, or a Ctrl-C would wait for a blocked call's end.
+        if waiting and self.deferred:
+            handlers, self.deferred = self.deferred, []
+            for handler, signum in handlers:
+                handler(signum, None)  # may raise: the ring abandons the slot, as for a raise in the wait
         self.main_state = WAIT if waiting else BUSY
 
     def _roundtrip(self, frame: bytes, seq: int, main: bool) -> bytes | memoryview:

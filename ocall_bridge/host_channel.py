@@ -7,13 +7,17 @@ from __future__ import annotations
 
 import _socket
 import _thread
+import fcntl
 import logging
+import os
 import queue as _queue
+import stat
 import struct
 import threading
 from collections.abc import Callable
 from typing import Any
 
+from .calls import BY_NAME
 from .framing import (
     _SCM_RIGHTS,
     _SOL_SOCKET,
@@ -27,10 +31,17 @@ from .framing import (
     fds_frame,
     frame_kind,
 )
-from .wire import ECALL, ECALL_RETURN, REQUEST
+from .wire import ECALL, ECALL_RETURN, HEADER_SIZE, REQUEST
 
 log = logging.getLogger("posix_shim.transport")
 _allocate_lock = _thread.allocate_lock
+_I64 = struct.Struct("<q")
+_fstat, _S_ISREG = os.fstat, stat.S_ISREG
+_getfl, _F_GETFL, _O_NONBLOCK = fcntl.fcntl, fcntl.F_GETFL, os.O_NONBLOCK
+# `blocking` calls whose only wait is on their first parameter, a handle: on a regular file (read, write) or
+# an O_NONBLOCK descriptor (all of them) they answer at once.
+_REGULAR_QUICK = frozenset(BY_NAME[name].number for name in ("read", "write"))
+_NONBLOCK_QUICK = _REGULAR_QUICK | {BY_NAME[name].number for name in ("send", "recv", "sendto", "recvfrom", "sendmsg")}
 
 # -- the host side -----------------------------------------------------------------------------------------
 
@@ -87,7 +98,10 @@ class HostChannel:
         if ring is not None:
             from .ring import RingServer
 
-            self.ring = RingServer(ring, host.serve, self._submit, serve_into=getattr(host, "serve_into", None))
+            self.ring = RingServer(ring, host.serve, self._submit, serve_into=getattr(host, "serve_into", None),
+                                   quick=self._quick)
+        # handle -> (is a regular file, its descriptor): a handle number is never reused (see _quick)
+        self._regular: dict[int, tuple[bool, int]] = {}
 
     def start(self) -> None:
         self._thread.start()
@@ -95,6 +109,39 @@ class HostChannel:
             self.ring.start()
 
     # -- serving -------------------------------------------------------------------------------------------
+    def _quick(self, frame: bytes) -> bool:
+        """For the ring: True when a `blocking` call cannot wait on the outside world this time, so that it is
+        served inline instead of on the pool (a hand-off there costs a thread wake-up in each direction).
+
+        Only regular files and descriptors that are O_NONBLOCK never wait: a read or write of a regular file,
+        and a read, write, send or receive on a non-blocking descriptor (a socket with a timeout, asyncio's).
+        Whether a handle is a regular file is cached (the host's table never reuses a handle number, and a
+        file never changes type); O_NONBLOCK is read each time (setfl changes it).  A handle the table does not
+        know is not quick: the pool serves its EBADF.  The enclave process shares each descriptor's open file
+        (SCM_RIGHTS) and could clear O_NONBLOCK behind the host's back: then its own later ring calls wait
+        behind the blocked one, which harms only that enclave.
+        """
+        call = frame[6] | frame[7] << 8
+        if call not in _NONBLOCK_QUICK or len(frame) < HEADER_SIZE + 8:
+            return False
+        (handle,) = _I64.unpack_from(frame, HEADER_SIZE)
+        known = self._regular.get(handle)
+        if known is None:
+            try:
+                fd = self.host.handles.get(handle).fd
+                known = (_S_ISREG(_fstat(fd).st_mode), fd)
+            except (OSError, AttributeError):
+                return False
+            if len(self._regular) >= 4096:
+                self._regular.clear()
+            self._regular[handle] = known
+        if known[0]:
+            return call in _REGULAR_QUICK
+        try:
+            return bool(_getfl(known[1], _F_GETFL) & _O_NONBLOCK)
+        except OSError:
+            return False
+
     def _issued(self, handle: int) -> None:
         pending = getattr(self._serving, "handles", None)
         if pending is not None:

@@ -4,8 +4,9 @@ Why: over the socketpair every ocall wakes a thread in the other process (25-35 
 machine).  Here the enclave thread writes its request frame into a slot of a shared mapping and spins a
 bounded number of iterations for the answer; the host's ring server spins the same way for requests.  While
 both are busy a round trip costs two memory copies and no system call (the analogue of SGX switchless calls /
-HotCalls).  When a side has spun its budget out it blocks on an eventfd "bell" (a wake through a descriptor
-pulls the sleeper onto the waker's CPU, which a bare futex does not), so an idle enclave burns no CPU.
+HotCalls).  When a side has spun its budget out it blocks on a "bell" descriptor, an eventfd by default (a wake
+through a descriptor can pull the sleeper onto the waker's CPU, which a bare futex does not), so an idle enclave
+burns no CPU beyond the spin budget below.
 
 Layout (one memfd, created by the host, mapped by both; native byte order, u32 words):
 
@@ -19,13 +20,23 @@ host can never make two enclave threads share one.
 
 Trust (the double-fetch rule): each side reads what the other may still change exactly once, into private
 memory, and checks only that private copy.  The enclave reads an answer's length word once, bounds it, copies
-the frame out, and hands the copy to the client, whose codec and checks never see shared memory.  The host
-copies a request out before decoding it.  A host that rewrites a slot after the copy changes nothing.
+the frame out, and hands the copy to the client, whose codec and checks never see shared memory.  A bulk read
+(the client's into route, `roundtrip(..., buffer, size)`) is copied once: its header into a private probe
+frame, its data straight into the caller's buffer, both before the client checks anything (`_place`).  The
+host copies a request out before decoding it.  A host that rewrites a slot after the copy changes nothing.
 
 What stays on the socketpair (`process.py`): ecalls, the confined child's listener, and every call whose answer
 issues handles (their descriptors travel with SCM_RIGHTS ahead of the answer).  Calls that may block (their
-table row says `blocking`) ride the ring too, but the host serves them on its worker pool and the enclave
-thread does not spin for them: it blocks at once, releasing the GIL for the program's other threads.
+table row says `blocking`) ride the ring too; the host serves them on its worker pool unless it can tell that
+this one cannot wait (`quick`: a read or write of a regular file, a send or receive on an O_NONBLOCK
+descriptor), and the enclave spins for them like for any call, with a budget of their own (see `_spin`).
+
+Spin budget (the CPU an idle enclave burns): after a request the enclave thread spins at most ENCLAVE_SPIN
+iterations of a ~40-200 ns loop (about 20-100 us, depending on load) before it sleeps; the host's ring server
+spins at most HOST_SPIN iterations (about 40-200 us) after the last request it saw, then sleeps until a bell.
+A call that keeps ending in a sleep stops spinning (its budget halves down to nothing) and spends the full
+budget again only every PROBE_EVERY-th wait.  Sleepers re-check every WAKE_CHECK_MS (a poll timeout), so an
+idle enclave costs one wake-up of the host's ring thread per 50 ms, plus one per thread blocked in a long call.
 
 Like `process.py`, the enclave half uses only references captured at import (the interposer rewrites `os`,
 `select` and `time` in the child) and never logs or reads a clock.
@@ -35,6 +46,7 @@ from __future__ import annotations
 
 import mmap as _mmap
 import select as _select
+import struct
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -43,7 +55,7 @@ from .calls import BY_NUMBER
 from .errors import HostGone
 from .originals import os as _real
 from .types import MAX_FRAME
-from .wire import CODECS
+from .wire import CODECS, HEADER_SIZE
 
 MAGIC = 0x52494E47  # "RING"
 SLOTS = 8  # concurrent ocalls served switchless; more threads than this fall back to the socketpair
@@ -65,15 +77,56 @@ FREE, REQ, TAKEN, ANS = 0, 1, 2, 3
 _W_MAGIC, _W_SLOTS, _W_SIZE, _W_ASLEEP, _W_BELL = 0, 1, 2, 3, 4
 _SLOT_WORDS = 16
 _SLOT_BASE = 8  # first word of slot 0's header
+_PLACE_MIN = 16 << 10  # data answers from this size on take the one-copy route (below it a copy is cheaper)
 _BIG = 64 << 10  # answers above this are copied into a reused private buffer instead of a fresh bytes object
 
-_eventfd_write, _eventfd_read, _eventfd = _real.eventfd_write, _real.eventfd_read, _real.eventfd
+_eventfd, _pipe, _open = _real.eventfd, _real.pipe, _real.open
+_write, _read = _real.write, _real.read
+_ONE = (1).to_bytes(8, "little")  # one ring: an eventfd's increment, or eight bytes in a pipe
+
+
+def _ring_bell(fd: int) -> None:
+    """Wake the side sleeping on bell `fd` (a full pipe or counter already rings: nothing to add)."""
+    try:
+        _write(fd, _ONE)
+    except BlockingIOError:
+        pass
+
+
+def _quiet_bell(fd: int) -> None:
+    """Take back what rang (non-blocking: nothing rang is fine)."""
+    try:
+        _read(fd, 4096)
+    except BlockingIOError:
+        pass
+
+
+def _bell(kind: str) -> int:
+    """One bell, a single descriptor both sides poll and write.  A pipe opened read-write (through /proc) wakes
+    its sleeper with a synchronous wake-up, which pulls it onto the waker's CPU; an eventfd does not."""
+    if kind == "eventfd":
+        return _eventfd(0, _real.EFD_CLOEXEC | _real.EFD_NONBLOCK)
+    if kind != "pipe":
+        raise ValueError(f"a ring bell is an eventfd or a pipe, not {kind!r}")
+    r, w = _pipe()
+    try:
+        return _open(f"/proc/self/fd/{r}", _real.O_RDWR | _real.O_CLOEXEC | _real.O_NONBLOCK)
+    finally:
+        _close(r)
+        _close(w)
+
+
 _close, _set_blocking = _real.close, _real.set_blocking
 _poll, _POLLIN = _select.poll, _select.POLLIN
 _getrefcount = __import__("sys").getrefcount
 _BLOCKING = frozenset(n for n, c in BY_NUMBER.items() if c.blocking)
+_MAX_CALL = max(BY_NUMBER)
+_I64 = struct.Struct("<q")
 # Calls whose answer is one byte string (read, pread, recv...): the host may fill their answer in place.
 _BYTES_ANSWER = frozenset(c.number for c in CODECS.values() if c.finish_in_place is not None)
+# Of those, the calls whose request starts (handle, count): their count is an i64 right after the handle.
+_COUNT_SECOND = frozenset(n for n in _BYTES_ANSWER if [(p.name, getattr(p.type, "code", "")) for p in
+                                                      BY_NUMBER[n].params[:2]] == [("fd", "q"), ("count", "q")])
 # Calls whose answer may issue a handle: the host passes its descriptor over the socketpair just ahead of the
 # answer, so these never ride the ring (see process.py, FDS frames).  The control family (attach: the standard
 # streams' handles, once per run) goes the same way.
@@ -91,7 +144,8 @@ class RingFds:
         self.memfd, self.host_bell, self.bells = memfd, host_bell, bells
 
     @classmethod
-    def create(cls, slots: int = SLOTS) -> RingFds:
+    def create(cls, slots: int = SLOTS, bell: str = "eventfd") -> RingFds:
+        """`bell`: "eventfd" or "pipe" (see _bell; docs/performance.md has what each measured here)."""
         memfd = _real.memfd_create("posix_shim-ring", _real.MFD_CLOEXEC)
         _real.ftruncate(memfd, mapping_size(slots))
         # The header is written before the child can map it (it checks these words first).
@@ -99,8 +153,7 @@ class RingFds:
         with memoryview(mm) as view, view.cast("I") as w:
             w[_W_SLOTS], w[_W_SIZE], w[_W_MAGIC] = slots, SLOT_SIZE, MAGIC
         mm.close()
-        flags = _real.EFD_CLOEXEC
-        return cls(memfd, _eventfd(0, flags), [_eventfd(0, flags) for _ in range(slots)])
+        return cls(memfd, _bell(bell), [_bell(bell) for _ in range(slots)])
 
     def all(self) -> list[int]:
         return [self.memfd, self.host_bell, *self.bells]
@@ -181,9 +234,15 @@ class RingClient:
         self.host_bell, self.bells = fds.host_bell, list(fds.bells)
         for fd in self.bells:
             _set_blocking(fd, False)
-        self.spin = self._budget = spin
-        self._probe = 0
+        self.spin = spin
+        # Per call number: the current spin budget and the waits since it fell below MIN_SPIN (see _spin).
+        self._budgets = [spin] * (_MAX_CALL + 1)
+        self._probes = [0] * (_MAX_CALL + 1)
         self.sleeps = 0  # waits that ended in a blocking sleep (for benchmarks)
+        self.placed = 0  # answers whose data took the one-copy route (for tests and benchmarks)
+        # Per slot: a private frame the one-copy route copies an answer's header into (see _place).  Anonymous
+        # and private: only its first page is ever touched; it holds no descriptor.
+        self._probes_mem = [memoryview(_mmap.mmap(-1, SLOT_SIZE)) for _ in range(nslots)]
         self._free = list(range(nslots - 1, -1, -1))
         self._abandoned: list[int] = []
         self._polls = []
@@ -207,8 +266,14 @@ class RingClient:
                 keep.append(i)
         self._abandoned = keep
 
-    def roundtrip(self, frame: bytes | memoryview, call: int,
-                  on_wait: Callable[[bool], None] | None = None) -> bytes | memoryview | None:
+    def roundtrip(self, frame: bytes | memoryview, call: int, on_wait: Callable[[bool], None] | None = None,
+                  buffer: memoryview | None = None, size: int = 0) -> Any:
+        """The answer to `frame` (a private copy), or None when no slot is free (the caller uses the socket).
+
+        With `buffer` (the into route, `size` the answer's fixed part): `(answer, placed)`.  When `placed`, the
+        answer's data went from the slot straight into `buffer` (one copy) and `answer` is a private probe
+        frame: its first `size` bytes are the answer's header as read, the rest is not data (see `_place`).
+        """
         if self.dead is not None:
             raise HostGone(self.dead)
         try:
@@ -232,13 +297,16 @@ class RingClient:
             w[h] = REQ
             w[_W_BELL] = (w[_W_BELL] + 1) & 0xFFFFFFFF
             if w[_W_ASLEEP]:
-                _eventfd_write(self.host_bell, 1)
+                _ring_bell(self.host_bell)
             if w[h] != ANS:
-                if call not in _BLOCKING:
-                    self._spin(h)
+                self._spin(h, call)
                 if w[h] != ANS:
                     self._sleep(i, h, on_wait)
-            answer = self._copy_out(i, off, w[h + 2])
+            answer: Any
+            if buffer is None:
+                answer = self._copy_out(i, off, w[h + 2])
+            else:
+                answer = self._place(i, off, w[h + 2], buffer, size)
             done = True
             return answer
         finally:
@@ -248,18 +316,26 @@ class RingClient:
             else:
                 self._abandoned.append(i)
 
-    def _spin(self, h: int) -> None:
-        """Wait for slot word h to say ANS for at most the current budget (see MIN_SPIN), and adapt it."""
-        budget = self._budget
+    def _spin(self, h: int, call: int) -> None:
+        """Wait for slot word h to say ANS for at most this call's budget (see MIN_SPIN), and adapt it.
+
+        Each call number has its own budget: a pread answered in microseconds and a recv that waits for a peer
+        teach the ring different things.  A call that may block (the table's `blocking`) spins too: a write to
+        a regular file is as quick as a pread, and a recv whose data is already there needs no sleep; one that
+        really waits costs one spin, then its budget halves until it stops spinning (probing again now and then).
+        """
+        budgets = self._budgets
+        budget = budgets[call]
         if budget < MIN_SPIN:
-            self._probe += 1
-            if self._probe < PROBE_EVERY:
+            probes = self._probes
+            probes[call] += 1
+            if probes[call] < PROBE_EVERY:
                 return
-            self._probe, budget = 0, self.spin
+            probes[call], budget = 0, self.spin
         w, k = self._w, budget
         while k and w[h] != ANS:
             k -= 1
-        self._budget = min(self.spin, budget * 2) if k else budget >> 1
+        budgets[call] = min(self.spin, budget * 2) if k else budget >> 1
 
     def _copy_out(self, i: int, off: int, n: int) -> bytes | memoryview:
         """The answer of slot i, `n` its length word as read once: bounded, then copied to private memory.
@@ -277,6 +353,27 @@ class RingClient:
         buf[:n] = self._view[off:off + n]
         return memoryview(buf)[:n]
 
+    def _place(self, i: int, off: int, n: int, buffer: memoryview, size: int) -> tuple[Any, bool]:
+        """The one-copy route of a bulk answer: its data straight from the slot into the caller's `buffer`.
+
+        `n` is the length word as read once, and bounded.  The first `size` bytes (the header and the fixed
+        fields) are copied into a private probe frame of length `n`, the remaining `n - size` bytes into
+        `buffer`: every byte of the answer is read from the slot exactly once, into private memory, before
+        the client checks anything (the header on the probe, whose length is `n`; the data in `buffer`).  The
+        probe's body is never written (untouched pages of a private mapping) and never used.  A small answer,
+        or one whose data would not fit `buffer` (an error, a lie), is copied whole as `_copy_out` does.
+        """
+        if not 0 < n <= SLOT_SIZE:
+            return b"", False
+        d = n - size
+        if d < _PLACE_MIN or d > len(buffer):
+            return self._copy_out(i, off, n), False
+        probe = self._probes_mem[i]
+        probe[:size] = self._view[off:off + size]
+        buffer[:d] = self._view[off + size:off + n]
+        self.placed += 1
+        return probe[:n], True
+
     def _sleep(self, i: int, h: int, on_wait: Callable[[bool], None] | None) -> None:
         w, bell, p = self._w, self.bells[i], self._polls[i]
         self.sleeps += 1
@@ -291,10 +388,7 @@ class RingClient:
                     on_wait(False)
                 else:
                     p.poll(WAKE_CHECK_MS)
-                try:
-                    _eventfd_read(bell)
-                except BlockingIOError:
-                    pass
+                _quiet_bell(bell)
         finally:
             w[h + 1] = 0
 
@@ -304,7 +398,7 @@ class RingClient:
             self.dead = reason
         for fd in self.bells:
             try:
-                _eventfd_write(fd, 1)
+                _ring_bell(fd)
             except OSError:
                 pass
 
@@ -320,12 +414,16 @@ class RingServer:
     """
 
     def __init__(self, fds: RingFds, serve: Callable[[bytes], Any], submit: Callable[..., None],
-                 spin: int = HOST_SPIN, serve_into: Callable[[bytes, memoryview], Any] | None = None) -> None:
+                 spin: int = HOST_SPIN, serve_into: Callable[[bytes, memoryview], Any] | None = None,
+                 quick: Callable[[bytes], bool] | None = None) -> None:
         nslots = len(fds.bells)
         self._mm, self._view, self._w = _map(fds.memfd)
         fds.close_memfd()
         self.fds = fds
         self._serve, self._submit, self._serve_into = serve, submit, serve_into
+        # quick(frame): True when a call the table marks `blocking` cannot wait long this time (a read or write
+        # of a regular file): it is served inline, without a hand-off to the pool.
+        self._quick = quick
         self.spin = self._budget = spin
         self._probe = 0
         self._n = nslots
@@ -354,9 +452,12 @@ class RingServer:
         call = frame[6] | frame[7] << 8 if n >= 8 else -1
         serve = self._serve
         serve_into = self._serve_into
-        if call in _BYTES_ANSWER and serve_into is not None:  # a read: its data may go straight in
+        if call in _BYTES_ANSWER and serve_into is not None and (
+                call not in _COUNT_SECOND
+                or (n >= HEADER_SIZE + 16 and _I64.unpack_from(frame, HEADER_SIZE + 8)[0] >= _PLACE_MIN)):
+            # A bulk read: its data may go straight in (a small one skips the thread-local lending)
             serve = lambda frame: serve_into(frame, self._view[PAGE + i * SLOT_SIZE:PAGE + (i + 1) * SLOT_SIZE])
-        if call in _BLOCKING:
+        if call in _BLOCKING and (self._quick is None or not self._quick(frame)):
             self._submitted += 1
             self._submit(frame, lambda answer, i=i: self._deliver(i, answer), serve)
             return
@@ -386,7 +487,7 @@ class RingServer:
         w[h] = ANS
         if w[h + 1]:
             try:
-                _eventfd_write(self.fds.bells[i], 1)
+                _ring_bell(self.fds.bells[i])
             except OSError:
                 pass
 
@@ -426,17 +527,14 @@ class RingServer:
             w[_W_ASLEEP] = 1
             if not self._scan() and w[_W_BELL] == last:
                 p.poll(WAKE_CHECK_MS)
-                try:
-                    _eventfd_read(bell)
-                except BlockingIOError:
-                    pass
+                _quiet_bell(bell)
             w[_W_ASLEEP] = 0
 
     def stop(self) -> None:
         """The enclave is gone (or the host closes): end the server thread and release the descriptors."""
         self._stopped = True
         try:
-            _eventfd_write(self.fds.host_bell, 1)
+            _ring_bell(self.fds.host_bell)
         except OSError:
             pass
         if self._thread.is_alive() and self._thread is not threading.current_thread():

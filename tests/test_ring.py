@@ -139,7 +139,7 @@ class LengthLiar(R.RingServer):
         self._w[h + 2] = R.SLOT_SIZE + 1
         self._w[h] = R.ANS
         if self._w[h + 1]:
-            os.eventfd_write(self.fds.bells[i], 1)
+            R._ring_bell(self.fds.bells[i])
 
 
 def test_lies_through_the_ring_are_refused() -> None:
