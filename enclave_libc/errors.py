@@ -14,12 +14,14 @@ __all__ = ["HostGone", "HostViolation", "PolicyDenied", "PolicyHidden", "policy_
            "with_filename", "EBADF_ERROR"]
 
 
-class PolicyDenied(PermissionError):
-    """A call the policy does not allow to touch this resource: errno EACCES, with a message saying why and
-    which flag or policy key would allow it."""
+class _Refusal(OSError):
+    """What a policy refusal carries, whichever errno it answers with: the call, the resource, and a message that
+    names the flag or policy key that would allow it."""
+
+    errno_value = errno.EACCES
 
     def __init__(self, call: str, resource: object, reason: str) -> None:
-        super().__init__(errno.EACCES, f"posix_shim: {call}({resource!r}) denied: {reason}")
+        super().__init__(self.errno_value, f"posix_shim: {call}({resource!r}) denied: {reason}")
         self.call = call
         self.resource = resource
         self.reason = reason
@@ -28,19 +30,15 @@ class PolicyDenied(PermissionError):
         return self.strerror or super().__str__()  # strerror is always set by __init__; typed Optional by OSError
 
 
-class PolicyHidden(FileNotFoundError):
+class PolicyDenied(_Refusal, PermissionError):
+    """A call the policy does not allow to touch this resource: errno EACCES."""
+
+
+class PolicyHidden(_Refusal, FileNotFoundError):
     """A metadata call on a path outside everything the policy grants (ocall_bridge.access.Absent): errno ENOENT,
-    so a program probing for an optional file moves on as natively; the message still says which flag would
-    allow it."""
+    so a program probing for an optional file moves on as natively."""
 
-    def __init__(self, call: str, resource: object, reason: str) -> None:
-        super().__init__(errno.ENOENT, f"posix_shim: {call}({resource!r}) denied: {reason}")
-        self.call = call
-        self.resource = resource
-        self.reason = reason
-
-    def __str__(self) -> str:
-        return self.strerror or super().__str__()
+    errno_value = errno.ENOENT
 
 
 def policy_error(call: str, resource: object, reason: str) -> PolicyDenied | PolicyHidden:

@@ -30,7 +30,7 @@ import sys
 import threading
 from typing import TYPE_CHECKING, Any
 
-from ocall_bridge.access import Access
+from ocall_bridge.access import Absent, Access
 from ocall_bridge.calls import BY_NAME
 from ocall_bridge.originals import time as real_time
 
@@ -147,7 +147,8 @@ def _traced_perform(perform: Any, tracer: _trace.Tracer, marks: threading.local)
             if why and why != "injected" and err > 0 and why != strerror(err):
                 # Not the kernel's answer but the host's own decision (its copy of the policy, a request it
                 # found malformed): the host says why.
-                pending.append(f"{'denied' if err in (errno.EACCES, errno.ENOSYS) else 'refused'} by host: {why}")
+                denied = err in (errno.EACCES, errno.ENOSYS) or isinstance(why, Absent)  # Absent: ENOENT, a denial
+                pending.append(f"{'denied' if denied else 'refused'} by host: {why}")
             emit(Event(tid, c.name, args, None, err, elapsed, tuple(pending), c.family))
             raise
         elapsed = perf() - t0

@@ -397,17 +397,10 @@ def test_unix_socket_paths_are_confined_on_the_host(tree: dict[str, Path]) -> No
 
 def test_openat2_prebuilt_ffi_matches_the_cdef(tmp_path: Path) -> None:
     """confine.py carries cffi's pre-parsed form of its cdef (fast start-up); it must be exactly what cffi makes."""
-    import ast
+    pytest.importorskip("cffi")
+    from ocall_bridge.host import preparsed_ffi
 
-    cffi = pytest.importorskip("cffi")
-    ffi = cffi.FFI()
-    ffi.cdef(confine.CDEF)
-    ffi.set_source("_posix_shim_openat2", None)
-    out = tmp_path / "gen.py"
-    ffi.emit_python_code(str(out))
-    call = next(n for n in ast.walk(ast.parse(out.read_text())) if isinstance(n, ast.Call))
-    generated = {k.arg: ast.literal_eval(k.value) for k in call.keywords}
-    assert generated == confine._PREPARSED
+    assert preparsed_ffi.regenerate("_posix_shim_openat2", confine.CDEF, tmp_path) == confine._PREPARSED
     assert confine._ffi.sizeof("struct open_how") == 24
 
 

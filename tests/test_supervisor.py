@@ -658,19 +658,13 @@ def test_the_forwarded_call_benchmark_runs() -> None:
 def test_child_memory_prebuilt_ffi_matches_the_cdef(tmp_path: Path) -> None:
     """child_memory.py carries cffi's pre-parsed form of its cdef (the host no longer imports cffi and pycparser at
     start); it must be exactly what cffi makes of _CDEF, and bind the same two functions."""
-    import ast
-
     cffi = pytest.importorskip("cffi")
-    from ocall_bridge.host import child_memory
+    from ocall_bridge.host import child_memory, preparsed_ffi
 
+    generated = preparsed_ffi.regenerate("_posix_shim_child_memory", child_memory._CDEF, tmp_path)
+    assert generated == child_memory._PREPARSED
     ffi = cffi.FFI()
     ffi.cdef(child_memory._CDEF)
-    ffi.set_source("_posix_shim_child_memory", None)
-    out = tmp_path / "gen.py"
-    ffi.emit_python_code(str(out))
-    call = next(n for n in ast.walk(ast.parse(out.read_text())) if isinstance(n, ast.Call))
-    generated = {k.arg: ast.literal_eval(k.value) for k in call.keywords}
-    assert generated == child_memory._PREPARSED
     prebuilt, lib = child_memory._bind()
     assert prebuilt.typeof(lib.process_vm_writev) == ffi.typeof("ssize_t(*)(int, uint64_t *, unsigned long, "
                                                                  "uint64_t *, unsigned long, unsigned long)")

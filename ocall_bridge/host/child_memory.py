@@ -14,6 +14,7 @@ from typing import Any
 
 from ..originals import os
 from ..types import MAX_PATH
+from . import preparsed_ffi
 
 _PAGE = 4096
 _FIRST_READ = 256
@@ -40,16 +41,7 @@ _cffi_lock = threading.Lock()
 
 
 def _make_ffi() -> Any:
-    try:
-        import _cffi_backend
-
-        return _cffi_backend.FFI("_posix_shim_child_memory", **_PREPARSED)
-    except Exception:  # another cffi version: parse the cdef instead (slower, same declarations)
-        import cffi
-
-        ffi = cffi.FFI()
-        ffi.cdef(_CDEF)
-        return ffi
+    return preparsed_ffi.load("_posix_shim_child_memory", _PREPARSED, _CDEF)
 
 
 def _bind() -> tuple[Any, Any]:

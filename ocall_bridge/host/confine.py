@@ -37,6 +37,7 @@ from typing import Any
 
 from ..access import denial_errno
 from ..originals import os
+from . import preparsed_ffi
 
 log = logging.getLogger("posix_shim.host")
 
@@ -85,16 +86,7 @@ _PREPARSED = dict(
 
 
 def _make_ffi() -> Any:
-    try:
-        import _cffi_backend
-
-        return _cffi_backend.FFI("_posix_shim_openat2", **_PREPARSED)
-    except Exception:  # another cffi version: parse the cdef instead (slower, same result)
-        import cffi
-
-        ffi = cffi.FFI()
-        ffi.cdef(CDEF)
-        return ffi
+    return preparsed_ffi.load("_posix_shim_openat2", _PREPARSED, CDEF)
 
 
 def _load() -> bool:
