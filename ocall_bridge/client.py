@@ -101,13 +101,14 @@ class OcallClient:
         # checks below.  Never for the in-place bulk route.
         offer = getattr(transport, "lean", None)
         lean = offer(codec.number) if offer is not None and not into else None
-        conform = codec.conform_request
+        conform: Any = None  # codec.conform_request, fetched at the first lean call (compiled then: wire.py)
         # The one-copy route (transports that have it, the ring): the answer's data lands in the caller's buffer
         # straight from shared memory, and `answer` is then a private probe frame carrying the header as read.
         place = getattr(transport, "roundtrip_into", None) if into else None
         head = codec.answer.size
 
         def exchange(*args: Any) -> Any:
+            nonlocal conform
             whole = args
             if into:
                 buffer, args = args[0], args[1:]
@@ -117,6 +118,8 @@ class OcallClient:
             answer = None
             placed = False
             if lean is not None:
+                if conform is None:
+                    conform = codec.conform_request
                 request = conform(args)
                 if request is not None:
                     answer = lean(request, seq)

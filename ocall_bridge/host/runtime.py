@@ -228,7 +228,7 @@ class Host:
             return None
         codec = entry.codec
         unpack, pack_result = codec.unpack_request, codec.pack_result
-        conform_answer = codec.conform_answer
+        conform_answer: Any = None  # codec.conform_answer, fetched at the first lean call (compiled then: wire.py)
         number, name, c = codec.number, entry.name, codec.call
         checks = entry.request_checks
         resources = entry.resources
@@ -291,12 +291,15 @@ class Host:
             decode them (a tuple), an errno (an int), or an answer frame where only a frame can say (a result the
             conformer does not vouch for: the encoder then judges it, as on the frame route).  None while a hook
             watches `perform` or `serve`, or for a bulk read done in place: the caller then sends frames."""
+            nonlocal conform_answer
             if (self.before or "perform" in attrs or "serve" in attrs
                     or (into_count >= 0 and args[into_count] >= IN_PLACE_MIN)):
                 return None
             err, result = run(args)
             if err:
                 return err if -0x80000000 <= err <= 0x7FFFFFFF else encode_error(number, seq, err)
+            if conform_answer is None:
+                conform_answer = codec.conform_answer
             results = conform_answer((result,) if single else result or ())
             if results is not None:
                 return results
