@@ -136,9 +136,9 @@ class OcallClient:
                     answer = transport.roundtrip(frame, seq)
                 else:
                     answer, placed = place(frame, seq, buffer, head)
-            if answer.__class__ is tuple:  # the lean route's results, already in their decoded form
+            if type(answer) is tuple:  # the lean route's results, already in their decoded form
                 err, results = 0, answer
-            elif answer.__class__ is int:  # the lean route's errno answer
+            elif type(answer) is int:  # the lean route's errno answer
                 err, results = answer, ()
             else:
                 try:

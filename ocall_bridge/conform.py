@@ -24,6 +24,11 @@ from . import types as T
 
 Conform = Callable[[Any], "tuple | None"]
 
+# type(), never `v.__class__`: a subclass can make `__class__` a property that answers `bytes` (and then fool every
+# comparison, hash and containment test after it); type() reads the real type.  Both builtins are captured here,
+# so a program that rebinds builtins.type or builtins.len cannot change what these checks mean.
+_type, _len = type, len
+
 # The struct codes the table uses for integers, and the values each carries unchanged.
 _INT_RANGE = {"b": (-(1 << 7), (1 << 7) - 1), "B": (0, (1 << 8) - 1), "h": (-(1 << 15), (1 << 15) - 1),
               "H": (0, (1 << 16) - 1), "i": (-(1 << 31), (1 << 31) - 1), "I": (0, (1 << 32) - 1),
@@ -36,10 +41,10 @@ class _Never(Exception):
 
 def _text(limit: int) -> Callable[[Any], Any]:
     def text(v: Any) -> Any:
-        if v.__class__ is not str or "\0" in v:
+        if _type(v) is not str or "\0" in v:
             return None  # the decoder refuses a NUL: the frames then do what they do with it
         try:
-            if len(v.encode("utf-8")) > limit:
+            if _len(v.encode("utf-8")) > limit:
                 return None
         except UnicodeEncodeError:
             return None
@@ -50,7 +55,7 @@ def _text(limit: int) -> Callable[[Any], Any]:
 
 def _list(item: Conform, limit: int) -> Callable[[Any], Any]:
     def conform_list(v: Any) -> Any:
-        if v.__class__ is not list and v.__class__ is not tuple or len(v) > limit:
+        if _type(v) is not list and _type(v) is not tuple or _len(v) > limit:
             return None
         out = []
         for x in v:
@@ -69,17 +74,17 @@ def _field(t: T.WireType, var: str, helpers: dict[str, Any]) -> tuple[str, str |
         if t.code not in _INT_RANGE:
             raise _Never(t.code)
         lo, hi = _INT_RANGE[t.code]
-        return f"{var}.__class__ is int and {lo} <= {var} <= {hi}", None
+        return f"_type({var}) is int and {lo} <= {var} <= {hi}", None
     if isinstance(t, T.Bool):
-        return f"{var}.__class__ is bool", None
+        return f"_type({var}) is bool", None
     if isinstance(t, T.Float):
         if t.code != "d":
             raise _Never(t.code)
-        return f"{var}.__class__ is float", None
+        return f"_type({var}) is float", None
     if isinstance(t, T.Bytes):
-        return f"{var}.__class__ is bytes and len({var}) <= {t.max}", None
+        return f"_type({var}) is bytes and _len({var}) <= {t.max}", None
     if isinstance(t, T.Path):
-        return f"{var}.__class__ is bytes and len({var}) <= {t.max} and b'\\0' not in {var}", None
+        return f"_type({var}) is bytes and _len({var}) <= {t.max} and b'\\0' not in {var}", None
     name = f"h{len(helpers)}"
     if isinstance(t, T.Text):
         helpers[name] = _text(t.max)
@@ -97,7 +102,7 @@ def _compile(fields: Sequence[T.Field]) -> Conform:
     n = len(fields)
     names = [f"a{i}" for i in range(n)]
     lines = ["def conform(v):", "    try:",
-             f"        if v.__class__ is not tuple or len(v) != {n}:", "            return None"]
+             f"        if _type(v) is not tuple or _len(v) != {n}:", "            return None"]
     if n:
         lines.append(f"        {', '.join(names)}{',' if n == 1 else ''} = v")
     out = list(names)
@@ -115,7 +120,7 @@ def _compile(fields: Sequence[T.Field]) -> Conform:
     else:
         lines.append("        return v")  # a tuple of immutable values of the exact types: itself
     lines += ["    except (TypeError, ValueError, AttributeError):", "        return None"]
-    scope: dict[str, Any] = dict(helpers)
+    scope: dict[str, Any] = dict(helpers, _type=_type, _len=_len)
     # Source generated here from the table's own field types (never from data that crossed the boundary).
     exec(compile("\n".join(lines), "<conform>", "exec"), scope)
     return scope["conform"]

@@ -43,6 +43,21 @@ _getfl, _F_GETFL, _O_NONBLOCK = fcntl.fcntl, fcntl.F_GETFL, os.O_NONBLOCK
 _REGULAR_QUICK = frozenset(BY_NAME[name].number for name in ("read", "write"))
 _NONBLOCK_QUICK = _REGULAR_QUICK | {BY_NAME[name].number for name in ("send", "recv", "sendto", "recvfrom", "sendmsg")}
 
+
+def _pseudo_devices() -> frozenset[int]:
+    """The devices of the kernel's pseudo file systems, whose "regular" files may wait forever (/proc/kmsg,
+    tracefs's trace_pipe): a read of one is never served inline on the ring thread."""
+    devices = set()
+    for where in ("/proc", "/sys", "/sys/kernel/tracing", "/sys/kernel/debug", "/sys/fs/cgroup", "/dev"):
+        try:
+            devices.add(os.stat(where).st_dev)
+        except OSError:
+            pass
+    return frozenset(devices)
+
+
+_PSEUDO_DEVICES = _pseudo_devices()
+
 # -- the host side -----------------------------------------------------------------------------------------
 
 
@@ -113,8 +128,10 @@ class HostChannel:
         """For the ring: True when a `blocking` call cannot wait on the outside world this time, so that it is
         served inline instead of on the pool (a hand-off there costs a thread wake-up in each direction).
 
-        Only regular files and descriptors that are O_NONBLOCK never wait: a read or write of a regular file,
-        and a read, write, send or receive on a non-blocking descriptor (a socket with a timeout, asyncio's).
+        Only regular files (not on a pseudo file system: _PSEUDO_DEVICES) and descriptors that are O_NONBLOCK
+        never wait: a read or write of a regular file, and a read, write, send or receive on a non-blocking
+        descriptor (a socket with a timeout, asyncio's).  (A hard-mounted network file system can still make a
+        regular file wait; then that enclave's ring calls wait behind it.)
         Whether a handle is a regular file is cached (the host's table never reuses a handle number, and a
         file never changes type); O_NONBLOCK is read each time (setfl changes it).  A handle the table does not
         know is not quick: the pool serves its EBADF.  The enclave process shares each descriptor's open file
@@ -129,7 +146,8 @@ class HostChannel:
         if known is None:
             try:
                 fd = self.host.handles.get(handle).fd
-                known = (_S_ISREG(_fstat(fd).st_mode), fd)
+                st = _fstat(fd)
+                known = (_S_ISREG(st.st_mode) and st.st_dev not in _PSEUDO_DEVICES, fd)
             except (OSError, AttributeError):
                 return False
             if len(self._regular) >= 4096:

@@ -242,7 +242,6 @@ class RingClient:
         self.placed = 0  # answers whose data took the one-copy route (for tests and benchmarks)
         # Per slot: a private frame the one-copy route copies an answer's header into (see _place).  Anonymous
         # and private: only its first page is ever touched; it holds no descriptor.
-        self._probes_mem = [memoryview(_mmap.mmap(-1, SLOT_SIZE)) for _ in range(nslots)]
         self._free = list(range(nslots - 1, -1, -1))
         self._abandoned: list[int] = []
         self._polls = []
@@ -368,7 +367,10 @@ class RingClient:
         d = n - size
         if d < _PLACE_MIN or d > len(buffer):
             return self._copy_out(i, off, n), False
-        probe = self._probes_mem[i]
+        # A fresh probe per answer (an anonymous mapping: only its first page is ever touched, ~2 us): a probe
+        # kept per slot was handed to the next thread that took the slot while this answer's header was still
+        # unread, and that thread's answer then overwrote it (a spurious refusal of an honest host).
+        probe = memoryview(_mmap.mmap(-1, n))
         probe[:size] = self._view[off:off + size]
         buffer[:d] = self._view[off + size:off + n]
         self.placed += 1

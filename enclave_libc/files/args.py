@@ -32,10 +32,11 @@ def _path(path: Any, func: str, allow_fd: bool, arg: str = "path", kinds: str = 
 def _path(path: Any, func: str, allow_fd: bool = False, arg: str = "path", kinds: str = "") -> bytes | int:
     """Bytes for any path argument, raising the TypeError/ValueError the native call raises, word for word."""
     # The common cases first (a plain str or bytes without NUL): what the general code below answers for them.
-    if path.__class__ is str:
+    # type(), not __class__: a subclass can answer `str` for __class__ and bring its own encode().
+    if type(path) is str:
         if "\0" not in path:
             return path.encode(_FS_ENCODING, _FS_ERRORS)
-    elif path.__class__ is bytes and b"\0" not in path:
+    elif type(path) is bytes and b"\0" not in path:
         return path
     if allow_fd and isinstance(path, int):
         return path

@@ -79,7 +79,9 @@ def _into(stub: Any, view: memoryview, fd: int, *rest: Any) -> int:
     from the validated answer frame into `view` (`stub.into`: the same checks); a small one comes as bytes."""
     count = min(len(view), MAX_DATA)
     if count >= _INTO_MIN:
-        return stub.into(view, fd, count, *rest)
+        # Exactly `count` bytes of room: the one-copy route writes an answer's data before its checks, so a lying
+        # host's longer answer must find no room beyond what was asked (it is then copied whole and refused).
+        return stub.into(view[:count], fd, count, *rest)
     data = stub(fd, count, *rest)
     n = len(data)
     view[:n] = data
