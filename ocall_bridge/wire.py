@@ -29,7 +29,7 @@ from typing import Any, NamedTuple
 
 from . import types as T
 from .calls import BY_NUMBER, CALLS, Call
-from .conform import Conform, conformer
+from .conform import Conforming
 from .errors import require
 
 WIRE_VERSION = 1
@@ -466,12 +466,11 @@ def _in_place_codecs(codec: CallCodec) -> tuple[FinishInPlace, UnpackView]:
     return finish_in_place, unpack_view
 
 
-class CallCodec:
+class CallCodec(Conforming):
     """Request and answer layouts of one call, and their compiled fast paths (see `_fast_codecs`)."""
 
     __slots__ = ("call", "number", "request", "answer", "nresults", "pack_request", "unpack_request",
-                 "pack_answer", "pack_result", "unpack_answer", "bytes_answer", "finish_in_place", "unpack_view",
-                 "_conformers")
+                 "pack_answer", "pack_result", "unpack_answer", "bytes_answer", "finish_in_place", "unpack_view")
 
     def __init__(self, c: Call) -> None:
         assert c.number is not None
@@ -497,23 +496,7 @@ class CallCodec:
         self.unpack_view: UnpackView | None = None
         if self.bytes_answer:
             self.finish_in_place, self.unpack_view = _in_place_codecs(self)
-        # Without frames (the sim backend's lean route, conform.py): the values as the other side would decode
-        # them, or None where only the frames can say (then they are used).  Compiled at first use: every row's
-        # at import cost ~40 ms of each start, and only a sim enclave's calls ever use them.
-        self._conformers: tuple[Conform, Conform] | None = None
-
-    def _compiled_conformers(self) -> tuple[Conform, Conform]:
-        if self._conformers is None:
-            self._conformers = (conformer(self.call.params), conformer(self.call.results))
-        return self._conformers
-
-    @property
-    def conform_request(self) -> Conform:
-        return self._compiled_conformers()[0]
-
-    @property
-    def conform_answer(self) -> Conform:
-        return self._compiled_conformers()[1]
+        self._conformers = None  # conform_request / conform_answer (conform.Conforming), compiled at first use
 
 
 CODECS: dict[int, CallCodec] = {c.number: CallCodec(c) for c in CALLS if c.number is not None}
