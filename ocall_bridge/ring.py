@@ -367,14 +367,19 @@ class RingClient:
         d = n - size
         if d < _PLACE_MIN or d > len(buffer):
             return self._copy_out(i, off, n), False
-        # A fresh probe per answer (an anonymous mapping: only its first page is ever touched, ~2 us): a probe
-        # kept per slot was handed to the next thread that took the slot while this answer's header was still
-        # unread, and that thread's answer then overwrote it (a spurious refusal of an honest host).
-        probe = memoryview(_mmap.mmap(-1, n))
+        probe = self._probe(i, n)
         probe[:size] = self._view[off:off + size]
         buffer[:d] = self._view[off + size:off + n]
         self.placed += 1
         return probe[:n], True
+
+    @staticmethod
+    def _probe(i: int, n: int) -> memoryview:
+        """A fresh probe frame for an answer of slot i (an anonymous mapping: only its first page is ever touched,
+        ~2 us).  Not one kept per slot: the slot goes back to the free list before the client reads the header,
+        and the next thread to take it would overwrite a header still unread (a spurious refusal of an honest
+        host)."""
+        return memoryview(_mmap.mmap(-1, n))
 
     def _sleep(self, i: int, h: int, on_wait: Callable[[bool], None] | None) -> None:
         w, bell, p = self._w, self.bells[i], self._polls[i]

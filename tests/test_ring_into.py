@@ -10,11 +10,14 @@ import sys
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from test_ring import SLEEP, RingOnly, honest, pair
 
+from enclave_libc.files import fdio
+from ocall_bridge import host_channel
 from ocall_bridge import ring as R
 from ocall_bridge.client import OcallClient
 from ocall_bridge.errors import HostViolation
@@ -97,6 +100,95 @@ def test_lies_on_the_one_copy_route_are_refused() -> None:
             assert len(ocall.violations) == 1
         finally:
             server.stop()
+
+
+class SlotProbe(R.RingClient):
+    """The negative control: one probe kept per slot, as before the fix."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._kept: dict[int, memoryview] = {}
+
+    def _probe(self, i: int, n: int) -> memoryview:  # type: ignore[override]
+        if i not in self._kept:
+            self._kept[i] = memoryview(R._mmap.mmap(-1, R.SLOT_SIZE))
+        return self._kept[i][:n]
+
+
+@pytest.mark.parametrize("client_class, kept", [(R.RingClient, True), (SlotProbe, False)])
+def test_an_answer_header_survives_the_next_call_on_its_slot(client_class: type, kept: bool) -> None:
+    """The slot is free again as soon as the answer is placed; the next call (another thread's) takes it at once.
+    The first answer's header, not yet checked, must still be its own."""
+    server, client = pair(honest(b"A" * BIG), client_class=client_class)
+    try:
+        size = PREAD.answer.size
+        first, placed = client.roundtrip(PREAD.pack_request(9, (3, BIG, 0)), PREAD.number, None,
+                                         memoryview(bytearray(BIG)), size)
+        assert placed
+        client.roundtrip(PREAD.pack_request(10, (3, BIG, 0)), PREAD.number, None, memoryview(bytearray(BIG)), size)
+        results = PREAD.unpack_view(first, 9)  # None: not a data answer of this call and sequence (refused)
+        if kept:
+            assert results is not None and len(results[0]) == BIG
+        else:
+            assert results is None  # the second answer's header (seq 10) overwrote the first's
+    finally:
+        server.stop()
+
+
+def _too_long(frame: bytes) -> bytes:
+    codec, seq, args = decode_request(frame)
+    return encode_answer(codec, seq, (b"y" * (args[1] + 4096),))
+
+
+@pytest.mark.parametrize("lent", ["count", "negative-control-whole-buffer"])
+def test_a_too_long_answer_finds_no_room_beyond_the_count(lent: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The one-copy route writes an answer's data before the checks refuse it, so the caller lends exactly the
+    count it asked for (files/fdio._into): a lie longer than that is copied whole into private memory and refused,
+    and the program's buffer is untouched.  Lending the whole buffer (the negative control) lets the lie's bytes
+    into it, although the call is refused all the same."""
+    monkeypatch.setattr(fdio, "MAX_DATA", BIG)  # one read's count: a buffer larger than that asks for BIG
+    server, client = pair(_too_long)
+    try:
+        ocall = OcallClient(IntoRing(client))
+        buf = bytearray(2 * BIG)
+        view = memoryview(buf)
+        with pytest.raises(HostViolation, match="pread"):
+            if lent == "count":
+                fdio._into(ocall.stubs.pread, view, 3, 0)
+            else:
+                ocall.stubs.pread.into(view, 3, BIG, 0)
+        assert (buf.count(0) == len(buf)) is (lent == "count")
+    finally:
+        server.stop()
+
+
+class _Handles:
+    def __init__(self, fds: dict[int, int]) -> None:
+        self.fds = fds
+
+    def get(self, handle: int) -> Any:
+        return SimpleNamespace(fd=self.fds[handle])
+
+
+@pytest.mark.parametrize("pseudo_known", [True, False], ids=["pseudo-fs-to-the-pool", "negative-control-inline"])
+def test_a_regular_file_of_a_pseudo_file_system_is_not_served_inline(tmp_path: Path, pseudo_known: bool,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """/proc/kmsg and tracefs's trace_pipe are regular files whose read may wait forever: served inline it would
+    hold the ring thread (every ring call of the enclave) for as long.  A regular file elsewhere is inline."""
+    if not pseudo_known:
+        monkeypatch.setattr(host_channel, "_PSEUDO_DEVICES", frozenset())
+    (tmp_path / "plain").write_bytes(b"x")
+    proc = os.open("/proc/self/status", os.O_RDONLY)
+    plain = os.open(tmp_path / "plain", os.O_RDONLY)
+    try:
+        channel = SimpleNamespace(_regular={}, host=SimpleNamespace(handles=_Handles({1: proc, 2: plain})))
+        read = codec_for("read")
+        quick = host_channel.HostChannel._quick
+        assert quick(channel, read.pack_request(1, (2, 16))) is True
+        assert quick(channel, read.pack_request(2, (1, 16))) is (not pseudo_known)
+    finally:
+        os.close(proc)
+        os.close(plain)
 
 
 # -- waits ---------------------------------------------------------------------------------------------------
