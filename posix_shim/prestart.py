@@ -30,8 +30,8 @@ from collections.abc import Callable, Sequence
 # its library is, its encoding, hash seed, warnings), and the policy adds what it grants.  The program's
 # os.environ is served by the host under the same policy.
 INTERPRETER_ENV = ("PYTHONPATH", "PYTHONHOME", "PYTHONIOENCODING", "PYTHONUTF8", "PYTHONHASHSEED",
-                   "PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED", "PYTHONWARNINGS", "PYTHONDEVMODE",
-                   "PYTHONNOUSERSITE", "PYTHONMALLOC", "PYTHONFAULTHANDLER", "PYTHONINTMAXSTRDIGITS",
+                   "PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX", "PYTHONUNBUFFERED", "PYTHONWARNINGS",
+                   "PYTHONDEVMODE", "PYTHONNOUSERSITE", "PYTHONMALLOC", "PYTHONFAULTHANDLER", "PYTHONINTMAXSTRDIGITS",
                    "LANG", "LC_ALL", "LC_CTYPE", "TZ")
 
 # Where the host keeps its platform files (sealing secret, quote key): the enclave side must compute the same

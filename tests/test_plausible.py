@@ -115,6 +115,12 @@ def _run(tmp: Path, backend: str, program: str, options: list[str], trace: Path)
     (tmp / "app.py").write_text(program)
     env = dict(os.environ)
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    # The lies are placed by counting calls in the honest run, and modules the runtime imports late (tracing,
+    # after the enclave process confined itself) are read through the host: the honest and the lying run must
+    # find the same bytecode.  Another test writing __pycache__ in between would change the count, so both runs
+    # read (and write) none there.
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    env["PYTHONPYCACHEPREFIX"] = str(tmp.parent / "no-pycache")
     master, slave = os.openpty()
     try:
         return subprocess.run([sys.executable, "-m", "posix_shim", "--backend", backend, "--allow-net",
