@@ -240,8 +240,6 @@ class RingClient:
         self._probes = [0] * (_MAX_CALL + 1)
         self.sleeps = 0  # waits that ended in a blocking sleep (for benchmarks)
         self.placed = 0  # answers whose data took the one-copy route (for tests and benchmarks)
-        # Per slot: a private frame the one-copy route copies an answer's header into (see _place).  Anonymous
-        # and private: only its first page is ever touched; it holds no descriptor.
         self._free = list(range(nslots - 1, -1, -1))
         self._abandoned: list[int] = []
         self._polls = []
@@ -371,7 +369,7 @@ class RingClient:
         probe[:size] = self._view[off:off + size]
         buffer[:d] = self._view[off + size:off + n]
         self.placed += 1
-        return probe[:n], True
+        return probe, True
 
     @staticmethod
     def _probe(i: int, n: int) -> memoryview:
